@@ -1,0 +1,194 @@
+// Package client is a Go client for the Stratix traces API (LayerLens), as
+// described in shared/stratix-api.md: typed, context-aware, and without
+// retries of its own (the uploader owns retries).
+//
+// It knows nothing of files on disk, of the store or of syncing rules.
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// DefaultBaseURL is the API the official SDK talks to when none is given.
+const DefaultBaseURL = "https://api.layerlens.ai/api/v1"
+
+// MaxFileSize is the largest file the API accepts (50 MiB); the SDK refuses
+// larger files before any request, and so do we.
+const MaxFileSize int64 = 50 << 20
+
+// ErrNoAPIKey is returned by New when Config.APIKey is empty.
+var ErrNoAPIKey = errors.New("no API key: set LAYERLENS_STRATIX_API_KEY or pass --api-key-file")
+
+// ErrUnsupportedType is returned for a filename that is neither .json nor .jsonl.
+var ErrUnsupportedType = errors.New("unsupported file type: only .json and .jsonl are accepted")
+
+// ContentType returns the content type the API expects for a filename:
+// application/jsonl for .jsonl, application/json for .json.
+func ContentType(filename string) (string, error) {
+	switch strings.ToLower(filepath.Ext(filename)) {
+	case ".jsonl":
+		return "application/jsonl", nil
+	case ".json":
+		return "application/json", nil
+	}
+	return "", fmt.Errorf("%s: %w", filename, ErrUnsupportedType)
+}
+
+// Config configures a Client. The zero value of each optional field is noted.
+type Config struct {
+	BaseURL        string       // empty: DefaultBaseURL
+	APIKey         string       // required; never logged, never in an error
+	HTTPClient     *http.Client // nil: a client with a 5 s connect timeout and no total timeout (deadlines come from the context)
+	UserAgent      string       // empty: "tracesync"
+	OrganizationID string       // empty: discovered (GET /organizations)
+	ProjectID      string       // empty: the organization's first project
+	ProjectName    string       // when set and ProjectID is empty: the project of that name
+}
+
+// Target names where traces go: one namespace of the store.
+type Target struct {
+	BaseURL        string
+	OrganizationID string
+	ProjectID      string
+}
+
+// String is the target's stable key: base URL, organization and project.
+func (t Target) String() string {
+	return strings.TrimRight(t.BaseURL, "/") + "|" + t.OrganizationID + "|" + t.ProjectID
+}
+
+// Organization is the body of GET /organizations.
+type Organization struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	OwnerID  string    `json:"owner_id"`
+	Projects []Project `json:"projects"`
+}
+
+// Project is one project of an Organization.
+type Project struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Presigned is the answer of presign: where to PUT the bytes.
+type Presigned struct {
+	OrganizationID string `json:"organization_id"`
+	ProjectID      string `json:"project_id"`
+	URL            string `json:"url"`
+}
+
+// Trace is one trace as the API returns it.
+type Trace struct {
+	ID             string         `json:"id"`
+	OrganizationID string         `json:"organization_id"`
+	ProjectID      string         `json:"project_id"`
+	CreatedAt      time.Time      `json:"created_at"`
+	Filename       *string        `json:"filename"`
+	Data           map[string]any `json:"data"`
+	Input          *string        `json:"input"`
+	IntegrationID  *string        `json:"integration_id"`
+}
+
+// Evaluation is one entry of TraceWithEvaluations.LastEvaluations.
+type Evaluation struct {
+	JudgeID      string    `json:"judge_id"`
+	JudgeName    string    `json:"judge_name"`
+	JudgeVersion any       `json:"judge_version"`
+	CreatedAt    time.Time `json:"created_at"`
+	Passed       bool      `json:"passed"`
+}
+
+// TraceWithEvaluations is a Trace as list returns it.
+type TraceWithEvaluations struct {
+	Trace
+	EvaluationsCount int          `json:"evaluations_count"`
+	LastEvaluations  []Evaluation `json:"last_evaluations"`
+}
+
+// ListOptions are the list filters of the SDK. Zero values are not sent,
+// except Page and PageSize, which are always sent (defaults 1 and 100;
+// PageSize is clamped to 1..500).
+type ListOptions struct {
+	Page      int
+	PageSize  int
+	Source    string
+	JudgeID   string
+	Status    string
+	TimeRange string // e.g. "7d", "30d"
+	Search    string
+	SortBy    string // e.g. "created_at"
+	SortOrder string // "asc" or "desc"
+}
+
+// ListResult is one page of list.
+type ListResult struct {
+	Traces     []TraceWithEvaluations `json:"traces"`
+	Count      int                    `json:"count"`
+	TotalCount int                    `json:"total_count"`
+}
+
+// Class is what the uploader should do after an error. The client decides
+// it, next to the code that knows the API (stratix-api.md, "Errors").
+type Class uint8
+
+const (
+	// ClassTransient: network failure, timeout, 408, 429, 5xx: back off and retry
+	// (waiting at least RetryAfter when the server gave one).
+	ClassTransient Class = iota + 1
+	// ClassPermanent: 400, 404 (outside delete), 409, 413, 422, or a local
+	// refusal (too large, wrong type): quarantine the file with the message.
+	ClassPermanent
+	// ClassAuth: 401, or 403 on an API call: the key is wrong; pause every worker.
+	ClassAuth
+	// ClassRepresign: the presigned URL expired or its signature does not
+	// match (403 on the PUT): presign again, do not back off on the same URL.
+	ClassRepresign
+	// ClassNotFound: 404; on delete this means already gone (done).
+	ClassNotFound
+	// ClassCanceled: the context was canceled; not a failure of the file.
+	ClassCanceled
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassTransient:
+		return "transient"
+	case ClassPermanent:
+		return "permanent"
+	case ClassAuth:
+		return "auth"
+	case ClassRepresign:
+		return "represign"
+	case ClassNotFound:
+		return "not-found"
+	case ClassCanceled:
+		return "canceled"
+	}
+	return fmt.Sprintf("class(%d)", uint8(c))
+}
+
+// APIError is a non-2xx answer of the API or of the presigned PUT.
+type APIError struct {
+	Op         string        // "presign", "put", "create", "get", "list", "delete", "sources", "organizations"
+	StatusCode int           // HTTP status
+	Code       string        // S3 error code for the PUT (e.g. "AccessDenied", "SignatureDoesNotMatch"), else empty
+	Message    string        // the server's message ({"error": ...}, {"detail": ...} or S3 <Message>)
+	RetryAfter time.Duration // from Retry-After (seconds or HTTP date); zero when absent
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.StatusCode)
+	}
+	if e.Code != "" {
+		return fmt.Sprintf("%s: HTTP %d %s: %s", e.Op, e.StatusCode, e.Code, msg)
+	}
+	return fmt.Sprintf("%s: HTTP %d: %s", e.Op, e.StatusCode, msg)
+}

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tracesync/tracesync/internal/logging"
+)
+
+// version is set at build time: go build -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit codes, decided here and nowhere else (design.md, "Operating it").
+const (
+	exitOK      = 0
+	exitFailure = 1 // runtime failure, or (backfill) any file that failed for good
+	exitUsage   = 2 // usage or configuration error
+)
+
+// exitError carries an exit code up to Main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErrorf is a usage or configuration error: exit code 2.
+func usageErrorf(format string, a ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+// asUsage marks err as a usage or configuration error: exit code 2.
+func asUsage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitError{code: exitUsage, err: err}
+}
+
+// failed is a runtime outcome that is not an error message of its own
+// (e.g. a backfill that quarantined files): exit code 1, message already shown.
+var errSilentFailure = errors.New("failed")
+
+// globals are the flags and environment every command shares. One value per
+// invocation; no package-level state.
+type globals struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+
+	baseURL        string
+	apiKeyFile     string
+	organizationID string
+	projectID      string
+	projectName    string
+	stateDir       string
+	logLevel       string
+	logFormat      string
+
+	log zerolog.Logger // built in PersistentPreRunE
+}
+
+// Main runs the tracesync command line and returns the process exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, log: zerolog.Nop()}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitFailure
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+	case isCobraUsageError(err):
+		code = exitUsage
+	}
+	if !errors.Is(err, errSilentFailure) {
+		fmt.Fprintf(stderr, "tracesync: %v\n", err)
+	}
+	return code
+}
+
+// isCobraUsageError tells cobra's own argument and flag errors, which it
+// returns as plain errors, from runtime failures.
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag"} {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newRootCmd(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "tracesync",
+		Short: "Keep folders of trace files in sync with the Stratix traces API",
+		Long: `tracesync watches folders of *.json and *.jsonl trace files and uploads each
+new file exactly once to the Stratix traces API (LayerLens), remembering in a
+local store which traces it became. It runs as a daemon (run), as a one-shot
+backfill (backfill), or as a self-contained demo on an embedded local API (demo).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd, g.getenv); err != nil {
+				return asUsage(err)
+			}
+			log, err := logging.New(g.stderr, g.logLevel, g.logFormat)
+			if err != nil {
+				return asUsage(err)
+			}
+			g.log = log
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.baseURL, "base-url", "", "Stratix API base URL (env LAYERLENS_STRATIX_BASE_URL; default "+defaultBaseURLHelp+")")
+	pf.StringVar(&g.apiKeyFile, "api-key-file", "", "file holding the API key (env TRACESYNC_API_KEY_FILE; under systemd $CREDENTIALS_DIRECTORY/api-key); the key itself is read only from LAYERLENS_STRATIX_API_KEY or a file, never a flag")
+	pf.StringVar(&g.organizationID, "organization-id", "", "organization to use (default: the one the API key belongs to)")
+	pf.StringVar(&g.projectID, "project-id", "", "project to use (default: the organization's first project)")
+	pf.StringVar(&g.projectName, "project", "", "project to use, by name (ignored when --project-id is set)")
+	pf.StringVar(&g.stateDir, "state-dir", "", "state directory (env TRACESYNC_STATE_DIR; default $STATE_DIRECTORY, else $XDG_STATE_HOME/tracesync, else ~/.local/state/tracesync)")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&g.logFormat, "log-format", "auto", "log format: auto (console on a terminal, JSON otherwise), json, console")
+
+	root.AddCommand(
+		newVersionCmd(g),
+		newTracesCmd(g),
+		newStatusCmd(g),
+		newFilesCmd(g),
+		newRetryCmd(g),
+		newForgetCmd(g),
+		newStateCmd(g),
+		newRunCmd(g),
+		newBackfillCmd(g),
+		newDemoCmd(g),
+		newReconcileCmd(g),
+		newCheckConfigCmd(g),
+	)
+	return root
+}
+
+const defaultBaseURLHelp = "https://api.layerlens.ai/api/v1"
+
+func newVersionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(g.stdout, "tracesync %s\n", version)
+			return err
+		},
+	}
+}
+
+// envAliases are the environment variables a flag is read from besides
+// TRACESYNC_<FLAG>, first match wins.
+var envAliases = map[string][]string{
+	"base-url": {"LAYERLENS_STRATIX_BASE_URL", "LAYERLENS_ATLAS_BASE_URL"},
+}
+
+// applyEnv sets every flag the user did not give from the environment:
+// TRACESYNC_<FLAG> (upper case, dashes as underscores), plus envAliases.
+func applyEnv(cmd *cobra.Command, getenv func(string) string) error {
+	var errs []error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed || f.Name == "help" {
+			return
+		}
+		names := append([]string{"TRACESYNC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))}, envAliases[f.Name]...)
+		for _, name := range names {
+			v := getenv(name)
+			if v == "" {
+				continue
+			}
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				if err := sv.Replace(splitList(v)); err != nil {
+					errs = append(errs, fmt.Errorf("environment %s=%q for --%s: %w", name, v, f.Name, err))
+				}
+			} else if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("environment %s=%q for --%s: %w", name, v, f.Name, err))
+			}
+			f.Changed = true
+			return
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// splitList splits a list given in one environment variable, by commas.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// apiKey returns the API key and where it came from (for messages; never the
+// key itself). Order: LAYERLENS_STRATIX_API_KEY (or LAYERLENS_ATLAS_API_KEY),
+// --api-key-file / TRACESYNC_API_KEY_FILE, $CREDENTIALS_DIRECTORY/api-key.
+func (g *globals) apiKey() (key, source string, err error) {
+	for _, name := range []string{"LAYERLENS_STRATIX_API_KEY", "LAYERLENS_ATLAS_API_KEY"} {
+		if v := strings.TrimSpace(g.getenv(name)); v != "" {
+			return v, "environment variable " + name, nil
+		}
+	}
+	file := g.apiKeyFile
+	if file == "" {
+		if dir := g.getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+			file = filepath.Join(dir, "api-key")
+		}
+	}
+	if file == "" {
+		return "", "", asUsage(errors.New("no API key: set LAYERLENS_STRATIX_API_KEY, or put the key in a file and pass --api-key-file FILE (under systemd: LoadCredential=api-key:/etc/tracesync/api-key)"))
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", "", asUsage(fmt.Errorf("read API key file: %w (pass --api-key-file or set LAYERLENS_STRATIX_API_KEY)", err))
+	}
+	key = strings.TrimSpace(string(b))
+	if key == "" {
+		return "", "", asUsage(fmt.Errorf("API key file %s is empty: put the key in it", file))
+	}
+	return key, "file " + file, nil
+}
+
+// resolvedBaseURL is --base-url (or its environment) else the default.
+func (g *globals) resolvedBaseURL() string {
+	if g.baseURL != "" {
+		return g.baseURL
+	}
+	return defaultBaseURLHelp
+}
+
+// resolveStateDir returns the state directory: --state-dir or
+// TRACESYNC_STATE_DIR, else $STATE_DIRECTORY (systemd; the first of a
+// colon-separated list), else $XDG_STATE_HOME/tracesync, else
+// ~/.local/state/tracesync.
+func (g *globals) resolveStateDir() (string, error) {
+	if g.stateDir != "" {
+		return filepath.Abs(g.stateDir)
+	}
+	if v := g.getenv("STATE_DIRECTORY"); v != "" {
+		return strings.Split(v, ":")[0], nil
+	}
+	if v := g.getenv("XDG_STATE_HOME"); v != "" {
+		return filepath.Join(v, "tracesync"), nil
+	}
+	home := g.getenv("HOME")
+	if home == "" {
+		h, err := os.UserHomeDir()
+		if err != nil {
+			return "", asUsage(errors.New("cannot find a state directory: pass --state-dir or set TRACESYNC_STATE_DIR"))
+		}
+		home = h
+	}
+	return filepath.Join(home, ".local", "state", "tracesync"), nil
+}

@@ -1,0 +1,145 @@
+// Package store is tracesync's memory: one bbolt file that records, per
+// target (base URL + organization + project), what each local path holds,
+// which traces each content became, the upload intents that make a crash
+// safe, and the remote deletes still to do.
+//
+// It knows nothing of HTTP, fsnotify or the rules of syncing: the uploader
+// decides, the store keeps what was decided, durably and consistently.
+package store
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Hash is the SHA-256 of a content's exact bytes (design.md rule 1).
+type Hash [32]byte
+
+// String returns the hash in lower-case hex.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// IsZero reports whether the hash is unset (a path not hashed yet).
+func (h Hash) IsZero() bool { return h == Hash{} }
+
+// ParseHash parses a 64-character hex SHA-256.
+func ParseHash(s string) (Hash, error) {
+	var h Hash
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, fmt.Errorf("parse hash %q: want 64 hex characters", s)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// State is where a path stands. The names are user-facing: they appear in
+// `tracesync status`, `tracesync files --state` and the metrics.
+type State string
+
+const (
+	// StatePending: seen and not yet uploaded (settling, queued, hashing or in flight).
+	StatePending State = "pending"
+	// StateRetrying: a transient failure happened; NextAttempt says when the next try is.
+	StateRetrying State = "retrying"
+	// StateUploaded: the path's content has traces (uploaded, or linked to an earlier upload).
+	StateUploaded State = "uploaded"
+	// StateQuarantined: it can never succeed as it is; LastError says why.
+	// It is retried when its bytes change or on `tracesync retry`.
+	StateQuarantined State = "quarantined"
+	// StateSkipped: nothing to upload (an empty file).
+	StateSkipped State = "skipped"
+	// StateRemoved: the file is gone; the record is kept for the retention period, then pruned.
+	StateRemoved State = "removed"
+)
+
+// States lists every state in display order.
+var States = []State{StatePending, StateRetrying, StateUploaded, StateQuarantined, StateSkipped, StateRemoved}
+
+// Valid reports whether s is one of States.
+func (s State) Valid() bool {
+	for _, v := range States {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// PathRecord is what the store knows of one local path.
+type PathRecord struct {
+	Path string // absolute and cleaned; the key
+	Root string // the watched root the path was found under
+
+	Hash    Hash // zero until the path has been hashed
+	Size    int64
+	ModTime time.Time
+	Dev     uint64
+	Ino     uint64
+
+	State       State
+	Attempts    int       // upload attempts for the current content; reset when the content changes
+	NextAttempt time.Time // zero means as soon as possible
+	LastError   string    // the last failure, user-facing: what happened and what to do
+
+	FirstSeen time.Time
+	UpdatedAt time.Time
+	RemovedAt time.Time // set when State is StateRemoved
+}
+
+// Content is one distinct content (by hash) that has been uploaded.
+type Content struct {
+	Hash       Hash
+	Filename   string // the basename it was uploaded as
+	Size       int64
+	TraceIDs   []string
+	UploadedAt time.Time
+}
+
+// Phase is how far an upload intent got.
+type Phase uint8
+
+const (
+	// PhasePresign: presign or PUT may have run, create has not been called.
+	// Redoing the upload from the start is safe.
+	PhasePresign Phase = 1
+	// PhaseCreate: create may have run. Before any new upload of this
+	// content, the project's traces must be listed and adopted (rule 9).
+	PhaseCreate Phase = 2
+)
+
+// Intent is written before presign and cleared in the same transaction that
+// records the traces (design.md rule 9). Keyed by Hash.
+type Intent struct {
+	Hash      Hash
+	Path      string // the path being uploaded
+	Filename  string // the basename sent to presign and create
+	Size      int64
+	Phase     Phase
+	StartedAt time.Time // when this phase began; traces created before it are not ours
+}
+
+// Delete is one remote trace delete still to do (design.md rule 4).
+// Keyed by TraceID.
+type Delete struct {
+	TraceID     string
+	Hash        Hash // the content the trace belonged to
+	Attempts    int
+	NextAttempt time.Time // zero means as soon as possible
+	LastError   string
+	QueuedAt    time.Time
+}
+
+// Counts is the number of paths in each state, plus the totals
+// `tracesync status` shows.
+type Counts struct {
+	Files          map[State]int
+	Contents       int // distinct uploaded contents
+	Traces         int // trace ids recorded across contents
+	DeletesPending int
+	Intents        int
+}
+
+// ErrNotFound is returned when a path, content, intent or delete has no record.
+var ErrNotFound = errors.New("store: not found")

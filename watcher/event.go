@@ -1,0 +1,85 @@
+// Package watcher turns folders into a stream of events: this path is ready
+// (settled and stable), this path is gone, a scan finished, a root vanished.
+//
+// It knows nothing of uploads, hashes or the store: the engine tells it what
+// it already knows through Config.Known, and sends paths back to settling
+// with Resettle.
+package watcher
+
+import (
+	"fmt"
+	"io/fs"
+	"time"
+)
+
+// Stat is the identity of a file's bytes as the restart fast path sees it.
+type Stat struct {
+	Dev     uint64
+	Ino     uint64
+	Size    int64
+	ModTime time.Time
+	Mode    fs.FileMode
+}
+
+// Kind says what an Event means.
+type Kind uint8
+
+const (
+	// Ready: Path has settled (no event for the settle time, size and mtime
+	// stable across two stats). Stat is the second stat.
+	Ready Kind = iota + 1
+	// Removed: Path (a file, or a directory and everything under it) has
+	// been gone for the removal grace period. The consumer verifies with
+	// lstat before acting.
+	Removed
+	// Incomplete: Path has been sent back to settling by Resettle for
+	// longer than the settle timeout.
+	Incomplete
+	// ScanDone: a full scan of Root finished (initial, periodic, overflow or
+	// requested). Scan says what it met.
+	ScanDone
+	// RootGone: Root is missing, not a directory, on another device than
+	// when first seen, or lacks its marker file. Reason says which. The
+	// consumer must not treat its files as removed.
+	RootGone
+	// RootBack: Root is usable again; a full scan follows.
+	RootBack
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Ready:
+		return "ready"
+	case Removed:
+		return "removed"
+	case Incomplete:
+		return "incomplete"
+	case ScanDone:
+		return "scan-done"
+	case RootGone:
+		return "root-gone"
+	case RootBack:
+		return "root-back"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// ScanSummary describes one finished full scan of a root.
+type ScanSummary struct {
+	Files     int    // files matched by the include/exclude rules
+	Unchanged int    // of those, answered "unchanged" by Config.Known (not reported Ready)
+	Errors    int    // I/O errors met (permission denied, EIO, ...); >0 means the scan is not trustworthy for removals
+	FirstErr  string // the first error, for the log
+	RootDev   uint64 // the device the root is on
+	Started   time.Time
+}
+
+// Event is one thing the watcher tells its consumer.
+type Event struct {
+	Kind   Kind
+	Root   string // the configured root (absolute, cleaned) the event belongs to
+	Path   string // absolute; empty for ScanDone, RootGone, RootBack
+	Stat   Stat   // for Ready
+	Scan   ScanSummary
+	Reason string // for RootGone and Incomplete: human-readable why
+}
