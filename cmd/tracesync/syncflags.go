@@ -1,0 +1,206 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tracesync/tracesync/client"
+)
+
+// syncFlags are the flags run and backfill share (check-config may reuse
+// them). Each is also read from TRACESYNC_<FLAG> by applyEnv.
+type syncFlags struct {
+	workers         int
+	include         []string
+	exclude         []string
+	settle          time.Duration
+	settleTimeout   time.Duration
+	rescanInterval  time.Duration
+	deleteOnRemove  bool
+	maxDelete       int
+	maxFileSize     byteSize
+	rateLimit       float64
+	metricsAddr     string
+	shutdownTimeout time.Duration
+	noRecursive     bool
+	followSymlinks  bool
+	poll            time.Duration
+	rootMarker      string
+}
+
+// Defaults of the shared flags.
+const (
+	defaultWorkers         = 4
+	defaultSettle          = time.Second
+	defaultSettleTimeout   = 10 * time.Minute
+	defaultRescanInterval  = 10 * time.Minute
+	defaultMaxDelete       = 100
+	defaultShutdownTimeout = 30 * time.Second
+)
+
+// dirsEnv is the environment variable read for the folders when no DIR
+// argument is given: a comma-separated list.
+const dirsEnv = "TRACESYNC_DIRS"
+
+// addSyncFlags defines the shared flags on fs, with their defaults, into f.
+func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
+	f.maxFileSize = byteSize(client.MaxFileSize)
+	fs.IntVar(&f.workers, "workers", defaultWorkers, "uploads in flight at once")
+	fs.StringSliceVar(&f.include, "include", []string{"*.json", "*.jsonl"}, "glob of file names to sync (repeatable, or comma-separated)")
+	fs.StringSliceVar(&f.exclude, "exclude", nil, "glob of file names or paths to skip, on top of the temporary names always skipped (.*, *.tmp, *.part, *.swp, *~)")
+	fs.DurationVar(&f.settle, "settle", defaultSettle, "quiet time before a file counts as written")
+	fs.DurationVar(&f.settleTimeout, "settle-timeout", defaultSettleTimeout, "how long a file may stay incomplete (unparsable .json, .jsonl without final newline) before it is quarantined")
+	fs.DurationVar(&f.rescanInterval, "rescan-interval", defaultRescanInterval, "full rescan of every folder this often, as a safety net (0 disables)")
+	fs.BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "delete a file's traces remotely when no local file holds its content any more")
+	fs.IntVar(&f.maxDelete, "max-delete", defaultMaxDelete, "hold back deletes when one rescan would remove more tracked files than this (confirm with tracesync reconcile --confirm)")
+	fs.Var(&f.maxFileSize, "max-file-size", "largest file to upload, e.g. 10MiB (at most and by default 50MiB, the API's limit); larger files are quarantined")
+	fs.Float64Var(&f.rateLimit, "rate-limit", 0, "API requests per second at most (0: no limit)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9464 (empty: off)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight uploads may take to finish")
+	fs.BoolVar(&f.noRecursive, "no-recursive", false, "watch only the top level of each folder")
+	fs.BoolVar(&f.followSymlinks, "follow-symlinks", false, "follow symbolic links (never out of a folder)")
+	fs.DurationVar(&f.poll, "poll", 0, "poll every INTERVAL instead of using inotify (for NFS, SMB); 0 uses inotify")
+	fs.StringVar(&f.rootMarker, "root-marker", "", "a file that must exist in each folder (like .stfolder); without it the folder counts as unmounted and nothing is deleted")
+}
+
+// validate checks the shared flags; every error says how to fix it.
+func (f *syncFlags) validate() error {
+	var errs []error
+	if f.workers < 1 || f.workers > 256 {
+		errs = append(errs, fmt.Errorf("--workers %d: use 1 to 256", f.workers))
+	}
+	if f.settle <= 0 {
+		errs = append(errs, fmt.Errorf("--settle %s: use a positive duration such as 1s", f.settle))
+	}
+	if f.settleTimeout < f.settle {
+		errs = append(errs, fmt.Errorf("--settle-timeout %s: must be at least --settle (%s)", f.settleTimeout, f.settle))
+	}
+	if f.rescanInterval < 0 {
+		errs = append(errs, fmt.Errorf("--rescan-interval %s: use 0 (off) or a positive duration such as 10m", f.rescanInterval))
+	} else if f.rescanInterval > 0 && f.rescanInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--rescan-interval %s: use at least 1s (or 0 to disable)", f.rescanInterval))
+	}
+	if f.maxDelete < 0 {
+		errs = append(errs, fmt.Errorf("--max-delete %d: use 0 or more", f.maxDelete))
+	}
+	if f.maxFileSize <= 0 || int64(f.maxFileSize) > client.MaxFileSize {
+		errs = append(errs, fmt.Errorf("--max-file-size %s: use 1 byte to 50MiB (the API refuses larger files)", &f.maxFileSize))
+	}
+	if f.rateLimit < 0 {
+		errs = append(errs, fmt.Errorf("--rate-limit %g: use 0 (no limit) or a positive number of requests per second", f.rateLimit))
+	}
+	if f.shutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: use 0 or a positive duration such as 30s", f.shutdownTimeout))
+	}
+	if f.poll < 0 || (f.poll > 0 && f.poll < 10*time.Millisecond) {
+		errs = append(errs, fmt.Errorf("--poll %s: use 0 (inotify) or an interval of at least 10ms", f.poll))
+	}
+	if strings.ContainsRune(f.rootMarker, filepath.Separator) {
+		errs = append(errs, fmt.Errorf("--root-marker %q: give a file name, not a path", f.rootMarker))
+	}
+	for _, pats := range [][]string{f.include, f.exclude} {
+		for _, p := range pats {
+			if _, err := filepath.Match(p, ""); err != nil {
+				errs = append(errs, fmt.Errorf("glob %q: %w (quote it, and check brackets)", p, err))
+			}
+		}
+	}
+	if len(f.include) == 0 {
+		errs = append(errs, errors.New("--include is empty: give at least one glob such as *.json"))
+	}
+	return asUsage(errors.Join(errs...))
+}
+
+// resolveDirs returns the folders to sync: the DIR arguments, else
+// TRACESYNC_DIRS (comma-separated). Each must be an existing directory;
+// the result is absolute, cleaned and without duplicates.
+func resolveDirs(args []string, getenv func(string) string) ([]string, error) {
+	dirs := args
+	if len(dirs) == 0 {
+		dirs = splitList(getenv(dirsEnv))
+	}
+	if len(dirs) == 0 {
+		return nil, usageErrorf("no folder to sync: pass DIR... or set %s=/path/one,/path/two", dirsEnv)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range dirs {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return nil, usageErrorf("folder %q: %v", d, err)
+		}
+		fi, err := os.Stat(abs)
+		if err != nil {
+			return nil, usageErrorf("folder %s: %v (create it, or fix the path)", abs, errors.Unwrap(err))
+		}
+		if !fi.IsDir() {
+			return nil, usageErrorf("%s is not a directory: pass folders, not files", abs)
+		}
+		if seen[abs] {
+			continue
+		}
+		seen[abs] = true
+		out = append(out, abs)
+	}
+	for i, a := range out {
+		for j, b := range out {
+			if i != j && strings.HasPrefix(a, b+string(filepath.Separator)) {
+				return nil, usageErrorf("folder %s is inside %s: pass only %s", a, b, b)
+			}
+		}
+	}
+	return out, nil
+}
+
+// byteSize is a flag value in bytes that accepts unit suffixes: 52428800,
+// 50MiB, 10MB, 512KiB, 1GiB.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	switch {
+	case n > 0 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", n>>30)
+	case n > 0 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n > 0 && n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Type() string { return "size" }
+
+func (b *byteSize) Set(s string) error {
+	n, err := parseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
+		i++
+	}
+	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]float64{"": 1, "b": 1,
+		"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+		"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+		"g": 1 << 30, "gib": 1 << 30, "gb": 1e9}[unit]
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || v < 0 {
+		return 0, fmt.Errorf("size %q: use bytes or a number with KiB, MiB, GiB, KB, MB or GB", s)
+	}
+	return int64(v * mult), nil
+}
