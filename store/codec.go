@@ -1,0 +1,272 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Values are encoded in a small binary format of our own: a format byte,
+// then fields as varints and length-prefixed strings. It is compact, cheap
+// to decode (the restart fast path decodes one record per file) and every
+// decode copies out of the bbolt page, so no value aliases mmap'd memory.
+
+// recordFormat is the first byte of every encoded value. A value with
+// another first byte is refused as corrupt.
+const recordFormat byte = 1
+
+type encoder struct{ b []byte }
+
+func (e *encoder) byte1(v byte)     { e.b = append(e.b, v) }
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
+func (e *encoder) hash(h Hash)      { e.b = append(e.b, h[:]...) }
+func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *encoder) strs(ss []string) {
+	e.uvarint(uint64(len(ss)))
+	for _, s := range ss {
+		e.str(s)
+	}
+}
+func (e *encoder) time(t time.Time) {
+	if t.IsZero() {
+		e.byte1(0)
+		return
+	}
+	e.byte1(1)
+	e.varint(t.Unix())
+	e.uvarint(uint64(t.Nanosecond()))
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = ErrCorrupt
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte1() byte {
+	if len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) hash() Hash {
+	var h Hash
+	if len(d.b) < len(h) {
+		d.fail()
+		return h
+	}
+	copy(h[:], d.b)
+	d.b = d.b[len(h):]
+	return h
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail()
+		return ""
+	}
+	s := string(d.b[:n]) // copies: never alias the bbolt page
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) strs() []string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) { // each string takes at least one byte
+		d.fail()
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		out = append(out, d.str())
+	}
+	return out
+}
+
+func (d *decoder) time() time.Time {
+	switch d.byte1() {
+	case 0:
+		return time.Time{}
+	case 1:
+		sec := d.varint()
+		nsec := d.uvarint()
+		if nsec >= 1e9 {
+			d.fail()
+			return time.Time{}
+		}
+		return time.Unix(sec, int64(nsec)).UTC()
+	default:
+		d.fail()
+		return time.Time{}
+	}
+}
+
+// start checks the format byte.
+func (d *decoder) start() {
+	if d.byte1() != recordFormat {
+		d.fail()
+	}
+}
+
+func (d *decoder) finish(what string, key []byte) error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = ErrCorrupt
+	}
+	if d.err != nil {
+		return fmt.Errorf("decode %s %q: %w", what, key, d.err)
+	}
+	return nil
+}
+
+// encodePath encodes a PathRecord; the path itself is the key.
+func encodePath(r *PathRecord) []byte {
+	e := encoder{b: make([]byte, 0, 96+len(r.Root)+len(r.LastError))}
+	e.byte1(recordFormat)
+	e.str(r.Root)
+	e.hash(r.Hash)
+	e.varint(r.Size)
+	e.time(r.ModTime)
+	e.uvarint(r.Dev)
+	e.uvarint(r.Ino)
+	e.str(string(r.State))
+	e.varint(int64(r.Attempts))
+	e.time(r.NextAttempt)
+	e.str(r.LastError)
+	e.time(r.FirstSeen)
+	e.time(r.UpdatedAt)
+	e.time(r.RemovedAt)
+	return e.b
+}
+
+func decodePath(key, v []byte) (PathRecord, error) {
+	d := decoder{b: v}
+	d.start()
+	r := PathRecord{Path: string(key)}
+	r.Root = d.str()
+	r.Hash = d.hash()
+	r.Size = d.varint()
+	r.ModTime = d.time()
+	r.Dev = d.uvarint()
+	r.Ino = d.uvarint()
+	r.State = State(d.str())
+	r.Attempts = int(d.varint())
+	r.NextAttempt = d.time()
+	r.LastError = d.str()
+	r.FirstSeen = d.time()
+	r.UpdatedAt = d.time()
+	r.RemovedAt = d.time()
+	return r, d.finish("path", key)
+}
+
+// encodeContent encodes a Content; the hash is the key.
+func encodeContent(c *Content) []byte {
+	e := encoder{b: make([]byte, 0, 64+len(c.Filename)+40*len(c.TraceIDs))}
+	e.byte1(recordFormat)
+	e.str(c.Filename)
+	e.varint(c.Size)
+	e.strs(c.TraceIDs)
+	e.time(c.UploadedAt)
+	return e.b
+}
+
+func decodeContent(key, v []byte) (Content, error) {
+	var c Content
+	if len(key) != len(c.Hash) {
+		return c, fmt.Errorf("decode content key %x: %w", key, ErrCorrupt)
+	}
+	copy(c.Hash[:], key)
+	d := decoder{b: v}
+	d.start()
+	c.Filename = d.str()
+	c.Size = d.varint()
+	c.TraceIDs = d.strs()
+	c.UploadedAt = d.time()
+	return c, d.finish("content", key)
+}
+
+// encodeIntent encodes an Intent; the hash is the key.
+func encodeIntent(i *Intent) []byte {
+	e := encoder{b: make([]byte, 0, 48+len(i.Path)+len(i.Filename))}
+	e.byte1(recordFormat)
+	e.str(i.Path)
+	e.str(i.Filename)
+	e.varint(i.Size)
+	e.byte1(byte(i.Phase))
+	e.time(i.StartedAt)
+	return e.b
+}
+
+func decodeIntent(key, v []byte) (Intent, error) {
+	var i Intent
+	if len(key) != len(i.Hash) {
+		return i, fmt.Errorf("decode intent key %x: %w", key, ErrCorrupt)
+	}
+	copy(i.Hash[:], key)
+	d := decoder{b: v}
+	d.start()
+	i.Path = d.str()
+	i.Filename = d.str()
+	i.Size = d.varint()
+	i.Phase = Phase(d.byte1())
+	i.StartedAt = d.time()
+	return i, d.finish("intent", key)
+}
+
+// encodeDelete encodes a Delete; the trace id is the key.
+func encodeDelete(x *Delete) []byte {
+	e := encoder{b: make([]byte, 0, 64+len(x.LastError))}
+	e.byte1(recordFormat)
+	e.hash(x.Hash)
+	e.varint(int64(x.Attempts))
+	e.time(x.NextAttempt)
+	e.str(x.LastError)
+	e.time(x.QueuedAt)
+	return e.b
+}
+
+func decodeDelete(key, v []byte) (Delete, error) {
+	x := Delete{TraceID: string(key)}
+	d := decoder{b: v}
+	d.start()
+	x.Hash = d.hash()
+	x.Attempts = int(d.varint())
+	x.NextAttempt = d.time()
+	x.LastError = d.str()
+	x.QueuedAt = d.time()
+	return x, d.finish("delete", key)
+}

@@ -1,0 +1,188 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// DefaultRetention is how long records of removed paths are kept.
+const DefaultRetention = 30 * 24 * time.Hour
+
+// PruneStats says what Prune dropped.
+type PruneStats struct {
+	Paths    int // records of paths removed before the retention cutoff
+	Contents int // contents no path record, intent or pending delete refers to
+}
+
+// Prune drops the records of paths removed longer ago than retention, then
+// the records of contents that no path record (live, or removed within the
+// retention), upload intent or pending delete refers to, so the file does
+// not grow without bound. It runs as one Update.
+func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, error) {
+	cutoff := db.now().Add(-retention)
+	var stats PruneStats
+	err := db.Update(ctx, func(t *Tx) error {
+		stats = PruneStats{} // fn may run more than once
+		var drop [][]byte
+		keep := make(map[Hash]struct{})
+		err := t.paths.ForEach(func(k, v []byte) error {
+			rec, err := decodePath(k, v)
+			if err != nil {
+				return err
+			}
+			if rec.State == StateRemoved && !rec.RemovedAt.IsZero() && rec.RemovedAt.Before(cutoff) {
+				drop = append(drop, []byte(rec.Path))
+				return nil
+			}
+			if !rec.Hash.IsZero() {
+				keep[rec.Hash] = struct{}{}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			// Removed records hold no ref; delete the record alone.
+			if err := t.paths.Delete(k); err != nil {
+				return err
+			}
+		}
+		stats.Paths = len(drop)
+
+		if err := t.intents.ForEach(func(k, _ []byte) error {
+			var h Hash
+			copy(h[:], k)
+			keep[h] = struct{}{}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := t.deletes.ForEach(func(k, v []byte) error {
+			d, err := decodeDelete(k, v)
+			if err != nil {
+				return err
+			}
+			keep[d.Hash] = struct{}{}
+			return nil
+		}); err != nil {
+			return err
+		}
+		var dropContents [][]byte
+		if err := t.contents.ForEach(func(k, _ []byte) error {
+			var h Hash
+			copy(h[:], k)
+			if _, ok := keep[h]; !ok && t.RefCount(h) == 0 {
+				dropContents = append(dropContents, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range dropContents {
+			if err := t.contents.Delete(k); err != nil {
+				return err
+			}
+		}
+		stats.Contents = len(dropContents)
+		return nil
+	})
+	return stats, err
+}
+
+// compactTxMaxSize bounds each transaction of the copy, so compacting a
+// large file does not hold it all in memory.
+const compactTxMaxSize = 64 << 20
+
+// Compact rewrites the state file in dir offline (bbolt's compact) into a
+// new file that atomically replaces it, and returns the sizes before and
+// after. It takes the file's lock: while a daemon holds it, it returns a
+// *LockedError and changes nothing.
+func Compact(dir string) (before, after int64, err error) {
+	file := filepath.Join(dir, FileName)
+	st, err := os.Stat(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, fmt.Errorf("no state file at %s: nothing to compact (pass --state-dir?)", file)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("stat state %s: %w", file, err)
+	}
+	before = st.Size()
+
+	err = validate(file, before, defaultTimeout)
+	if err == nil {
+		err = compact(dir, file)
+	}
+	if err != nil {
+		var ce *corruptError
+		if errors.As(err, &ce) {
+			return before, 0, fmt.Errorf("compact %s: %w (run any tracesync command to move it aside and start fresh)", file, err)
+		}
+		return before, 0, err
+	}
+	st, err = os.Stat(file)
+	if err != nil {
+		return before, 0, fmt.Errorf("stat state %s: %w", file, err)
+	}
+	return before, st.Size(), nil
+}
+
+// compact copies file into a new file and renames it over file, under the
+// file's lock.
+func compact(dir, file string) error {
+	return protect(func() error {
+		var f *os.File
+		src, err := bolt.Open(file, 0o600, boltOptions(defaultTimeout, &f))
+		if err != nil {
+			return classifyOpenError(file, err)
+		}
+		defer src.Close()
+		pidFile := filepath.Join(dir, PIDFileName)
+		_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+		defer os.Remove(pidFile)
+
+		tmp := file + ".compact"
+		_ = os.Remove(tmp) // a leftover of an interrupted compact
+		dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: defaultTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+		if err != nil {
+			return fmt.Errorf("create %s: %w", tmp, err)
+		}
+		if err := bolt.Compact(dst, src, compactTxMaxSize); err != nil {
+			_ = dst.Close()
+			_ = os.Remove(tmp)
+			return fmt.Errorf("compact %s: %w", file, err)
+		}
+		if err := dst.Close(); err != nil {
+			_ = os.Remove(tmp)
+			return fmt.Errorf("compact %s: close copy: %w", file, err)
+		}
+		// Replace while still holding the old file's lock; Open notices
+		// a lock taken on the old inode and opens again.
+		if err := os.Rename(tmp, file); err != nil {
+			_ = os.Remove(tmp)
+			return fmt.Errorf("compact %s: replace: %w", file, err)
+		}
+		return syncDir(dir)
+	})
+}
+
+// syncDir fsyncs a directory so a rename in it is durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

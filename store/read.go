@@ -1,0 +1,208 @@
+package store
+
+import (
+	"bytes"
+	"sort"
+	"time"
+)
+
+// GetPath returns the record of path, or ErrNotFound.
+func (db *DB) GetPath(path string) (rec PathRecord, err error) {
+	err = db.view(func(t *Tx) error {
+		rec, err = t.GetPath(path)
+		return err
+	})
+	return rec, err
+}
+
+// GetContent returns the record of a content, or ErrNotFound.
+func (db *DB) GetContent(h Hash) (c Content, err error) {
+	err = db.view(func(t *Tx) error {
+		c, err = t.GetContent(h)
+		return err
+	})
+	return c, err
+}
+
+// Refs returns the live (not removed) paths whose record has hash h.
+func (db *DB) Refs(h Hash) (refs []string, err error) {
+	err = db.view(func(t *Tx) error {
+		refs = t.Refs(h)
+		return nil
+	})
+	return refs, err
+}
+
+// Unchanged is the restart fast path: it reports whether path has a
+// record, not removed and already hashed, whose device, inode, size and
+// modification time all equal the given ones, so the file need not be read
+// again. It returns that record when it does.
+func (db *DB) Unchanged(path string, dev, ino uint64, size int64, mtime time.Time) (PathRecord, bool) {
+	rec, err := db.GetPath(path)
+	if err != nil || rec.State == StateRemoved || rec.Hash.IsZero() {
+		return PathRecord{}, false
+	}
+	if rec.Dev != dev || rec.Ino != ino || rec.Size != size || !rec.ModTime.Equal(mtime) {
+		return PathRecord{}, false
+	}
+	return rec, true
+}
+
+// Intents returns every upload intent left in the store.
+func (db *DB) Intents() (out []Intent, err error) {
+	err = db.view(func(t *Tx) error {
+		if t.intents == nil {
+			return nil
+		}
+		return t.intents.ForEach(func(k, v []byte) error {
+			i, err := decodeIntent(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, i)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Deletes returns every pending remote delete, by trace id.
+func (db *DB) Deletes() (out []Delete, err error) {
+	err = db.view(func(t *Tx) error {
+		if t.deletes == nil {
+			return nil
+		}
+		return t.deletes.ForEach(func(k, v []byte) error {
+			d, err := decodeDelete(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// forEachChunk is how many records ForEachPath reads per transaction.
+const forEachChunk = 1024
+
+// ForEachPath calls fn for every path record whose path starts with prefix
+// ("" for all), in path order. Pass a root with a trailing separator for
+// "the paths under root". Records are read in chunks of a few hundred, each
+// chunk from one consistent read transaction, and fn runs outside any
+// transaction, so it may call Update; a record changed meanwhile is seen as
+// it is when its chunk is read. An error from fn stops the walk and is
+// returned.
+func (db *DB) ForEachPath(prefix string, fn func(PathRecord) error) error {
+	start := []byte(prefix)
+	first := true
+	for {
+		var chunk []PathRecord
+		err := db.view(func(t *Tx) error {
+			if t.paths == nil {
+				return nil
+			}
+			c := t.paths.Cursor()
+			k, v := c.Seek(start)
+			if !first && k != nil && bytes.Equal(k, start) {
+				k, v = c.Next() // start is the last key of the previous chunk
+			}
+			for ; k != nil && bytes.HasPrefix(k, []byte(prefix)) && len(chunk) < forEachChunk; k, v = c.Next() {
+				rec, err := decodePath(k, v)
+				if err != nil {
+					return err
+				}
+				chunk = append(chunk, rec)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, rec := range chunk {
+			if err := fn(rec); err != nil {
+				return err
+			}
+		}
+		if len(chunk) < forEachChunk {
+			return nil
+		}
+		start = []byte(chunk[len(chunk)-1].Path)
+		first = false
+	}
+}
+
+// Counts returns the number of paths in each state (every state present,
+// zero or not), distinct contents, trace ids, pending deletes and intents,
+// from one consistent read transaction.
+func (db *DB) Counts() (Counts, error) {
+	c := Counts{Files: make(map[State]int, len(States))}
+	for _, s := range States {
+		c.Files[s] = 0
+	}
+	err := db.view(func(t *Tx) error {
+		if t.paths == nil {
+			return nil
+		}
+		err := t.paths.ForEach(func(k, v []byte) error {
+			rec, err := decodePath(k, v)
+			if err != nil {
+				return err
+			}
+			c.Files[rec.State]++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = t.contents.ForEach(func(k, v []byte) error {
+			content, err := decodeContent(k, v)
+			if err != nil {
+				return err
+			}
+			c.Contents++
+			c.Traces += len(content.TraceIDs)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		c.DeletesPending = t.deletes.Stats().KeyN
+		c.Intents = t.intents.Stats().KeyN
+		return nil
+	})
+	return c, err
+}
+
+// RecentErrors returns the n most recently updated path records that carry
+// a LastError, newest first.
+func (db *DB) RecentErrors(n int) ([]PathRecord, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	var out []PathRecord
+	err := db.view(func(t *Tx) error {
+		if t.paths == nil {
+			return nil
+		}
+		return t.paths.ForEach(func(k, v []byte) error {
+			rec, err := decodePath(k, v)
+			if err != nil {
+				return err
+			}
+			if rec.LastError != "" {
+				out = append(out, rec)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].UpdatedAt.After(out[j].UpdatedAt) })
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
+}

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Layout of the file:
+//
+//	meta/                    schema version, last used target
+//	targets/<target>/paths     path (string)           -> PathRecord
+//	targets/<target>/contents  hash (32 bytes)         -> Content
+//	targets/<target>/refs      hash (32 bytes) + path  -> "" (the live paths of a content)
+//	targets/<target>/intents   hash (32 bytes)         -> Intent
+//	targets/<target>/deletes   trace id                -> Delete
+//
+// <target> is client.Target.String(), so another target starts clean.
+var (
+	bucketMeta     = []byte("meta")
+	bucketTargets  = []byte("targets")
+	bucketPaths    = []byte("paths")
+	bucketContents = []byte("contents")
+	bucketRefs     = []byte("refs")
+	bucketIntents  = []byte("intents")
+	bucketDeletes  = []byte("deletes")
+
+	keySchema     = []byte("schema")
+	keyLastTarget = []byte("last_target")
+)
+
+// SchemaVersion is the layout this build writes.
+//
+// History:
+//   - 1: paths, contents, intents and deletes per target; the paths of a
+//     content were found by scanning every path record.
+//   - 2: adds the refs index (hash+path keys), built from the path records
+//     by migrate1to2.
+const SchemaVersion uint32 = 2
+
+// migrations[v] upgrades a file from schema v to v+1, inside the open
+// transaction. Open runs every step from the file's version up to
+// SchemaVersion in one transaction, so a crash mid-migration leaves the old
+// version intact.
+var migrations = map[uint32]func(tx *bolt.Tx) error{
+	1: migrate1to2,
+}
+
+// migrate1to2 builds the refs index of every target from its path records.
+func migrate1to2(tx *bolt.Tx) error {
+	targets := tx.Bucket(bucketTargets)
+	if targets == nil {
+		return nil
+	}
+	return targets.ForEachBucket(func(name []byte) error {
+		ns := targets.Bucket(name)
+		refs, err := ns.CreateBucketIfNotExists(bucketRefs)
+		if err != nil {
+			return err
+		}
+		paths := ns.Bucket(bucketPaths)
+		if paths == nil {
+			return nil
+		}
+		return paths.ForEach(func(k, v []byte) error {
+			rec, err := decodePath(k, v)
+			if err != nil {
+				return err
+			}
+			if !isRef(&rec) {
+				return nil
+			}
+			return refs.Put(refKey(rec.Hash, rec.Path), nil)
+		})
+	})
+}
+
+// initSchema creates or migrates the layout and resolves the target.
+func (db *DB) initSchema(bdb *bolt.DB, target string) error {
+	return bdb.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			foreign := false
+			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+				foreign = true
+				return nil
+			})
+			if foreign {
+				return fmt.Errorf("open state %s: %w (it holds buckets tracesync does not know); move it away or pass --state-dir", db.file, ErrNotStateFile)
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := putSchema(meta, SchemaVersion); err != nil {
+				return err
+			}
+		}
+		raw := meta.Get(keySchema)
+		if len(raw) != 4 {
+			return fmt.Errorf("open state %s: %w (no schema version); move it away or pass --state-dir", db.file, ErrNotStateFile)
+		}
+		version := binary.BigEndian.Uint32(raw)
+		if version > SchemaVersion {
+			return &SchemaError{File: db.file, Found: version, Known: SchemaVersion}
+		}
+		for v := version; v < SchemaVersion; v++ {
+			step, ok := migrations[v]
+			if !ok {
+				return fmt.Errorf("open state %s: no migration from schema %d; move it away or pass --state-dir", db.file, v)
+			}
+			if err := step(tx); err != nil {
+				return fmt.Errorf("migrate state %s from schema %d to %d: %w", db.file, v, v+1, err)
+			}
+			db.log.Info().Str("state", db.file).Uint32("from", v).Uint32("to", v+1).Msg("migrated state schema")
+		}
+		if version != SchemaVersion {
+			if err := putSchema(meta, SchemaVersion); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketTargets); err != nil {
+			return err
+		}
+
+		if target == "" {
+			db.target = string(meta.Get(keyLastTarget))
+			return nil
+		}
+		db.target = target
+		if string(meta.Get(keyLastTarget)) != target {
+			if err := meta.Put(keyLastTarget, []byte(target)); err != nil {
+				return err
+			}
+		}
+		return createNamespace(tx, target)
+	})
+}
+
+func putSchema(meta *bolt.Bucket, v uint32) error {
+	return meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, v))
+}
+
+// createNamespace creates the buckets of one target.
+func createNamespace(tx *bolt.Tx, target string) error {
+	ns, err := tx.Bucket(bucketTargets).CreateBucketIfNotExists([]byte(target))
+	if err != nil {
+		return fmt.Errorf("create namespace for target %q: %w", target, err)
+	}
+	for _, name := range [][]byte{bucketPaths, bucketContents, bucketRefs, bucketIntents, bucketDeletes} {
+		if _, err := ns.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create namespace for target %q: %w", target, err)
+		}
+	}
+	return nil
+}
