@@ -78,6 +78,9 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 		}
 		var dropContents [][]byte
 		if err := t.contents.ForEach(func(k, _ []byte) error {
+			if isRefKey(k) {
+				return nil
+			}
 			var h Hash
 			copy(h[:], k)
 			if _, ok := keep[h]; !ok && t.RefCount(h) == 0 {

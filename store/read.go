@@ -157,6 +157,9 @@ func (db *DB) Counts() (Counts, error) {
 			return err
 		}
 		err = t.contents.ForEach(func(k, v []byte) error {
+			if isRefKey(k) {
+				return nil
+			}
 			content, err := decodeContent(k, v)
 			if err != nil {
 				return err

@@ -83,8 +83,10 @@ func checkConsistent(t *testing.T, db *DB) {
 			return err
 		}
 		got := map[string]bool{}
-		if err := tx.refs.ForEach(func(k, _ []byte) error {
-			got[string(k)] = true
+		if err := tx.contents.ForEach(func(k, _ []byte) error {
+			if isRefKey(k) {
+				got[string(k)] = true
+			}
 			return nil
 		}); err != nil {
 			return err

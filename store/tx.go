@@ -16,7 +16,6 @@ type Tx struct {
 	btx      *bolt.Tx
 	paths    *bolt.Bucket // nil (with the others) when the namespace does not exist yet
 	contents *bolt.Bucket
-	refs     *bolt.Bucket
 	intents  *bolt.Bucket
 	deletes  *bolt.Bucket
 }
@@ -36,7 +35,6 @@ func newTx(btx *bolt.Tx, target string) *Tx {
 	}
 	t.paths = ns.Bucket(bucketPaths)
 	t.contents = ns.Bucket(bucketContents)
-	t.refs = ns.Bucket(bucketRefs)
 	t.intents = ns.Bucket(bucketIntents)
 	t.deletes = ns.Bucket(bucketDeletes)
 	return t
@@ -45,6 +43,13 @@ func newTx(btx *bolt.Tx, target string) *Tx {
 // errNoNamespace is returned by writes on a Tx without a namespace; Update
 // refuses earlier with ErrNoTarget, so it is not seen in practice.
 var errNoNamespace = errors.New("store: no target namespace in this transaction")
+
+// refMarker is the value of a ref key. Ref keys are longer than 32 bytes,
+// content keys exactly 32: that, not the value, tells them apart.
+var refMarker = []byte{'r'}
+
+// isRefKey reports whether a key of the contents bucket is a ref.
+func isRefKey(k []byte) bool { return len(k) > len(Hash{}) }
 
 // refKey is the refs index key: the 32-byte hash, then the path.
 func refKey(h Hash, path string) []byte {
@@ -83,26 +88,30 @@ func (t *Tx) GetContent(h Hash) (Content, error) {
 // Refs returns the live (not removed) paths whose record has hash h, in
 // path order.
 func (t *Tx) Refs(h Hash) []string {
-	if t.refs == nil {
+	if t.contents == nil {
 		return nil
 	}
 	var out []string
-	c := t.refs.Cursor()
+	c := t.contents.Cursor()
 	for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
-		out = append(out, string(k[len(h):]))
+		if isRefKey(k) {
+			out = append(out, string(k[len(h):]))
+		}
 	}
 	return out
 }
 
 // RefCount is len(Refs(h)) without building the list.
 func (t *Tx) RefCount(h Hash) int {
-	if t.refs == nil {
+	if t.contents == nil {
 		return 0
 	}
 	n := 0
-	c := t.refs.Cursor()
+	c := t.contents.Cursor()
 	for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
-		n++
+		if isRefKey(k) {
+			n++
+		}
 	}
 	return n
 }
@@ -126,7 +135,7 @@ func (t *Tx) PutPath(rec PathRecord) error {
 	case err != nil:
 		return err
 	case isRef(&old) && (!isRef(&rec) || old.Hash != rec.Hash):
-		if err := t.refs.Delete(refKey(old.Hash, old.Path)); err != nil {
+		if err := t.contents.Delete(refKey(old.Hash, old.Path)); err != nil {
 			return err
 		}
 	}
@@ -134,7 +143,7 @@ func (t *Tx) PutPath(rec PathRecord) error {
 		return fmt.Errorf("store: put path %s: %w", rec.Path, err)
 	}
 	if isRef(&rec) {
-		return t.refs.Put(refKey(rec.Hash, rec.Path), nil)
+		return t.contents.Put(refKey(rec.Hash, rec.Path), refMarker)
 	}
 	return nil
 }
@@ -168,7 +177,7 @@ func (t *Tx) ForgetPath(path string) error {
 		return nil
 	}
 	if isRef(&old) {
-		if err := t.refs.Delete(refKey(old.Hash, path)); err != nil {
+		if err := t.contents.Delete(refKey(old.Hash, path)); err != nil {
 			return err
 		}
 	}
