@@ -1,0 +1,101 @@
+package watcher
+
+import (
+	"context"
+	"sync"
+)
+
+// outQueue sits between the event goroutine and the consumer: push never
+// blocks, so a consumer that falls behind never stalls the reading of
+// inotify events. Scanners, which can produce without bound, wait for it
+// to drain below a high-water mark first (waitRoom), so a scan of a
+// million files never holds a million events.
+type outQueue struct {
+	mu     sync.Mutex // guards items and closed
+	items  []Event
+	closed bool
+
+	ready   chan struct{} // cap 1: items became non-empty, or closed
+	drained chan struct{} // cap 1: len(items) fell below lowWater
+}
+
+const (
+	queueHighWater = 4096
+	queueLowWater  = 1024
+)
+
+func newOutQueue() *outQueue {
+	return &outQueue{ready: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (q *outQueue) push(ev Event) {
+	q.mu.Lock()
+	q.items = append(q.items, ev)
+	q.mu.Unlock()
+	signal(q.ready)
+}
+
+// close marks the end: run delivers what is queued, then returns.
+func (q *outQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	signal(q.ready)
+}
+
+func (q *outQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items)
+}
+
+// waitRoom blocks until the queue is below the high-water mark.
+func (q *outQueue) waitRoom(ctx context.Context) error {
+	for q.len() >= queueHighWater {
+		select {
+		case <-q.drained:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// run delivers queued events to out until ctx is done, or until close was
+// called and everything queued was delivered. It closes out on return.
+func (q *outQueue) run(ctx context.Context, out chan<- Event) {
+	defer close(out)
+	var batch []Event
+	for {
+		q.mu.Lock()
+		batch, q.items = q.items, batch[:0]
+		closed := q.closed
+		q.mu.Unlock()
+		signal(q.drained)
+		for _, ev := range batch {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if len(batch) > 0 {
+			continue
+		}
+		if closed {
+			return
+		}
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return
+		}
+	}
+}

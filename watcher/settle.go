@@ -1,0 +1,311 @@
+package watcher
+
+import (
+	"container/heap"
+	"path/filepath"
+	"time"
+)
+
+// settler holds every timer of the watcher: files settling, removals in
+// their grace period, files sent back by Resettle. It is owned by the event
+// goroutine (no mutex) and takes the time as an argument, so tests drive it
+// with synthetic events and a fake clock.
+type settler struct {
+	settle  time.Duration
+	timeout time.Duration
+	grace   time.Duration
+
+	// stat returns the Stat of a candidate file (errNotWanted when it is
+	// not a regular file to report).
+	stat func(path string) (Stat, error)
+	// writing reports whether the file is open for writing (false when
+	// that cannot be known).
+	writing func(path string) bool
+	// known is Config.Known (nil: nothing known).
+	known func(path string, st Stat) bool
+	// rootOK reports whether a root is healthy now; a removal under an
+	// unhealthy root is dropped (the root is reported gone instead).
+	rootOK func(root string) bool
+	// exists reports whether something is at path (lstat succeeds).
+	exists func(path string) bool
+
+	files     map[string]*settling
+	removals  map[string]*removal
+	resettled map[string]*resettleRecord
+	// reported holds the Stat of every path reported Ready and not since
+	// removed or confirmed by Known during a scan, so a rescan does not
+	// report it again. See pruneReported.
+	reported map[string]Stat
+	timers   timerHeap
+	// removedNow holds the paths reported Removed during the current
+	// fire, so a directory's children due at the same instant are covered.
+	removedNow map[string]bool
+}
+
+type settling struct {
+	root      string
+	lastEvent time.Time
+	stat      Stat // the first of the two stats: taken at the last event
+	due       time.Time
+}
+
+type removal struct {
+	root string
+	due  time.Time
+}
+
+type resettleRecord struct {
+	first time.Time // when the engine first sent it back
+	last  time.Time // when it last did
+}
+
+func newSettler(settle, timeout, grace time.Duration) *settler {
+	return &settler{
+		settle:     settle,
+		timeout:    timeout,
+		grace:      grace,
+		writing:    func(string) bool { return false },
+		rootOK:     func(string) bool { return true },
+		exists:     func(p string) bool { _, err := lstat(p); return err == nil },
+		files:      map[string]*settling{},
+		removals:   map[string]*removal{},
+		resettled:  map[string]*resettleRecord{},
+		reported:   map[string]Stat{},
+		removedNow: map[string]bool{},
+	}
+}
+
+// touched records an event for path (created, written, attributes changed,
+// moved in, or changed between two polls). st is the stat taken by a scan,
+// or nil to stat now. The path is checked again once it has had no event
+// for the settle time.
+func (s *settler) touched(now time.Time, root, path string, st *Stat) {
+	var cur Stat
+	if st != nil {
+		cur = *st
+	} else {
+		var err error
+		cur, err = s.stat(path)
+		if err != nil {
+			// Gone already (a Remove follows) or not a file to report.
+			return
+		}
+	}
+	if f := s.files[path]; f != nil {
+		f.lastEvent = now
+		f.stat = cur
+		return
+	}
+	f := &settling{root: root, lastEvent: now, stat: cur, due: now.Add(s.settle)}
+	s.files[path] = f
+	heap.Push(&s.timers, timer{due: f.due, path: path})
+}
+
+// found handles a file a scan met, with the stat the scan took. A file
+// already settling, or already reported with these bytes, is left alone.
+// A file whose mtime is at least the settle time old has had no write for
+// that long: it is checked at once (a second stat), which keeps a scan of
+// old files from holding them all in memory.
+func (s *settler) found(now time.Time, root, path string, st Stat, emit func(Event)) {
+	if _, ok := s.files[path]; ok {
+		return
+	}
+	if prev, ok := s.reported[path]; ok && sameBytes(prev, st) {
+		return
+	}
+	if now.Sub(st.ModTime) >= s.settle {
+		if again, err := s.stat(path); err == nil && sameBytes(again, st) && !s.writing(path) {
+			s.ready(now, root, path, again, emit)
+			return
+		}
+	}
+	s.touched(now, root, path, &st)
+}
+
+// removed records that path (a file or a directory) disappeared. It is
+// reported Removed if it is still gone after the grace period, unless its
+// root is then unhealthy.
+func (s *settler) removed(now time.Time, root, path string) {
+	delete(s.files, path)
+	r := s.removals[path]
+	if r == nil {
+		r = &removal{root: root}
+		s.removals[path] = r
+	}
+	r.due = now.Add(s.grace)
+	heap.Push(&s.timers, timer{due: r.due, path: path, removal: true})
+}
+
+// resettle sends path back to settling on the engine's request. Once the
+// first request of a run of requests is older than the settle timeout, the
+// path is reported Incomplete instead of Ready. A request that comes more
+// than the settle timeout after the previous one starts a new run.
+func (s *settler) resettle(now time.Time, root, path string) {
+	rec := s.resettled[path]
+	if rec == nil || now.Sub(rec.last) > s.timeout {
+		rec = &resettleRecord{first: now}
+		s.resettled[path] = rec
+	}
+	rec.last = now
+	delete(s.reported, path)
+	st, err := s.stat(path)
+	if err != nil {
+		return
+	}
+	if f := s.files[path]; f != nil {
+		f.lastEvent = now
+		f.stat = st
+		return
+	}
+	f := &settling{root: root, lastEvent: now, stat: st, due: now.Add(s.settle)}
+	s.files[path] = f
+	heap.Push(&s.timers, timer{due: f.due, path: path})
+}
+
+// next returns when fire should be called next.
+func (s *settler) next() (time.Time, bool) {
+	if len(s.timers) == 0 {
+		return time.Time{}, false
+	}
+	return s.timers[0].due, true
+}
+
+// fire handles every timer due at now.
+func (s *settler) fire(now time.Time, emit func(Event)) {
+	clear(s.removedNow)
+	for len(s.timers) > 0 && !s.timers[0].due.After(now) {
+		t := heap.Pop(&s.timers).(timer)
+		if t.removal {
+			s.fireRemoval(now, t, emit)
+		} else {
+			s.fireFile(now, t, emit)
+		}
+	}
+}
+
+func (s *settler) fireFile(now time.Time, t timer, emit func(Event)) {
+	f := s.files[t.path]
+	if f == nil || !f.due.Equal(t.due) {
+		return // stale timer
+	}
+	if quiet := f.lastEvent.Add(s.settle); quiet.After(now) {
+		// Events came since this timer was set: wait for quiet.
+		f.due = quiet
+		heap.Push(&s.timers, timer{due: quiet, path: t.path})
+		return
+	}
+	st, err := s.stat(t.path)
+	if err != nil {
+		delete(s.files, t.path) // gone (its Remove is handled) or no longer a file
+		return
+	}
+	if !sameBytes(st, f.stat) || s.writing(t.path) {
+		// Changed without an event (a missed event, a polled filesystem)
+		// or still open by a writer: another settle period.
+		f.stat = st
+		f.lastEvent = now
+		f.due = now.Add(s.settle)
+		heap.Push(&s.timers, timer{due: f.due, path: t.path})
+		return
+	}
+	delete(s.files, t.path)
+	s.ready(now, f.root, t.path, st, emit)
+}
+
+// ready reports a settled file: Ready, or Incomplete when the engine has
+// been sending it back for longer than the settle timeout.
+func (s *settler) ready(now time.Time, root, path string, st Stat, emit func(Event)) {
+	if rec := s.resettled[path]; rec != nil {
+		if now.Sub(rec.first) >= s.timeout {
+			delete(s.resettled, path)
+			delete(s.reported, path)
+			emit(Event{Kind: Incomplete, Root: root, Path: path, Stat: st,
+				Reason: "content still incomplete " + now.Sub(rec.first).Round(time.Second).String() + " after it was first found incomplete (settle timeout " + s.timeout.String() + ")"})
+			return
+		}
+		// Sent back by the engine: report it again even if unchanged.
+		s.reported[path] = st
+		emit(Event{Kind: Ready, Root: root, Path: path, Stat: st})
+		return
+	}
+	if prev, ok := s.reported[path]; ok && sameBytes(prev, st) {
+		return
+	}
+	if s.known != nil && s.known(path, st) {
+		return
+	}
+	s.reported[path] = st
+	emit(Event{Kind: Ready, Root: root, Path: path, Stat: st})
+}
+
+func (s *settler) fireRemoval(now time.Time, t timer, emit func(Event)) {
+	r := s.removals[t.path]
+	if r == nil || !r.due.Equal(t.due) {
+		return
+	}
+	delete(s.removals, t.path)
+	if s.exists(t.path) {
+		return // back (replaced, or moved back): not removed
+	}
+	if !s.rootOK(r.root) {
+		return // the root is reported gone instead: never a flood of removals
+	}
+	// A directory whose removal is pending, or was just reported, covers
+	// this path.
+	for d := filepath.Dir(t.path); d != r.root && isUnder(d, r.root); d = filepath.Dir(d) {
+		if _, ok := s.removals[d]; ok {
+			return
+		}
+		if s.removedNow[d] {
+			return
+		}
+	}
+	delete(s.reported, t.path)
+	delete(s.resettled, t.path)
+	s.removedNow[t.path] = true
+	emit(Event{Kind: Removed, Root: r.root, Path: t.path})
+}
+
+// pruneReported forgets that path was reported when Known confirms the
+// consumer recorded it: from then on Known answers for it.
+func (s *settler) pruneReported(path string, st Stat) {
+	if prev, ok := s.reported[path]; ok && sameBytes(prev, st) {
+		delete(s.reported, path)
+	}
+}
+
+// dropRoot forgets everything pending under root (the root is gone).
+func (s *settler) dropRoot(root string) {
+	for p := range s.files {
+		if isUnder(p, root) {
+			delete(s.files, p)
+		}
+	}
+	for p := range s.removals {
+		if isUnder(p, root) {
+			delete(s.removals, p)
+		}
+	}
+}
+
+// idle reports whether nothing is settling and no removal is pending.
+func (s *settler) idle() bool { return len(s.files) == 0 && len(s.removals) == 0 }
+
+type timer struct {
+	due     time.Time
+	path    string
+	removal bool
+}
+
+type timerHeap []timer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
