@@ -48,6 +48,13 @@ type Config struct {
 	OrganizationID string       // empty: discovered (GET /organizations)
 	ProjectID      string       // empty: the organization's first project
 	ProjectName    string       // when set and ProjectID is empty: the project of that name
+
+	// Timeout is the deadline of one call (one HTTP exchange, or the three of
+	// Upload) when the caller's context has none. Zero: DefaultTimeout (10 min,
+	// as the SDK); negative: none (the context alone bounds the call).
+	Timeout time.Duration
+	// Now is the clock used to read Retry-After HTTP dates. Nil: time.Now.
+	Now func() time.Time
 }
 
 // Target names where traces go: one namespace of the store.

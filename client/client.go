@@ -1,0 +1,326 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Default timeouts of the HTTP client New builds when Config.HTTPClient is nil.
+const (
+	// ConnectTimeout bounds establishing a TCP connection (as the SDK: 5 s).
+	ConnectTimeout = 5 * time.Second
+	// TLSHandshakeTimeout bounds the TLS handshake.
+	TLSHandshakeTimeout = 10 * time.Second
+	// ResponseHeaderTimeout bounds the wait for a response's headers once the
+	// request is fully written (a server that accepts and never answers).
+	ResponseHeaderTimeout = 2 * time.Minute
+	// DefaultTimeout is the per-call deadline used when the caller's context
+	// has none (the SDK's total timeout is 600 s).
+	DefaultTimeout = 10 * time.Minute
+	// MaxIdleConnsPerHost sizes the keep-alive pool for ~16 concurrent workers.
+	MaxIdleConnsPerHost = 32
+)
+
+// maxErrorBody bounds how much of an error response is read.
+const maxErrorBody = 64 << 10
+
+// maxResponseBody bounds how much of a success response is read (a list
+// page of 500 traces with large data can be big, but not unbounded).
+const maxResponseBody = 256 << 20
+
+// ErrTooLarge is returned (wrapped) for a body over MaxFileSize, before any request.
+var ErrTooLarge = fmt.Errorf("file too large: the API accepts at most %d bytes (50 MiB)", MaxFileSize)
+
+// ErrBodySize is returned (wrapped) by Put when the body holds fewer or more
+// bytes than the size given: the file changed while it was being sent.
+// Nothing was stored; hash the file again before uploading it.
+var ErrBodySize = errors.New("body size differs from the declared size (the file changed while it was sent)")
+
+// ErrBadResponse is returned (wrapped) when a 2xx answer cannot be used: not
+// JSON, or missing a required field (presign without url, create without ids).
+var ErrBadResponse = errors.New("unexpected response from the API")
+
+// ErrMissingProject is returned (wrapped) by Discover when the organization
+// has no project, or none of the name asked for.
+var ErrMissingProject = errors.New("organization is missing project")
+
+// Client talks to one Stratix API with one key. It is safe for concurrent
+// use. It never retries: every method makes at most one attempt per HTTP
+// call and reports a classified error (see Classify).
+type Client struct {
+	baseURL   string // without trailing slash
+	apiKey    string
+	userAgent string
+	hc        *http.Client
+	timeout   time.Duration
+	now       func() time.Time
+
+	mu     sync.Mutex // guards target and found
+	target Target
+	found  bool // target has both IDs
+	pinned Config
+}
+
+// New returns a Client for cfg. It makes no request; it returns ErrNoAPIKey
+// when cfg.APIKey is empty.
+func New(cfg Config) (*Client, error) {
+	if strings.TrimSpace(cfg.APIKey) == "" {
+		return nil, ErrNoAPIKey
+	}
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("invalid base URL %q: want http(s)://host/api/v1", cfg.BaseURL)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: NewTransport()}
+	}
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = "tracesync"
+	}
+	timeout := cfg.Timeout
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	c := &Client{
+		baseURL:   base,
+		apiKey:    cfg.APIKey,
+		userAgent: ua,
+		hc:        hc,
+		timeout:   timeout,
+		now:       now,
+		pinned:    cfg,
+		target:    Target{BaseURL: base, OrganizationID: cfg.OrganizationID, ProjectID: cfg.ProjectID},
+	}
+	c.found = cfg.OrganizationID != "" && cfg.ProjectID != ""
+	return c, nil
+}
+
+// NewTransport returns the http.Transport New uses by default: 5 s connect
+// timeout, TLS handshake and response-header timeouts, and a keep-alive pool
+// sized for about 16 concurrent workers. Callers building their own
+// http.Client should start from it.
+func NewTransport() *http.Transport {
+	dialer := &net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   TLSHandshakeTimeout,
+		ResponseHeaderTimeout: ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          2 * MaxIdleConnsPerHost,
+		MaxIdleConnsPerHost:   MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// Target returns the base URL and the organization and project known so far
+// (both IDs are set once Discover succeeded or when they were pinned).
+func (c *Client) Target() Target {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.target
+}
+
+// Discover finds the organization and project traces go to, as the SDK does:
+// GET /organizations gives the key's organization and its projects; the first
+// project is used, or the one named Config.ProjectName. Nothing is requested
+// when both IDs were given in Config. A success is cached; an error is not.
+func (c *Client) Discover(ctx context.Context) (Target, error) {
+	c.mu.Lock()
+	if c.found {
+		t := c.target
+		c.mu.Unlock()
+		return t, nil
+	}
+	c.mu.Unlock()
+
+	var org wireOrganization
+	if err := c.do(ctx, "organizations", http.MethodGet, c.baseURL+"/organizations", nil, &org, true); err != nil {
+		return Target{}, err
+	}
+	if org.ID == "" {
+		return Target{}, fmt.Errorf("organizations: %w: no organization id", ErrBadResponse)
+	}
+	orgID := org.ID
+	if c.pinned.OrganizationID != "" && c.pinned.OrganizationID != org.ID {
+		return Target{}, fmt.Errorf("organization %s is not the one this API key belongs to (%s): pass --organization-id %s or leave it out", c.pinned.OrganizationID, org.ID, org.ID)
+	}
+	projectID := c.pinned.ProjectID
+	if projectID == "" {
+		switch {
+		case len(org.Projects) == 0:
+			return Target{}, fmt.Errorf("organization %s: %w", orgID, ErrMissingProject)
+		case c.pinned.ProjectName != "":
+			var names []string
+			for _, p := range org.Projects {
+				if p.Name == c.pinned.ProjectName {
+					projectID = p.ID
+					break
+				}
+				names = append(names, p.Name)
+			}
+			if projectID == "" {
+				return Target{}, fmt.Errorf("organization %s has no project named %q (it has: %s): %w", orgID, c.pinned.ProjectName, strings.Join(names, ", "), ErrMissingProject)
+			}
+		default:
+			projectID = org.Projects[0].ID
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.target = Target{BaseURL: c.baseURL, OrganizationID: orgID, ProjectID: projectID}
+	c.found = true
+	return c.target, nil
+}
+
+// tracesURL returns {base}/organizations/{org}/projects/{project}/traces,
+// discovering the target first when needed.
+func (c *Client) tracesURL(ctx context.Context) (string, error) {
+	t, err := c.Discover(ctx)
+	if err != nil {
+		return "", err
+	}
+	return c.baseURL + "/organizations/" + url.PathEscape(t.OrganizationID) + "/projects/" + url.PathEscape(t.ProjectID) + "/traces", nil
+}
+
+// withTimeout applies the per-call timeout when ctx has no deadline.
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || c.timeout < 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// do sends one API request (with the key) and decodes a 2xx JSON answer into
+// out (after unwrapping the envelope) unless out is nil. mustWrap is for
+// GET /organizations, whose body is always inside "data".
+func (c *Client) do(ctx context.Context, op, method, u string, body any, out any, mustWrap bool) error {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("%s: encode request: %w", op, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("x-api-key", c.apiKey)
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return c.transportError(op, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return c.readAPIError(op, resp)
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		return c.transportError(op, err)
+	}
+	payload, wrapped, err := unwrap(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %v", op, ErrBadResponse, err)
+	}
+	if mustWrap && !wrapped {
+		return fmt.Errorf("%s: %w: body has no \"data\"", op, ErrBadResponse)
+	}
+	if err := json.Unmarshal(payload, out); err != nil {
+		return fmt.Errorf("%s: %w: %v", op, ErrBadResponse, err)
+	}
+	return nil
+}
+
+// unwrap returns the payload of a JSON object body: its "data" when both
+// "status" and "data" are present (as the SDK does), else the body itself.
+// Every body must be a JSON object.
+func unwrap(raw []byte) (payload []byte, wrapped bool, err error) {
+	var env struct {
+		Status json.RawMessage `json:"status"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, false, fmt.Errorf("body is not a JSON object: %v", err)
+	}
+	if env.Status != nil && env.Data != nil {
+		return env.Data, true, nil
+	}
+	return raw, false, nil
+}
+
+// transportError wraps a failure to get an answer, with the operation
+// named and any URL query (a presigned signature) removed.
+func (c *Client) transportError(op string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			u.RawQuery = ""
+			ue.URL = u.String()
+		}
+	}
+	return &TransportError{Op: op, Err: redactErr(err, c.apiKey)}
+}
+
+// TransportError is a request that got no HTTP answer: connection refused or
+// reset, timeout, DNS failure, a connection dropped mid-request, or the
+// context ending. Classify tells which.
+type TransportError struct {
+	Op  string // as APIError.Op
+	Err error
+}
+
+func (e *TransportError) Error() string { return e.Op + ": " + e.Err.Error() }
+
+// Unwrap returns the underlying error (context.Canceled, a *net.OpError, ...).
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// redactErr returns err, or an error with the same chain whose message no
+// longer holds key (in case something echoed it).
+func redactErr(err error, key string) error {
+	if key == "" || !strings.Contains(err.Error(), key) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(err.Error(), key, "[REDACTED]"), err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

@@ -1,0 +1,449 @@
+// Package stratixtest is a faithful in-process Stratix traces API, the way
+// net/http/httptest is a web server for tests: every endpoint of
+// shared/stratix-api.md on a real HTTP listener, the S3 behaviour of the
+// presigned PUT (501 for chunked bodies, 411 without Content-Length, 403
+// SignatureDoesNotMatch for another Content-Type, 403 AccessDenied "Request
+// has expired" after the URL's TTL, XML error bodies), fault injection a test
+// can drive, and inspection of what was created.
+//
+// It implements the wire protocol itself and does not reuse the client's
+// decoding, so the client cannot hide its own mistakes behind it; only the
+// plain types of package client appear in its inspection API. It is safe for
+// concurrent use. cmd/stratix-fake serves it on a real port.
+package stratixtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tracesync/tracesync/client"
+)
+
+// Defaults of Options.
+const (
+	DefaultAPIKey    = "test-key"
+	DefaultOrgID     = "org-test"
+	DefaultProjectID = "proj-test"
+	DefaultURLTTL    = 15 * time.Minute
+)
+
+// Endpoint names one call of the API, for fault injection and counters. The
+// names are the Op names of client.APIError.
+type Endpoint string
+
+// The endpoints of stratix-api.md.
+const (
+	EndpointOrganizations Endpoint = "organizations"
+	EndpointPresign       Endpoint = "presign"
+	EndpointPut           Endpoint = "put"
+	EndpointCreate        Endpoint = "create"
+	EndpointGet           Endpoint = "get"
+	EndpointList          Endpoint = "list"
+	EndpointDelete        Endpoint = "delete"
+	EndpointSources       Endpoint = "sources"
+)
+
+var endpoints = [...]Endpoint{EndpointOrganizations, EndpointPresign, EndpointPut, EndpointCreate, EndpointGet, EndpointList, EndpointDelete, EndpointSources}
+
+const numEndpoints = len(endpoints)
+
+// Endpoints returns every endpoint, e.g. to inject a fault rate into all.
+func Endpoints() []Endpoint { return append([]Endpoint(nil), endpoints[:]...) }
+
+func (ep Endpoint) index() int {
+	for i, e := range endpoints {
+		if e == ep {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("stratixtest: unknown endpoint %q", string(ep)))
+}
+
+// Options configure a Server. Every zero value is usable.
+type Options struct {
+	// APIKey is the key every API call must send in x-api-key. "": DefaultAPIKey.
+	APIKey string
+	// Envelope wraps every answer as {"status": "success", "data": ...}.
+	// False: bare objects (GET /organizations is always wrapped, as the SDK requires).
+	Envelope bool
+	// IDsAsList makes create answer {"status": "success", "data": [ids...]},
+	// the SDK's list form, which exists only inside the envelope: it wraps
+	// create answers even when Envelope is false. False: {"trace_ids": [...]}.
+	IDsAsList bool
+	// URLTTL is how long a presigned URL is good for. 0: DefaultURLTTL.
+	URLTTL time.Duration
+	// Now is the server's clock (created_at, URL expiry, time_range). Nil: time.Now.
+	Now func() time.Time
+	// OrgID and ProjectID name the organization and its first project.
+	// "": DefaultOrgID, DefaultProjectID.
+	OrgID, ProjectID string
+	// OrgName names the organization. "": "Test organization".
+	OrgName string
+	// Projects, when non-nil, replaces the organization's project list
+	// (ProjectID is then ignored unless listed). An empty non-nil list
+	// gives an organization without projects (discovery must fail).
+	Projects []client.Project
+	// DataDir, when set, keeps the traces in DataDir/traces.jsonl (an
+	// append-only log, flushed at least every 200 ms and on Close) so they
+	// survive a restart. Uploaded objects not yet created are not kept.
+	DataDir string
+	// Logger, when set, gets one debug line per request and info lines for
+	// start and stop. Nil: no logs.
+	Logger *zerolog.Logger
+}
+
+// Server is a running (or, from New, not yet listening) fake API.
+type Server struct {
+	opts     Options
+	now      func() time.Time
+	ttl      time.Duration
+	org      orgInfo
+	apiKey   atomic.Pointer[string]
+	log      zerolog.Logger
+	debugLog bool
+	handler  http.Handler
+	idPrefix string
+
+	calls [numEndpoints]atomic.Int64
+
+	faultMu sync.Mutex // guards faults
+	faults  [numEndpoints]endpointFaults
+
+	mu                sync.Mutex // guards everything below
+	traces            []*trace   // by created_at, ascending; deleted ones are removed lazily
+	nDeleted          int        // deleted entries still in traces
+	byID              map[string]*trace
+	sources           map[sourceKey]int // live traces per project and filename
+	tokens            map[string]*presignedURL
+	inflight          map[string][]*presignedURL // open uploads per basename: presigned, not yet created
+	objects           map[objectKey]*object
+	createsByFilename map[string]int
+	createsByHash     map[string]int
+	maxInflight       int
+	deleted           []string
+	lastCreated       time.Time
+	seq               uint64
+	presigns          uint64
+	persist           *persistLog
+
+	done      chan struct{} // closed by Close: releases hanging requests
+	closeOnce sync.Once
+
+	// Set when listening.
+	httpSrv   *http.Server
+	url       string
+	serveDone chan struct{}
+}
+
+type orgInfo struct {
+	id, name string
+	projects []client.Project
+}
+
+type sourceKey struct{ project, filename string }
+type objectKey struct{ project, filename string }
+
+// trace is one stored trace. Fields are immutable after creation, except
+// deleted and evaluations (under Server.mu).
+type trace struct {
+	id          string
+	project     string
+	createdAt   time.Time
+	createdStr  string
+	filename    string
+	data        []byte // the raw JSON object
+	deleted     bool
+	evaluations []evaluation
+}
+
+type evaluation struct {
+	judgeID, judgeName string
+	judgeVersion       any
+	createdAt          time.Time
+	passed             bool
+}
+
+// presignedURL is one URL handed out by presign.
+type presignedURL struct {
+	token       string
+	signature   string
+	project     string
+	filename    string
+	contentType string
+	expires     time.Time
+	open        bool // counted in inflight
+}
+
+// object is the last bytes PUT for a basename.
+type object struct {
+	data        []byte
+	hash        string
+	contentType string
+}
+
+// New builds a server that is not listening yet: serve Handler() yourself,
+// or use NewServer / Listen. It fails only when DataDir cannot be read.
+func New(opts Options) (*Server, error) {
+	s := &Server{
+		opts:              opts,
+		now:               opts.Now,
+		ttl:               opts.URLTTL,
+		byID:              make(map[string]*trace),
+		sources:           make(map[sourceKey]int),
+		tokens:            make(map[string]*presignedURL),
+		inflight:          make(map[string][]*presignedURL),
+		objects:           make(map[objectKey]*object),
+		createsByFilename: make(map[string]int),
+		createsByHash:     make(map[string]int),
+		done:              make(chan struct{}),
+		log:               zerolog.Nop(),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.ttl <= 0 {
+		s.ttl = DefaultURLTTL
+	}
+	key := opts.APIKey
+	if key == "" {
+		key = DefaultAPIKey
+	}
+	s.apiKey.Store(&key)
+	if opts.Logger != nil {
+		s.log = *opts.Logger
+		s.debugLog = s.log.GetLevel() <= zerolog.DebugLevel
+	}
+	s.org = orgInfo{id: opts.OrgID, name: opts.OrgName}
+	if s.org.id == "" {
+		s.org.id = DefaultOrgID
+	}
+	if s.org.name == "" {
+		s.org.name = "Test organization"
+	}
+	if opts.Projects != nil {
+		s.org.projects = append([]client.Project{}, opts.Projects...)
+	} else {
+		pid := opts.ProjectID
+		if pid == "" {
+			pid = DefaultProjectID
+		}
+		s.org.projects = []client.Project{{ID: pid, Name: "default"}}
+	}
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("stratixtest: random: %w", err)
+	}
+	s.idPrefix = "tr_" + hex.EncodeToString(rnd[:]) + "_"
+	if opts.DataDir != "" {
+		if err := s.openPersist(opts.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// NewServer starts a server on 127.0.0.1 at a free port, like
+// httptest.NewServer. It panics if it cannot (as httptest does); use Listen
+// for an error instead. Close it when done (t.Cleanup(s.Close)).
+func NewServer(opts Options) *Server {
+	s, err := Listen("127.0.0.1:0", opts)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Listen starts a server on addr (e.g. "127.0.0.1:0", or ":8080") and serves
+// it in the background until Close. This is how cmd/stratix-fake and the
+// demo run it.
+func Listen(addr string, opts Options) (*Server, error) {
+	s, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.closePersist()
+		return nil, fmt.Errorf("stratixtest: listen on %s: %w", addr, err)
+	}
+	s.serve(ln)
+	return s, nil
+}
+
+func (s *Server) serve(ln net.Listener) {
+	s.url = "http://" + ln.Addr().String() + "/api/v1"
+	s.httpSrv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.New(io.Discard, "", 0),
+	}
+	s.serveDone = make(chan struct{})
+	go func() {
+		defer close(s.serveDone)
+		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Msg("stratixtest: serve")
+		}
+	}()
+	s.log.Info().Str("url", s.url).Msg("stratix-fake listening")
+}
+
+// URL returns the API base URL, "http://127.0.0.1:PORT/api/v1" (empty for a
+// server from New that is not listening).
+func (s *Server) URL() string { return s.url }
+
+// Handler returns the server's HTTP handler: the API under /api/v1 and the
+// presigned URLs under /s3/. Presigned URLs name the host of the request
+// that asked for them.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Close stops the server: hanging requests are released, connections
+// closed, and the DataDir log flushed. It waits for the serving goroutine.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		if s.httpSrv != nil {
+			_ = s.httpSrv.Close()
+			<-s.serveDone
+		}
+		s.closePersist()
+		s.log.Info().Msg("stratix-fake stopped")
+	})
+}
+
+// SetAPIKey changes the key the server accepts (e.g. to answer 401 to a
+// client, then accept a fixed key).
+func (s *Server) SetAPIKey(key string) { s.apiKey.Store(&key) }
+
+// ExpireURLs makes every presigned URL issued so far expired.
+func (s *Server) ExpireURLs() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	past := time.Time{}
+	for _, t := range s.tokens {
+		t.expires = past
+	}
+}
+
+// Calls returns how many requests reached ep (including failed ones).
+func (s *Server) Calls(ep Endpoint) int { return int(s.calls[ep.index()].Load()) }
+
+// Traces returns every live trace, oldest first.
+func (s *Server) Traces() []client.Trace {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]client.Trace, 0, len(s.byID))
+	for _, t := range s.traces {
+		if t.deleted {
+			continue
+		}
+		out = append(out, t.public(s.org.id))
+	}
+	return out
+}
+
+func (t *trace) public(orgID string) client.Trace {
+	fn := t.filename
+	ct := client.Trace{ID: t.id, OrganizationID: orgID, ProjectID: t.project, CreatedAt: t.createdAt, Filename: &fn}
+	_ = jsonUnmarshal(t.data, &ct.Data)
+	return ct
+}
+
+// CreatesByFilename returns how many successful creates named each basename.
+func (s *Server) CreatesByFilename() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.createsByFilename))
+	for k, v := range s.createsByFilename {
+		out[k] = v
+	}
+	return out
+}
+
+// CreatesByHash returns how many successful creates used an object of each
+// content: hex SHA-256 of the created object's bytes → number of creates.
+func (s *Server) CreatesByHash() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.createsByHash))
+	for k, v := range s.createsByHash {
+		out[k] = v
+	}
+	return out
+}
+
+// MaxInflightPerBasename returns the most uploads of one basename that were
+// between presign and create at once. An upload counts from its presign
+// until a create for its basename (whatever the outcome), a failed or
+// dropped PUT to its URL, or its URL's expiry. A client that abandons a URL
+// without the server seeing it (cancelled before sending the PUT) keeps it
+// counted until it expires.
+func (s *Server) MaxInflightPerBasename() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInflight
+}
+
+// Deleted returns the ids of deleted traces, in the order of deletion.
+func (s *Server) Deleted() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.deleted...)
+}
+
+// AddEvaluation records a judge's evaluation of a trace, so list's
+// judge_id and status filters have something to match (the fake never
+// evaluates on its own). It fails for an unknown trace.
+func (s *Server) AddEvaluation(traceID string, e client.Evaluation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.byID[traceID]
+	if !ok {
+		return fmt.Errorf("stratixtest: no trace %s", traceID)
+	}
+	if e.CreatedAt.IsZero() {
+		e.CreatedAt = s.now()
+	}
+	t.evaluations = append(t.evaluations, evaluation{judgeID: e.JudgeID, judgeName: e.JudgeName, judgeVersion: e.JudgeVersion, createdAt: e.CreatedAt, passed: e.Passed})
+	return nil
+}
+
+// sortedSources returns the filenames of a project's live traces, sorted.
+func (s *Server) sortedSources(project string) []string {
+	out := []string{}
+	for k, n := range s.sources {
+		if k.project == project && n > 0 {
+			out = append(out, k.filename)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sleep waits d, or until the request ends or the server closes.
+func (s *Server) sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-s.done:
+	}
+}

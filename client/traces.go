@@ -1,0 +1,478 @@
+package client
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Presign asks for a presigned URL to PUT filename's bytes to (POST
+// T/upload). filename is sent as its basename; contentType must be the one
+// of ContentType(filename) and is the type Put must send. An answer without
+// url is an error wrapping ErrBadResponse.
+func (c *Client) Presign(ctx context.Context, filename, contentType string, size int64) (Presigned, error) {
+	if size > MaxFileSize {
+		return Presigned{}, fmt.Errorf("presign %s: %d bytes: %w", path.Base(filename), size, ErrTooLarge)
+	}
+	if size < 0 {
+		return Presigned{}, fmt.Errorf("presign %s: negative size %d", path.Base(filename), size)
+	}
+	base, err := c.tracesURL(ctx)
+	if err != nil {
+		return Presigned{}, err
+	}
+	req := struct {
+		Filename string `json:"filename"`
+		Type     string `json:"type"`
+		Size     int64  `json:"size"`
+	}{basename(filename), contentType, size}
+	var p Presigned
+	if err := c.do(ctx, "presign", http.MethodPost, base+"/upload", req, &p, false); err != nil {
+		return Presigned{}, err
+	}
+	if p.URL == "" {
+		return Presigned{}, fmt.Errorf("presign: %w: no url in the answer", ErrBadResponse)
+	}
+	return p, nil
+}
+
+// Put streams exactly size bytes of body to a presigned URL, with
+// Content-Length set (never chunked), the signed contentType, and no API
+// key. It returns the SHA-256 of the bytes actually sent. A body that ends
+// early or holds more than size bytes is an error wrapping ErrBodySize, and
+// the server receives an incomplete body (it stores nothing). A retried Put
+// must be given a body that starts again from the beginning.
+func (c *Client) Put(ctx context.Context, u, contentType string, body io.Reader, size int64) ([32]byte, error) {
+	var sum [32]byte
+	if size > MaxFileSize {
+		return sum, fmt.Errorf("put: %d bytes: %w", size, ErrTooLarge)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	hr := &hashingReader{r: body, remaining: size, size: size, h: sha256.New()}
+	var rd io.Reader = hr
+	if size == 0 {
+		// A zero ContentLength with a non-nil body would make net/http probe
+		// it and maybe send it chunked; check the body is empty ourselves.
+		if err := hr.checkEmpty(); err != nil {
+			return sum, fmt.Errorf("put: %w", err)
+		}
+		rd = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, rd)
+	if err != nil {
+		return sum, fmt.Errorf("put: invalid URL: %w", redactURLErr(err))
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.hc.Do(req)
+	// net/http may still be reading the body in another goroutine after Do
+	// returns: read hr's state under its lock.
+	hr.mu.Lock()
+	bodyErr, remaining := hr.err, hr.remaining
+	if remaining == 0 && bodyErr == nil {
+		copy(sum[:], hr.h.Sum(nil))
+	}
+	hr.mu.Unlock()
+	if bodyErr != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return [32]byte{}, fmt.Errorf("put: %w", bodyErr)
+	}
+	if err != nil {
+		return [32]byte{}, c.transportError("put", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return [32]byte{}, c.readAPIError("put", resp)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	if remaining != 0 {
+		// The server answered 2xx before taking the whole body: not stored as meant.
+		return [32]byte{}, fmt.Errorf("put: %w: server answered after %d of %d bytes", ErrBodySize, size-remaining, size)
+	}
+	return sum, nil
+}
+
+// redactURLErr drops the query (a presigned signature) from a URL parse error.
+func redactURLErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if i := strings.IndexByte(ue.URL, '?'); i >= 0 {
+			ue.URL = ue.URL[:i]
+		}
+	}
+	return err
+}
+
+// hashingReader hashes what it hands out and enforces the declared size:
+// the last bytes are withheld (and an error returned) if the source holds
+// more than size bytes, so the server never receives a complete body.
+type hashingReader struct {
+	mu        sync.Mutex // guards everything below: net/http may read from another goroutine
+	r         io.Reader
+	size      int64
+	remaining int64
+	h         hash.Hash
+	err       error // ErrBodySize (wrapped) or a read error, sticky
+}
+
+func (hr *hashingReader) Read(p []byte) (int, error) {
+	hr.mu.Lock()
+	defer hr.mu.Unlock()
+	if hr.err != nil {
+		return 0, hr.err
+	}
+	if hr.remaining == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > hr.remaining {
+		p = p[:hr.remaining]
+	}
+	n, err := hr.r.Read(p)
+	if n > 0 {
+		if int64(n) == hr.remaining {
+			// The last bytes: hand them out only if the source ends here.
+			if extra := hr.checkEmpty(); extra != nil {
+				return 0, extra
+			}
+		}
+		hr.h.Write(p[:n])
+		hr.remaining -= int64(n)
+	}
+	if err == io.EOF {
+		if hr.remaining > 0 {
+			hr.err = fmt.Errorf("%w: body ended after %d of %d bytes", ErrBodySize, hr.size-hr.remaining, hr.size)
+			return n, hr.err
+		}
+		return n, io.EOF
+	}
+	if err != nil {
+		hr.err = fmt.Errorf("read body: %w", err)
+		return n, hr.err
+	}
+	return n, nil
+}
+
+// checkEmpty reads one more byte from the source: an error if there is one.
+func (hr *hashingReader) checkEmpty() error {
+	var one [1]byte
+	for {
+		n, err := hr.r.Read(one[:])
+		if n > 0 {
+			hr.err = fmt.Errorf("%w: body holds more than %d bytes", ErrBodySize, hr.size)
+			return hr.err
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			hr.err = fmt.Errorf("read body: %w", err)
+			return hr.err
+		}
+	}
+}
+
+// Create turns the object PUT for filename (its basename) into traces and
+// returns their ids. It accepts both answer forms: {"trace_ids": [...]} and,
+// inside the envelope, the bare list. Create is not idempotent: calling it
+// twice for one upload may create two sets of traces.
+func (c *Client) Create(ctx context.Context, filename string) ([]string, error) {
+	base, err := c.tracesURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req := struct {
+		Filename string `json:"filename"`
+	}{basename(filename)}
+	var raw json.RawMessage
+	if err := c.do(ctx, "create", http.MethodPost, base, req, &raw, false); err != nil {
+		return nil, err
+	}
+	ids, err := parseCreateIDs(raw)
+	if err != nil {
+		return nil, fmt.Errorf("create: %w: %v", ErrBadResponse, err)
+	}
+	return ids, nil
+}
+
+func parseCreateIDs(raw json.RawMessage) ([]string, error) {
+	trimmed := strings.TrimSpace(string(raw))
+	if strings.HasPrefix(trimmed, "[") {
+		var ids []string
+		if err := json.Unmarshal(raw, &ids); err != nil {
+			return nil, err
+		}
+		return ids, nil
+	}
+	var obj struct {
+		TraceIDs *[]string `json:"trace_ids"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, err
+	}
+	if obj.TraceIDs == nil {
+		return nil, errors.New("no trace_ids in the answer")
+	}
+	return *obj.TraceIDs, nil
+}
+
+// Upload is presign, put and create for one file: a convenience for the CLI.
+// It refuses an unsupported name or a body over MaxFileSize before any
+// request. body is read from its start (Seek(0)).
+func (c *Client) Upload(ctx context.Context, filename string, body io.ReadSeeker, size int64) ([]string, error) {
+	ct, err := ContentType(filename)
+	if err != nil {
+		return nil, err
+	}
+	if size > MaxFileSize {
+		return nil, fmt.Errorf("%s: %d bytes: %w", filename, size, ErrTooLarge)
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	p, err := c.Presign(ctx, filename, ct, size)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := body.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("upload %s: rewind: %w", filename, err)
+	}
+	if _, err := c.Put(ctx, p.URL, ct, body, size); err != nil {
+		return nil, err
+	}
+	return c.Create(ctx, filename)
+}
+
+// Get returns one trace (GET T/{id}).
+func (c *Client) Get(ctx context.Context, id string) (Trace, error) {
+	base, err := c.tracesURL(ctx)
+	if err != nil {
+		return Trace{}, err
+	}
+	var w wireTrace
+	if err := c.do(ctx, "get", http.MethodGet, base+"/"+url.PathEscape(id), nil, &w, false); err != nil {
+		return Trace{}, err
+	}
+	return w.trace(), nil
+}
+
+// List returns one page of traces (GET T?...). Page and PageSize are always
+// sent (defaults 1 and 100, PageSize clamped to 1..500); other options only
+// when set. Count defaults to the page's length and TotalCount to Count.
+func (c *Client) List(ctx context.Context, opts ListOptions) (ListResult, error) {
+	base, err := c.tracesURL(ctx)
+	if err != nil {
+		return ListResult{}, err
+	}
+	opts = normalizeList(opts)
+	q := url.Values{}
+	q.Set("page", strconv.Itoa(opts.Page))
+	q.Set("page_size", strconv.Itoa(opts.PageSize))
+	for _, kv := range [...][2]string{
+		{"source", opts.Source}, {"judge_id", opts.JudgeID}, {"status", opts.Status},
+		{"time_range", opts.TimeRange}, {"search", opts.Search}, {"sort_by", opts.SortBy}, {"sort_order", opts.SortOrder},
+	} {
+		if kv[1] != "" {
+			q.Set(kv[0], kv[1])
+		}
+	}
+	var w struct {
+		Traces     []wireTraceWithEvaluations `json:"traces"`
+		Count      *int                       `json:"count"`
+		TotalCount *int                       `json:"total_count"`
+	}
+	if err := c.do(ctx, "list", http.MethodGet, base+"?"+q.Encode(), nil, &w, false); err != nil {
+		return ListResult{}, err
+	}
+	res := ListResult{Traces: make([]TraceWithEvaluations, 0, len(w.Traces))}
+	for _, t := range w.Traces {
+		res.Traces = append(res.Traces, t.traceWithEvaluations())
+	}
+	res.Count = len(res.Traces)
+	if w.Count != nil {
+		res.Count = *w.Count
+	}
+	res.TotalCount = res.Count
+	if w.TotalCount != nil {
+		res.TotalCount = *w.TotalCount
+	}
+	return res, nil
+}
+
+func normalizeList(opts ListOptions) ListOptions {
+	if opts.Page < 1 {
+		opts.Page = 1
+	}
+	switch {
+	case opts.PageSize == 0:
+		opts.PageSize = 100
+	case opts.PageSize < 1:
+		opts.PageSize = 1
+	case opts.PageSize > 500:
+		opts.PageSize = 500
+	}
+	return opts
+}
+
+// All iterates over every trace matching opts, page after page from
+// opts.Page, until a short or empty page or TotalCount is reached. An error
+// is yielded once, and ends the iteration.
+func (c *Client) All(ctx context.Context, opts ListOptions) iter.Seq2[TraceWithEvaluations, error] {
+	return func(yield func(TraceWithEvaluations, error) bool) {
+		opts := normalizeList(opts)
+		seen := 0
+		for {
+			res, err := c.List(ctx, opts)
+			if err != nil {
+				yield(TraceWithEvaluations{}, err)
+				return
+			}
+			for _, t := range res.Traces {
+				if !yield(t, nil) {
+					return
+				}
+			}
+			seen += len(res.Traces)
+			if len(res.Traces) == 0 || len(res.Traces) < opts.PageSize ||
+				(res.TotalCount > 0 && (opts.Page-1)*opts.PageSize+len(res.Traces) >= res.TotalCount) {
+				return
+			}
+			opts.Page++
+		}
+	}
+}
+
+// Delete deletes one trace (DELETE T/{id}). A 404 is an *APIError whose
+// Class is ClassNotFound: already gone.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	base, err := c.tracesURL(ctx)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, "delete", http.MethodDelete, base+"/"+url.PathEscape(id), nil, nil, false)
+}
+
+// Sources returns the sources traces came from (GET T/sources): the
+// filenames of uploads.
+func (c *Client) Sources(ctx context.Context) ([]string, error) {
+	base, err := c.tracesURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var w struct {
+		Sources []string `json:"sources"`
+	}
+	if err := c.do(ctx, "sources", http.MethodGet, base+"/sources", nil, &w, false); err != nil {
+		return nil, err
+	}
+	if w.Sources == nil {
+		w.Sources = []string{}
+	}
+	return w.Sources, nil
+}
+
+// basename is the last element of a slash or backslash separated name.
+func basename(name string) string {
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		return name[i+1:]
+	}
+	return name
+}
+
+// Wire forms: like the exported types, but tolerant of what a Python API
+// may send (timestamps without a zone, nulls).
+
+type wireOrganization struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	OwnerID  string    `json:"owner_id"`
+	Projects []Project `json:"projects"`
+}
+
+type wireTrace struct {
+	ID             string         `json:"id"`
+	OrganizationID string         `json:"organization_id"`
+	ProjectID      string         `json:"project_id"`
+	CreatedAt      flexTime       `json:"created_at"`
+	Filename       *string        `json:"filename"`
+	Data           map[string]any `json:"data"`
+	Input          *string        `json:"input"`
+	IntegrationID  *string        `json:"integration_id"`
+}
+
+func (w wireTrace) trace() Trace {
+	return Trace{
+		ID: w.ID, OrganizationID: w.OrganizationID, ProjectID: w.ProjectID,
+		CreatedAt: time.Time(w.CreatedAt), Filename: w.Filename, Data: w.Data,
+		Input: w.Input, IntegrationID: w.IntegrationID,
+	}
+}
+
+type wireEvaluation struct {
+	JudgeID      string   `json:"judge_id"`
+	JudgeName    string   `json:"judge_name"`
+	JudgeVersion any      `json:"judge_version"`
+	CreatedAt    flexTime `json:"created_at"`
+	Passed       bool     `json:"passed"`
+}
+
+type wireTraceWithEvaluations struct {
+	wireTrace
+	EvaluationsCount int              `json:"evaluations_count"`
+	LastEvaluations  []wireEvaluation `json:"last_evaluations"`
+}
+
+func (w wireTraceWithEvaluations) traceWithEvaluations() TraceWithEvaluations {
+	t := TraceWithEvaluations{Trace: w.trace(), EvaluationsCount: w.EvaluationsCount}
+	for _, e := range w.LastEvaluations {
+		t.LastEvaluations = append(t.LastEvaluations, Evaluation{
+			JudgeID: e.JudgeID, JudgeName: e.JudgeName, JudgeVersion: e.JudgeVersion,
+			CreatedAt: time.Time(e.CreatedAt), Passed: e.Passed,
+		})
+	}
+	return t
+}
+
+// flexTime reads ISO 8601 timestamps with or without a zone (no zone: UTC),
+// with "T" or a space, and null or "" as the zero time.
+type flexTime time.Time
+
+var flexLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02",
+}
+
+func (f *flexTime) UnmarshalJSON(b []byte) error {
+	var s *string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("created_at: %w", err)
+	}
+	if s == nil || *s == "" {
+		*f = flexTime{}
+		return nil
+	}
+	for _, layout := range flexLayouts {
+		if t, err := time.Parse(layout, *s); err == nil {
+			*f = flexTime(t)
+			return nil
+		}
+	}
+	return fmt.Errorf("created_at: cannot parse %q as ISO 8601", *s)
+}
