@@ -1,0 +1,72 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+)
+
+func newRetryCmd(g *globals) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "retry (--all | PATH...)",
+		Short: "Retry quarantined or retrying files now",
+		Long: `retry moves the given paths (or, with --all, every path) that are quarantined
+or waiting to retry back to pending, with attempts reset and no backoff, so the
+next pass uploads them. Paths in other states are left as they are.
+
+It needs no API key. While a daemon runs, it asks the daemon, which picks the
+files up; otherwise the next run or backfill does.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all == (len(args) > 0) {
+				return usageErrorf("retry: give --all or one or more paths, not both")
+			}
+			paths, err := trackedPaths(args)
+			if err != nil {
+				return err
+			}
+			h, _, closeFn, err := stateHandler(g)
+			if errors.Is(err, errNoState) {
+				if all {
+					fmt.Fprintln(g.stdout, "requeued 0 files")
+					return nil
+				}
+				return fmt.Errorf("not tracked: %v (%w)", args, err)
+			}
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			n, err := h.Retry(cmd.Context(), paths, all)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "requeued %d %s\n", n, pluralize(n, "file", "files"))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "retry every quarantined or retrying path")
+	return cmd
+}
+
+// trackedPaths makes paths absolute and clean, as the store keys them.
+func trackedPaths(args []string) ([]string, error) {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		p, err := filepath.Abs(a)
+		if err != nil {
+			return nil, usageErrorf("path %q: %v", a, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func pluralize(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tracesync/tracesync/internal/control"
+	"github.com/tracesync/tracesync/store"
+)
+
+// errNoState says the state directory holds no state file yet; the read
+// commands show an empty store rather than creating one.
+var errNoState = errors.New("no state file yet")
+
+// stateHandler returns what answers the status, files, retry and forget
+// commands: the running daemon over its control socket when one answers,
+// else the state file opened directly (the last used target). close
+// releases it. With no state file at all it returns errNoState (wrapped,
+// naming the file) and creates nothing. No API key is needed either way.
+func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), err error) {
+	dir, err := g.resolveStateDir()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	file = filepath.Join(dir, store.FileName)
+	h, err = control.Dial(control.SocketPath(dir))
+	if err == nil {
+		return h, file, func() {}, nil
+	}
+	if !errors.Is(err, control.ErrNoDaemon) {
+		return nil, file, nil, err
+	}
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		return nil, file, nil, fmt.Errorf("%w at %s", errNoState, file)
+	}
+	db, err := store.Open(dir, store.Options{Log: g.log})
+	if err != nil {
+		return nil, file, nil, err // a *store.LockedError names the holder and what to do
+	}
+	return control.NewStoreHandler(db), file, func() { _ = db.Close() }, nil
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show what the state holds: files per state, contents, traces, pending deletes, recent errors",
+		Long: `status shows the state of the target last used with this state directory:
+how many files are in each state, distinct contents and traces, remote deletes
+still to do, leftover upload intents and the last errors with their paths.
+
+It needs no API key and makes no API call. While a daemon runs, it asks the
+daemon over the control socket in the state directory.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := readStatus(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSONValue(g.stdout, st)
+			}
+			return printStatus(g.stdout, st)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object (a \"files\" object keyed by state name)")
+	return cmd
+}
+
+func readStatus(ctx context.Context, g *globals) (control.Status, error) {
+	h, file, closeFn, err := stateHandler(g)
+	if errors.Is(err, errNoState) {
+		files := make(map[store.State]int, len(store.States))
+		for _, s := range store.States {
+			files[s] = 0
+		}
+		return control.Status{StateFile: file, Files: files, LastErrors: []control.FileError{}}, nil
+	}
+	if err != nil {
+		return control.Status{}, err
+	}
+	defer closeFn()
+	return h.Status(ctx)
+}
+
+func printStatus(w io.Writer, st control.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	target := st.Target
+	if target == "" {
+		target = "(none: nothing has been synced with this state directory)"
+	}
+	fmt.Fprintf(tw, "Target:\t%s\n", target)
+	fmt.Fprintf(tw, "State file:\t%s\n", st.StateFile)
+	if st.Daemon {
+		fmt.Fprintf(tw, "Source:\trunning daemon (pid %d)\n", st.DaemonPID)
+	} else {
+		fmt.Fprintf(tw, "Source:\tstate file (no daemon running)\n")
+	}
+	fmt.Fprintf(tw, "Files:\t\n")
+	for _, s := range store.States {
+		fmt.Fprintf(tw, "  %s\t%d\n", s, st.Files[s])
+	}
+	fmt.Fprintf(tw, "Contents:\t%d\n", st.Contents)
+	fmt.Fprintf(tw, "Traces:\t%d\n", st.Traces)
+	fmt.Fprintf(tw, "Deletes pending:\t%d\n", st.DeletesPending)
+	fmt.Fprintf(tw, "Upload intents:\t%d\n", st.Intents)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.LastErrors) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nLast errors:\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, e := range st.LastErrors {
+		at := ""
+		if !e.At.IsZero() {
+			at = e.At.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", at, e.State, e.Path, e.Error)
+	}
+	return tw.Flush()
+}
+
+// printJSONValue prints v as indented JSON.
+func printJSONValue(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
