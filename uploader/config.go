@@ -1,0 +1,167 @@
+// Package uploader is tracesync's sync engine: it takes the watcher's events
+// (a path is ready, a path is gone, a scan finished, a root vanished),
+// hashes and validates files, decides with the store what each one needs,
+// and runs the uploads (presign, PUT, create) and remote deletes through the
+// client with one backoff policy. design.md's eleven rules live here and
+// nowhere else.
+//
+// It knows the store, the client and the watcher only through their types
+// and the small interfaces Store and API declared below; cmd/tracesync wires
+// the concrete values.
+package uploader
+
+import (
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tracesync/tracesync/client"
+	"github.com/tracesync/tracesync/store"
+)
+
+// Store is what the engine needs of the state store (*store.DB).
+type Store interface {
+	GetPath(path string) (store.PathRecord, error)
+	GetContent(h store.Hash) (store.Content, error)
+	Refs(h store.Hash) ([]string, error)
+	Unchanged(path string, dev, ino uint64, size int64, mtime time.Time) (store.PathRecord, bool)
+	Intents() ([]store.Intent, error)
+	Deletes() ([]store.Delete, error)
+	ForEachPath(prefix string, fn func(store.PathRecord) error) error
+	Counts() (store.Counts, error)
+	Update(ctx context.Context, fn func(*store.Tx) error) error
+}
+
+// API is what the engine needs of the traces API (*client.Client). Errors
+// are read with client.Classify and client.RetryAfter.
+type API interface {
+	Presign(ctx context.Context, filename, contentType string, size int64) (client.Presigned, error)
+	Put(ctx context.Context, url, contentType string, body io.Reader, size int64) ([32]byte, error)
+	Create(ctx context.Context, filename string) ([]string, error)
+	List(ctx context.Context, opts client.ListOptions) (client.ListResult, error)
+	All(ctx context.Context, opts client.ListOptions) iter.Seq2[client.TraceWithEvaluations, error]
+	Delete(ctx context.Context, id string) error
+}
+
+// Resettler sends a path back to settling (*watcher.Watcher): the engine
+// calls it when a file turned out incomplete or changed under an upload
+// (design.md rule 7).
+type Resettler interface {
+	Resettle(path string)
+}
+
+// Config configures an Engine. The zero value of each field is noted.
+type Config struct {
+	// Workers is how many uploads and deletes run at once; 0 means 4.
+	Workers int
+	// HashWorkers is how many files are hashed and validated at once; 0
+	// means 2.
+	HashWorkers int
+	// MaxFileSize is the largest file uploaded; larger files are
+	// quarantined before they are read. 0 means client.MaxFileSize, which
+	// is also the most allowed.
+	MaxFileSize int64
+	// DeleteOnRemove deletes a content's traces remotely once no path
+	// references it any more (design.md rule 4). Off: nothing remote is
+	// ever deleted.
+	DeleteOnRemove bool
+	// MaxDelete is the most tracked files one rescan (or one burst of
+	// removals) may remove; more is held back (rule 6). 0 means 100.
+	MaxDelete int
+	// DeleteDelay is how long an orphaned content waits before its traces
+	// are deleted (re-checked then). 0 means no wait.
+	DeleteDelay time.Duration
+	// RateLimit caps API requests (presign, create, list, delete; not the
+	// presigned PUT) per second across all workers; 0 means unlimited.
+	RateLimit float64
+	// InitialBackoff and MaxBackoff bound the retry interval of transient
+	// failures; 0 means 1 s and 5 m.
+	InitialBackoff, MaxBackoff time.Duration
+	// ProbeInterval is how often one probe runs while the pool is paused
+	// (a rejected key, or the API unreachable); 0 means 30 s.
+	ProbeInterval time.Duration
+	// ConnFailures is how many transport failures in a row (no HTTP answer)
+	// pause the pool; 0 means 3.
+	ConnFailures int
+	// RecoverySkew is the clock skew allowed when adopting traces after a
+	// crash (rule 9); 0 means 5 m.
+	RecoverySkew time.Duration
+	// OneShot (backfill): Run returns nil once the event channel is closed
+	// and every known path is final (uploaded, linked, skipped or
+	// quarantined). Transient failures keep retrying until ctx ends.
+	OneShot bool
+	// HealthTimeout is how long the main loop may go without a turn before
+	// Healthy reports false; 0 means 30 s.
+	HealthTimeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Log receives the engine's lines; the zero value logs nothing.
+	Log zerolog.Logger
+	// Metrics receives the engine's metrics; nil means none.
+	Metrics *Metrics
+}
+
+// ErrConfig is wrapped by New's errors about an invalid Config.
+var ErrConfig = errors.New("invalid engine configuration")
+
+func (c *Config) setDefaults() error {
+	if c.Workers == 0 {
+		c.Workers = 4
+	}
+	if c.HashWorkers == 0 {
+		c.HashWorkers = 2
+	}
+	if c.MaxFileSize == 0 {
+		c.MaxFileSize = client.MaxFileSize
+	}
+	if c.MaxDelete == 0 {
+		c.MaxDelete = 100
+	}
+	if c.InitialBackoff == 0 {
+		c.InitialBackoff = time.Second
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Minute
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = 30 * time.Second
+	}
+	if c.ConnFailures == 0 {
+		c.ConnFailures = 3
+	}
+	if c.RecoverySkew == 0 {
+		c.RecoverySkew = 5 * time.Minute
+	}
+	if c.HealthTimeout == 0 {
+		c.HealthTimeout = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.Workers < 0:
+		return errorsJoin("workers must be at least 1")
+	case c.HashWorkers < 0:
+		return errorsJoin("hash workers must be at least 1")
+	case c.MaxFileSize < 0 || c.MaxFileSize > client.MaxFileSize:
+		return errorsJoin("max file size must be between 1 byte and 50 MiB (the API's limit)")
+	case c.MaxDelete < 0:
+		return errorsJoin("max delete must not be negative")
+	case c.DeleteDelay < 0 || c.InitialBackoff < 0 || c.MaxBackoff < c.InitialBackoff || c.ProbeInterval < 0 || c.RecoverySkew < 0:
+		return errorsJoin("durations must not be negative, and the maximum backoff must not be below the initial one")
+	case c.RateLimit < 0:
+		return errorsJoin("rate limit must not be negative")
+	}
+	return nil
+}
+
+func errorsJoin(msg string) error { return &configError{msg} }
+
+type configError struct{ msg string }
+
+func (e *configError) Error() string        { return "invalid engine configuration: " + e.msg }
+func (e *configError) Is(target error) bool { return target == ErrConfig }

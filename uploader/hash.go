@@ -1,0 +1,156 @@
+package uploader
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tracesync/tracesync/store"
+)
+
+// hashBufSize is the read size of one hashing pass; memory per hash worker
+// is this buffer plus the validator's nesting stack.
+const hashBufSize = 256 << 10
+
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, hashBufSize); return &b }}
+
+// fileID is what the store keeps of a file's identity.
+type fileID struct {
+	Dev, Ino uint64
+	Size     int64
+	ModTime  time.Time
+}
+
+func (a fileID) same(b fileID) bool {
+	return a.Dev == b.Dev && a.Ino == b.Ino && a.Size == b.Size && a.ModTime.Equal(b.ModTime)
+}
+
+// hashOutcome is the verdict on one file's bytes.
+type hashOutcome uint8
+
+const (
+	hashOK          hashOutcome = iota + 1 // valid: Hash is the content
+	hashEmpty                              // zero bytes, or only whitespace: nothing to upload (skipped)
+	hashIncomplete                         // ends in the middle of a value: back to settling
+	hashInvalid                            // a real syntax error: quarantine
+	hashTooLarge                           // larger than the limit: quarantine (not read)
+	hashUnreadable                         // open or read failed (not ENOENT): quarantine
+	hashVanished                           // gone before it could be read: nothing to do
+	hashChanged                            // the file changed while it was read: back to settling
+	hashUnsupported                        // neither .json nor .jsonl: quarantine
+)
+
+// hashResult is what hashing one file found.
+type hashResult struct {
+	Outcome hashOutcome
+	Hash    store.Hash
+	ID      fileID
+	Values  int64
+	Err     error // the reason, for every outcome but hashOK and hashEmpty
+}
+
+// HashFile hashes (SHA-256) and validates the file at path in one streaming
+// pass with bounded memory. It is what the engine's hash workers run;
+// exported for benchmarks and tools.
+func HashFile(path string, maxSize int64) (store.Hash, error) {
+	r := hashFile(path, maxSize)
+	switch r.Outcome {
+	case hashOK, hashEmpty:
+		return r.Hash, nil
+	}
+	return r.Hash, r.Err
+}
+
+func hashFile(path string, maxSize int64) hashResult {
+	format, ok := FormatOf(path)
+	if !ok {
+		return hashResult{Outcome: hashUnsupported, Err: fmt.Errorf("%s: only .json and .jsonl files are uploaded", path)}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return openFailure(path, err)
+	}
+	defer f.Close()
+	before, err := f.Stat()
+	if err != nil {
+		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("stat %s: %w", path, err)}
+	}
+	if !before.Mode().IsRegular() {
+		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("%s is not a regular file", path)}
+	}
+	id := identity(before)
+	if id.Size > maxSize {
+		return hashResult{Outcome: hashTooLarge, ID: id,
+			Err: fmt.Errorf("%s is %d bytes, larger than the limit of %d bytes (the API accepts at most 50 MiB): split it into smaller files", path, id.Size, maxSize)}
+	}
+	h := sha256.New()
+	v := NewValidator(format)
+	bufp := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(bufp)
+	buf := *bufp
+	var n int64
+	var syntaxErr error
+	for {
+		k, err := f.Read(buf)
+		if k > 0 {
+			n += int64(k)
+			if n > maxSize {
+				return hashResult{Outcome: hashChanged, ID: id, Err: fmt.Errorf("%s grew while it was read", path)}
+			}
+			h.Write(buf[:k])
+			if syntaxErr == nil {
+				if _, err := v.Write(buf[:k]); err != nil {
+					syntaxErr = err // keep hashing: the hash identifies the bad bytes
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return hashResult{Outcome: hashUnreadable, ID: id, Err: fmt.Errorf("read %s: %w (check the disk and the file's permissions)", path, err)}
+		}
+	}
+	after, err := f.Stat()
+	if err != nil {
+		return hashResult{Outcome: hashUnreadable, ID: id, Err: fmt.Errorf("stat %s: %w", path, err)}
+	}
+	if a := identity(after); !a.same(id) || n != id.Size {
+		return hashResult{Outcome: hashChanged, ID: a, Err: fmt.Errorf("%s changed while it was read", path)}
+	}
+	var sum store.Hash
+	h.Sum(sum[:0])
+	res := hashResult{Hash: sum, ID: id}
+	if syntaxErr == nil {
+		syntaxErr = v.Close()
+	}
+	res.Values = v.Values()
+	switch {
+	case n == 0 || errors.Is(syntaxErr, ErrNoValues):
+		res.Outcome = hashEmpty
+	case errors.Is(syntaxErr, ErrIncomplete):
+		res.Outcome = hashIncomplete
+		res.Err = fmt.Errorf("%s: %w", path, syntaxErr)
+	case syntaxErr != nil:
+		res.Outcome = hashInvalid
+		res.Err = fmt.Errorf("%s: %w; fix the file (or replace it) and it is retried", path, syntaxErr)
+	default:
+		res.Outcome = hashOK
+	}
+	return res
+}
+
+func openFailure(path string, err error) hashResult {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return hashResult{Outcome: hashVanished, Err: err}
+	case errors.Is(err, fs.ErrPermission):
+		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("cannot read %s: %w: give the tracesync user read permission (e.g. chmod o+r, or add it to the file's group)", path, err)}
+	}
+	return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("cannot read %s: %w", path, err)}
+}

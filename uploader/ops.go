@@ -1,0 +1,390 @@
+package uploader
+
+import (
+	"errors"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/tracesync/tracesync/store"
+)
+
+// An op is one store change decided by the main loop, applied by the
+// writer goroutine inside a batched store.Update. apply may run more than
+// once (the store retries a failed batch): it resets its outputs first and
+// acts only through tx.
+type op interface {
+	apply(tx *store.Tx, now time.Time) error
+}
+
+// decision is what decideOp concluded for one hashed path.
+type decision uint8
+
+const (
+	decUnchanged   decision = iota + 1 // already uploaded with these bytes
+	decLinked                          // the content exists: linked, no upload (rule 2)
+	decUpload                          // a new content: upload it
+	decSkipped                         // nothing to upload
+	decQuarantined                     // quarantined now, or still (same bytes)
+)
+
+// decideOp records what hashing found for one path and decides (rules 2, 3, 10).
+type decideOp struct {
+	path, root string
+	res        hashResult
+	force      bool   // `tracesync retry`: a quarantined path with the same bytes is tried again
+	reason     string // quarantine category, when res says quarantine
+	// outputs
+	dec         decision
+	lastErr     string
+	attempts    int
+	next        time.Time // a stored NextAttempt still ahead (restart keeps the schedule)
+	intent      store.Intent
+	hasIntent   bool
+	orphan      store.Hash // the content this path left, now without any path (rule 4)
+	orphanSize  int64
+	prevState   store.State
+	contentSize int64
+}
+
+func (o *decideOp) apply(tx *store.Tx, now time.Time) error {
+	o.dec, o.lastErr, o.attempts, o.next = 0, "", 0, time.Time{}
+	o.intent, o.hasIntent, o.orphan, o.orphanSize, o.prevState = store.Intent{}, false, store.Hash{}, 0, ""
+	old, err := tx.GetPath(o.path)
+	found := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	o.prevState = old.State
+	rec := old
+	if !found {
+		rec = store.PathRecord{Path: o.path, FirstSeen: now}
+	}
+	rec.Root = o.root
+	rec.Dev, rec.Ino, rec.Size, rec.ModTime = o.res.ID.Dev, o.res.ID.Ino, o.res.ID.Size, o.res.ID.ModTime
+	rec.UpdatedAt = now
+	rec.RemovedAt = time.Time{}
+	sameBytes := found && old.State != store.StateRemoved && old.Hash == o.res.Hash && !o.res.Hash.IsZero()
+	if !sameBytes {
+		rec.Attempts, rec.NextAttempt, rec.LastError = 0, time.Time{}, ""
+	}
+	rec.Hash = o.res.Hash
+	switch o.res.Outcome {
+	case hashEmpty:
+		rec.State, rec.LastError = store.StateSkipped, ""
+		o.dec = decSkipped
+	case hashOK:
+		switch c, err := tx.GetContent(o.res.Hash); {
+		case sameBytes && old.State == store.StateUploaded && err == nil:
+			o.dec = decUnchanged
+		case sameBytes && old.State == store.StateQuarantined && !o.force:
+			o.dec, o.lastErr = decQuarantined, old.LastError
+		case err == nil:
+			rec.State, rec.Attempts, rec.NextAttempt, rec.LastError = store.StateUploaded, 0, time.Time{}, ""
+			o.dec, o.contentSize = decLinked, c.Size
+		case errors.Is(err, store.ErrNotFound):
+			o.dec = decUpload
+			if sameBytes && old.State == store.StateRetrying && !o.force {
+				o.attempts, o.next = old.Attempts, old.NextAttempt
+			} else {
+				rec.State, rec.Attempts, rec.NextAttempt, rec.LastError = store.StatePending, 0, time.Time{}, ""
+			}
+			in, err := tx.GetIntent(o.res.Hash)
+			switch {
+			case err == nil:
+				o.intent, o.hasIntent = in, true
+			case errors.Is(err, store.ErrNotFound):
+				// Rule 9: the intent exists before presign.
+				in = store.Intent{Hash: o.res.Hash, Path: o.path, Filename: filepath.Base(o.path), Size: o.res.ID.Size, Phase: store.PhasePresign, StartedAt: now}
+				if err := tx.PutIntent(in); err != nil {
+					return err
+				}
+				o.intent, o.hasIntent = in, true
+			default:
+				return err
+			}
+		default:
+			return err
+		}
+	default: // quarantine
+		if sameBytes && old.State == store.StateQuarantined && old.LastError != "" && o.res.Err == nil {
+			o.lastErr = old.LastError
+		} else {
+			o.lastErr = errText(o.res.Err)
+		}
+		rec.State, rec.LastError = store.StateQuarantined, o.lastErr
+		o.dec = decQuarantined
+	}
+	if err := tx.PutPath(rec); err != nil {
+		return err
+	}
+	// Rule 3: the old content lost this path's reference.
+	if found && old.State != store.StateRemoved && !old.Hash.IsZero() && old.Hash != rec.Hash && tx.RefCount(old.Hash) == 0 {
+		if c, err := tx.GetContent(old.Hash); err == nil {
+			o.orphan, o.orphanSize = old.Hash, c.Size
+		}
+	}
+	return nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// recordOp records an uploaded (or adopted) content, marks every path
+// waiting for it uploaded and clears the intent: one transaction (rule 9).
+type recordOp struct {
+	hash     store.Hash
+	filename string
+	size     int64
+	ids      []string
+	// outputs
+	paths []string // paths set to uploaded
+}
+
+func (o *recordOp) apply(tx *store.Tx, now time.Time) error {
+	o.paths = nil
+	c := store.Content{Hash: o.hash, Filename: o.filename, Size: o.size, TraceIDs: o.ids, UploadedAt: now}
+	if old, err := tx.GetContent(o.hash); err == nil {
+		// Never forget trace ids already recorded for these bytes.
+		ids := slices.Clone(old.TraceIDs)
+		for _, id := range o.ids {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+		c.TraceIDs, c.UploadedAt = ids, old.UploadedAt
+	}
+	if err := tx.PutContent(c); err != nil {
+		return err
+	}
+	for _, p := range tx.Refs(o.hash) {
+		rec, err := tx.GetPath(p)
+		if err != nil {
+			return err
+		}
+		if rec.State != store.StatePending && rec.State != store.StateRetrying {
+			continue
+		}
+		rec.State, rec.Attempts, rec.NextAttempt, rec.LastError, rec.UpdatedAt = store.StateUploaded, 0, time.Time{}, "", now
+		if err := tx.PutPath(rec); err != nil {
+			return err
+		}
+		o.paths = append(o.paths, p)
+	}
+	return tx.DeleteIntent(o.hash)
+}
+
+// failOp records a failed upload on every path waiting for the content:
+// retrying with the next attempt time, or quarantined with the reason.
+type failOp struct {
+	hash         store.Hash
+	state        store.State // StateRetrying, StateQuarantined or StatePending (back to settling)
+	only         string      // when set, only this path
+	attempts     int
+	next         time.Time
+	lastErr      string
+	deleteIntent bool
+	// outputs
+	paths []string
+}
+
+func (o *failOp) apply(tx *store.Tx, now time.Time) error {
+	o.paths = nil
+	refs := tx.Refs(o.hash)
+	if o.only != "" {
+		refs = []string{o.only}
+	}
+	for _, p := range refs {
+		rec, err := tx.GetPath(p)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Hash != o.hash || (rec.State != store.StatePending && rec.State != store.StateRetrying) {
+			continue
+		}
+		rec.State, rec.Attempts, rec.NextAttempt, rec.LastError, rec.UpdatedAt = o.state, o.attempts, o.next, o.lastErr, now
+		if o.state == store.StatePending {
+			rec.NextAttempt = time.Time{}
+		}
+		if err := tx.PutPath(rec); err != nil {
+			return err
+		}
+		o.paths = append(o.paths, p)
+	}
+	if o.deleteIntent {
+		return tx.DeleteIntent(o.hash)
+	}
+	return nil
+}
+
+// quarantineOp quarantines one path whatever its content (settle timeout,
+// unreadable source).
+type quarantineOp struct {
+	path, root, reason string
+}
+
+func (o *quarantineOp) apply(tx *store.Tx, now time.Time) error {
+	rec, err := tx.GetPath(o.path)
+	if errors.Is(err, store.ErrNotFound) {
+		rec = store.PathRecord{Path: o.path, Root: o.root, FirstSeen: now}
+	} else if err != nil {
+		return err
+	}
+	if rec.State == store.StateRemoved {
+		return nil
+	}
+	rec.State, rec.LastError, rec.UpdatedAt, rec.NextAttempt = store.StateQuarantined, o.reason, now, time.Time{}
+	return tx.PutPath(rec)
+}
+
+// orphaned is a content that lost its last path.
+type orphaned struct {
+	hash store.Hash
+	size int64
+}
+
+// removeOp marks paths removed (after the guard of rule 6 let them through)
+// and reports the contents left without any path.
+type removeOp struct {
+	paths []string
+	// outputs
+	removed int
+	orphans []orphaned
+}
+
+func (o *removeOp) apply(tx *store.Tx, now time.Time) error {
+	o.removed, o.orphans = 0, nil
+	var hashes []store.Hash
+	for _, p := range o.paths {
+		old, err := tx.RemovePath(p, now)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if old.State == store.StateRemoved {
+			continue
+		}
+		o.removed++
+		if !old.Hash.IsZero() && !slices.Contains(hashes, old.Hash) {
+			hashes = append(hashes, old.Hash)
+		}
+	}
+	for _, h := range hashes {
+		if tx.RefCount(h) > 0 {
+			continue
+		}
+		if c, err := tx.GetContent(h); err == nil {
+			o.orphans = append(o.orphans, orphaned{h, c.Size})
+		}
+	}
+	return nil
+}
+
+// orphanOp turns an orphaned content into pending remote deletes, after a
+// last check that no path references it (rule 4).
+type orphanOp struct {
+	hash store.Hash
+	// outputs
+	deletes []store.Delete
+}
+
+func (o *orphanOp) apply(tx *store.Tx, now time.Time) error {
+	o.deletes = nil
+	if tx.RefCount(o.hash) > 0 {
+		return nil
+	}
+	c, err := tx.GetContent(o.hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, id := range c.TraceIDs {
+		d := store.Delete{TraceID: id, Hash: o.hash, QueuedAt: now}
+		if err := tx.PutDelete(d); err != nil {
+			return err
+		}
+		o.deletes = append(o.deletes, d)
+	}
+	return tx.DeleteContent(o.hash)
+}
+
+// deleteDoneOp clears a remote delete that succeeded (or found the trace gone).
+type deleteDoneOp struct{ id string }
+
+func (o *deleteDoneOp) apply(tx *store.Tx, _ time.Time) error { return tx.DeleteDelete(o.id) }
+
+// deleteFailOp records a failed remote delete and when it is tried again.
+type deleteFailOp struct {
+	id       string
+	attempts int
+	next     time.Time
+	lastErr  string
+}
+
+func (o *deleteFailOp) apply(tx *store.Tx, _ time.Time) error {
+	d, err := tx.GetDelete(o.id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	d.Attempts, d.NextAttempt, d.LastError = o.attempts, o.next, o.lastErr
+	return tx.PutDelete(d)
+}
+
+// requeueOp makes paths eligible now (`tracesync retry`): quarantined and
+// retrying paths go back to pending with no next attempt time.
+type requeueOp struct {
+	paths []string
+	// outputs
+	recs []store.PathRecord // the records that exist and are not removed
+}
+
+func (o *requeueOp) apply(tx *store.Tx, now time.Time) error {
+	o.recs = nil
+	for _, p := range o.paths {
+		rec, err := tx.GetPath(p)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if rec.State == store.StateRemoved {
+			continue
+		}
+		if rec.State == store.StateQuarantined || rec.State == store.StateRetrying {
+			rec.State, rec.NextAttempt, rec.Attempts, rec.UpdatedAt = store.StatePending, time.Time{}, 0, now
+			if err := tx.PutPath(rec); err != nil {
+				return err
+			}
+		}
+		o.recs = append(o.recs, rec)
+	}
+	return nil
+}
+
+// intentOp writes or clears one intent.
+type intentOp struct {
+	intent store.Intent
+	clear  bool
+}
+
+func (o *intentOp) apply(tx *store.Tx, _ time.Time) error {
+	if o.clear {
+		return tx.DeleteIntent(o.intent.Hash)
+	}
+	return tx.PutIntent(o.intent)
+}

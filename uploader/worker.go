@@ -1,0 +1,231 @@
+package uploader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/tracesync/tracesync/client"
+	"github.com/tracesync/tracesync/store"
+)
+
+// maxRepresign bounds the fresh presigns one attempt makes after expired or
+// mismatched presigned URLs, before the attempt counts as a transient failure.
+const maxRepresign = 3
+
+// uploadSpec is a worker's copy of what one upload attempt needs; the
+// loop-owned job is never touched by a worker.
+type uploadSpec struct {
+	hash        store.Hash
+	path        string
+	filename    string
+	contentType string
+	size        int64
+	needResolve bool      // a create-phase intent exists: look for its traces first (rule 9)
+	resolveOnly bool      // start-up recovery: resolve, do not upload
+	intentAt    time.Time // when that create phase began
+	exclude     []string  // trace ids known to belong to other contents
+	attempt     int
+}
+
+// workItem is one job for a worker: an upload or a delete.
+type workItem struct {
+	up   *upload
+	spec uploadSpec
+	del  *delJob
+	id   string
+}
+
+type resultKind uint8
+
+const (
+	resCreated      resultKind = iota + 1 // create returned trace ids
+	resAdopted                            // recovery found the traces of an earlier create
+	resResolvedNone                       // recovery found nothing: upload from scratch
+	resChanged                            // the bytes sent differ from the decided hash (rule 7)
+	resVanished                           // the source file is gone
+	resUnreadable                         // the source file cannot be read
+	resFailed                             // the API refused or could not be reached
+	resDeleted                            // a remote delete is done (or the trace was already gone)
+)
+
+type workResult struct {
+	item           workItem
+	kind           resultKind
+	ids            []string
+	err            error
+	class          client.Class
+	transport      bool // err got no HTTP answer at all
+	stage          string
+	mayHaveCreated bool // the failure came after the create-phase intent was written
+	createAt       time.Time
+	started        time.Time
+	dur            time.Duration
+}
+
+// worker runs work items until in is closed. Results go to out.
+func (e *Engine) worker(in <-chan workItem, out chan<- workResult, abort <-chan struct{}) {
+	for it := range in {
+		var r workResult
+		if it.del != nil {
+			r = e.runDelete(it)
+		} else {
+			r = e.runUpload(it)
+		}
+		select {
+		case out <- r:
+		case <-abort:
+			return
+		}
+	}
+}
+
+func (e *Engine) wait(ctx context.Context) error {
+	if e.lim == nil {
+		return nil
+	}
+	return e.lim.Wait(ctx)
+}
+
+func (e *Engine) fail(r workResult, stage string, err error) workResult {
+	r.kind, r.stage, r.err = resFailed, stage, err
+	r.class = client.Classify(err)
+	var te *client.TransportError
+	r.transport = errors.As(err, &te) && r.class == client.ClassTransient
+	r.dur = time.Since(r.started)
+	if r.class == 0 {
+		r.class = client.ClassTransient
+	}
+	return r
+}
+
+func (e *Engine) runUpload(it workItem) workResult {
+	ctx := e.workCtx
+	s := it.spec
+	r := workResult{item: it, started: time.Now()}
+	if s.needResolve {
+		ids, err := e.findTraces(ctx, s.filename, s.intentAt.Add(-e.cfg.RecoverySkew), s.exclude)
+		if err != nil {
+			r = e.fail(r, "recover", err)
+			r.mayHaveCreated = true
+			return r
+		}
+		if len(ids) > 0 {
+			r.kind, r.ids, r.dur = resAdopted, ids, time.Since(r.started)
+			return r
+		}
+		if s.resolveOnly {
+			r.kind, r.dur = resResolvedNone, time.Since(r.started)
+			return r
+		}
+	}
+	for represign := 0; ; represign++ {
+		if err := e.wait(ctx); err != nil {
+			return e.fail(r, "presign", err)
+		}
+		pre, err := e.api.Presign(ctx, s.filename, s.contentType, s.size)
+		if err != nil {
+			r = e.fail(r, "presign", err)
+			r.mayHaveCreated = s.needResolve
+			return r
+		}
+		f, err := os.Open(s.path)
+		if err != nil {
+			r.err, r.dur = err, time.Since(r.started)
+			r.mayHaveCreated = s.needResolve
+			if errors.Is(err, fs.ErrNotExist) {
+				r.kind = resVanished
+			} else {
+				r.kind = resUnreadable
+				r.err = openFailure(s.path, err).Err
+			}
+			return r
+		}
+		sum, err := e.api.Put(ctx, pre.URL, s.contentType, f, s.size)
+		f.Close()
+		if errors.Is(err, client.ErrBodySize) {
+			// The file is not the size decided on: it changed (rule 7).
+			r.kind, r.err, r.dur, r.mayHaveCreated = resChanged, err, time.Since(r.started), s.needResolve
+			return r
+		}
+		if err != nil {
+			if client.Classify(err) == client.ClassRepresign && represign < maxRepresign {
+				continue
+			}
+			r = e.fail(r, "put", err)
+			if r.class == client.ClassRepresign {
+				r.class = client.ClassTransient
+			}
+			r.mayHaveCreated = s.needResolve
+			return r
+		}
+		if store.Hash(sum) != s.hash {
+			r.kind, r.dur, r.mayHaveCreated = resChanged, time.Since(r.started), s.needResolve
+			r.err = fmt.Errorf("%s changed during its upload: the bytes sent hash to %s, not %s", s.path, store.Hash(sum), s.hash)
+			return r
+		}
+		break
+	}
+	// Rule 9: before create, the intent says create may run.
+	r.createAt = e.cfg.Now()
+	in := store.Intent{Hash: s.hash, Path: s.path, Filename: s.filename, Size: s.size, Phase: store.PhaseCreate, StartedAt: r.createAt}
+	if err := e.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error { return tx.PutIntent(in) }); err != nil {
+		r.kind, r.stage, r.err, r.class = resFailed, "store", fmt.Errorf("record upload intent: %w", err), client.ClassTransient
+		r.mayHaveCreated = s.needResolve
+		return r
+	}
+	r.mayHaveCreated = true
+	if err := e.wait(ctx); err != nil {
+		return e.fail(r, "create", err)
+	}
+	ids, err := e.api.Create(ctx, s.filename)
+	if err != nil {
+		return e.fail(r, "create", err)
+	}
+	r.kind, r.ids, r.dur = resCreated, ids, time.Since(r.started)
+	return r
+}
+
+// findTraces lists the project's traces for filename, newest first, and
+// returns those whose filename is exactly filename and that were created at
+// or after since (rule 9), oldest first. Server-side filters narrow the
+// list; the checks here decide.
+func (e *Engine) findTraces(ctx context.Context, filename string, since time.Time, exclude []string) ([]string, error) {
+	if err := e.wait(ctx); err != nil {
+		return nil, err
+	}
+	opts := client.ListOptions{Search: filename, Source: filename, SortBy: "created_at", SortOrder: "desc", PageSize: 500}
+	var ids []string
+	for t, err := range e.api.All(ctx, opts) {
+		if err != nil {
+			return nil, err
+		}
+		if t.CreatedAt.Before(since) {
+			break // sorted newest first: the rest is older
+		}
+		if t.Filename == nil || *t.Filename != filename || slices.Contains(exclude, t.ID) {
+			continue
+		}
+		ids = append(ids, t.ID)
+	}
+	slices.Reverse(ids)
+	return ids, nil
+}
+
+func (e *Engine) runDelete(it workItem) workResult {
+	ctx := e.workCtx
+	r := workResult{item: it, started: time.Now()}
+	if err := e.wait(ctx); err != nil {
+		return e.fail(r, "delete", err)
+	}
+	err := e.api.Delete(ctx, it.id)
+	if err == nil || client.Classify(err) == client.ClassNotFound {
+		r.kind, r.err, r.dur = resDeleted, err, time.Since(r.started)
+		return r
+	}
+	return e.fail(r, "delete", err)
+}
