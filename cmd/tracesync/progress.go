@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,7 +36,12 @@ type progressPrinter struct {
 
 	lastLine time.Time // when the last plain line was written
 	interval time.Duration
-	drawn    bool // a bar is on screen (terminal) and must be cleared before other output
+	drawn    bool    // a bar is on screen (terminal) and must be cleared before other output
+	last     *string // the bar last drawn, to redraw it after a log line
+
+	// mu serializes writes to w when log lines share it (barLogWriter);
+	// callers of Update and Clear hold it then.
+	mu sync.Mutex
 }
 
 func newProgressPrinter(w io.Writer, terminal bool, start time.Time, interval time.Duration) *progressPrinter {
@@ -46,8 +52,10 @@ func newProgressPrinter(w io.Writer, terminal bool, start time.Time, interval ti
 // it prints a line when interval has passed since the last one.
 func (p *progressPrinter) Update(snap progressSnapshot, now time.Time) {
 	if p.terminal {
-		fmt.Fprintf(p.w, "\r\x1b[K%s", p.barLine(snap, now))
+		line := p.barLine(snap, now)
+		fmt.Fprintf(p.w, "\r\x1b[K%s", line)
 		p.drawn = true
+		p.last = &line
 		return
 	}
 	if !p.lastLine.IsZero() && now.Sub(p.lastLine) < p.interval {

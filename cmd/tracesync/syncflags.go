@@ -204,3 +204,12 @@ func parseByteSize(s string) (int64, error) {
 	}
 	return int64(v * mult), nil
 }
+
+// absClean returns p absolute and cleaned.
+func absClean(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Clean(abs), nil
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func TestParseByteSize(t *testing.T) {
@@ -164,5 +166,29 @@ func TestResolveDirs(t *testing.T) {
 		if err == nil || !errors.As(err, &ee) || ee.code != exitUsage {
 			t.Errorf("%s %v: got %v, want a usage error", name, args, err)
 		}
+	}
+}
+
+// TestCommandsHaveSharedFlags checks that run and backfill define every
+// shared flag, from one definition.
+func TestCommandsHaveSharedFlags(t *testing.T) {
+	var ref syncFlags
+	fs := pflag.NewFlagSet("ref", pflag.ContinueOnError)
+	addSyncFlags(fs, &ref)
+	g := &globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
+	root := newRootCmd(g)
+	for _, name := range []string{"run", "backfill"} {
+		cmd, _, err := root.Find([]string{name})
+		if err != nil || cmd.Name() != name {
+			t.Fatalf("find %s: %v", name, err)
+		}
+		fs.VisitAll(func(f *pflag.Flag) {
+			got := cmd.Flags().Lookup(f.Name)
+			if got == nil {
+				t.Errorf("%s lacks --%s", name, f.Name)
+			} else if got.DefValue != f.DefValue {
+				t.Errorf("%s --%s default %q, want %q", name, f.Name, got.DefValue, f.DefValue)
+			}
+		})
 	}
 }

@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tracesync/tracesync/internal/logging"
+	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/uploader"
+	"github.com/tracesync/tracesync/watcher"
+)
+
+// Backfill progress refresh: the bar on a terminal, a line otherwise.
+const (
+	barInterval   = 200 * time.Millisecond
+	plainInterval = 10 * time.Second
+)
+
+// maxListed is how many quarantined files the summary names one by one.
+const maxListed = 20
+
+func newBackfillCmd(g *globals) *cobra.Command {
+	var f syncFlags
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "backfill [flags] DIR...",
+		Short: "Upload every new or changed trace file in folders once, then exit",
+		Long: `backfill scans every DIR once, uploads every file that is new or changed
+(each content once: a second path with the same bytes is linked, not
+uploaded), waits for the queue to drain and prints a summary. With no DIR
+argument the folders come from TRACESYNC_DIRS (comma-separated).
+
+It shows a progress bar on a terminal and a line every 10s otherwise.
+Re-running the same command after an interruption (Ctrl-C, SIGKILL, a
+reboot) uploads nothing twice: what is done is remembered in the state
+directory. Transient API failures are retried until they succeed or you
+press Ctrl-C.
+
+Exit status: 0 when every file was uploaded, linked or skipped (empty);
+1 when any file is quarantined (see the summary, or
+tracesync files --state quarantined) or the run was interrupted;
+2 on a usage or configuration error.`,
+		Example: `  tracesync backfill /archive/traces
+  tracesync backfill --dry-run /archive/traces
+  tracesync backfill --workers 16 --exclude 'scratch/*' /archive/2025 /archive/2026`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.validate(); err != nil {
+				return err
+			}
+			dirs, err := resolveDirs(args, g.getenv)
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				return runDryRun(cmd.Context(), g, &f, dirs)
+			}
+			return runBackfill(cmd.Context(), g, &f, dirs, !cmd.Flag("log-level").Changed)
+		},
+	}
+	addSyncFlags(cmd.Flags(), &f)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be uploaded, linked, skipped or quarantined; upload nothing (needs no API key)")
+	return cmd
+}
+
+// runBackfill is `tracesync backfill` once its flags are checked.
+// quietLogs lowers the log level to warn when a progress bar is shown, so
+// per-file lines do not bury it (unless --log-level was given).
+func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, quietLogs bool) error {
+	start := time.Now()
+	terminal := logging.IsTerminal(g.stderr)
+	interval := plainInterval
+	if terminal {
+		interval = barInterval
+	}
+	bar := newProgressPrinter(g.stderr, terminal, start, interval)
+	if terminal {
+		// Log lines go through the bar: it is cleared, the line written, the bar redrawn.
+		level := g.logLevel
+		if quietLogs {
+			level = "warn"
+		}
+		format := g.logFormat
+		if format == "" || format == "auto" {
+			format = "console"
+		}
+		log, err := logging.New(&barLogWriter{p: bar}, level, format)
+		if err != nil {
+			return asUsage(err)
+		}
+		g.log = log
+	}
+
+	s, err := openSyncer(ctx, g, f, dirs, true)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	hooks := syncHooks{extra: []func(context.Context) error{
+		func(ctx context.Context) error {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case now := <-t.C:
+					bar.mu.Lock()
+					bar.Update(snapshotOf(s.eng.Progress()), now)
+					bar.mu.Unlock()
+				}
+			}
+		},
+	}}
+	runErr := s.run(ctx, hooks)
+	bar.mu.Lock()
+	bar.Clear()
+	bar.mu.Unlock()
+	if runErr != nil && !errors.Is(runErr, errInterrupted) {
+		return runErr
+	}
+
+	sum, err := summarize(s.db, dirs, s.eng.Progress(), int(s.scanUnchanged.Load()), time.Since(start))
+	if err != nil {
+		return fmt.Errorf("read the results from the state: %w", err)
+	}
+	sum.interrupted = errors.Is(runErr, errInterrupted)
+	sum.write(g.stdout)
+	if sum.interrupted || sum.quarantined > 0 || sum.unfinished > 0 {
+		return errSilentFailure
+	}
+	return nil
+}
+
+func snapshotOf(p uploader.Progress) progressSnapshot {
+	return progressSnapshot{
+		FilesTotal: p.FilesSeen, FilesDone: p.FilesDone,
+		BytesTotal: p.BytesSeen, BytesDone: p.BytesDone,
+		Uploaded: p.Uploaded, Linked: p.Linked + p.Unchanged, Skipped: p.Skipped,
+		Quarantined: p.Quarantined, Retrying: p.Retrying,
+	}
+}
+
+// barLogWriter writes log lines above the progress bar.
+type barLogWriter struct{ p *progressPrinter }
+
+func (w *barLogWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	redraw := w.p.drawn
+	w.p.Clear()
+	n, err := w.p.w.Write(b)
+	if redraw && w.p.last != nil {
+		fmt.Fprintf(w.p.w, "\r\x1b[K%s", *w.p.last)
+		w.p.drawn = true
+	}
+	return n, err
+}
+
+// backfillSummary is what a backfill did, for the final report.
+type backfillSummary struct {
+	elapsed       time.Duration
+	uploaded      int
+	bytesUploaded int64
+	linked        int
+	unchanged     int // already uploaded by an earlier run (by stat or by hash)
+	skipped       int
+	quarantined   int            // paths under the folders quarantined now (this run or earlier)
+	reasons       map[string]int // this run's quarantines by reason
+	listed        []store.PathRecord
+	unfinished    int // pending or retrying paths left (an interrupted run)
+	filesDone     int
+	bytesDone     int64
+	interrupted   bool
+}
+
+// summarize combines the engine's counters with the store's view of the
+// folders (which also knows files quarantined by an earlier run that this
+// run did not read again because they had not changed).
+func summarize(db *store.DB, dirs []string, p uploader.Progress, scanUnchanged int, elapsed time.Duration) (*backfillSummary, error) {
+	s := &backfillSummary{
+		elapsed: elapsed, uploaded: p.Uploaded, bytesUploaded: p.BytesUploaded, linked: p.Linked,
+		unchanged: p.Unchanged + scanUnchanged, skipped: p.Skipped, reasons: p.QuarantineReasons,
+		filesDone: p.FilesDone, bytesDone: p.BytesDone,
+	}
+	for _, d := range dirs {
+		err := db.ForEachPath(d+string(filepath.Separator), func(r store.PathRecord) error {
+			switch r.State {
+			case store.StateQuarantined, store.StatePending, store.StateRetrying:
+			default:
+				return nil
+			}
+			if _, err := os.Lstat(r.Path); errors.Is(err, os.ErrNotExist) {
+				return nil // gone since; a backfill does not track removals
+			}
+			if r.State != store.StateQuarantined {
+				s.unfinished++
+				return nil
+			}
+			s.quarantined++
+			if len(s.listed) < maxListed {
+				s.listed = append(s.listed, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *backfillSummary) write(w io.Writer) {
+	secs := s.elapsed.Seconds()
+	if secs <= 0 {
+		secs = 1e-9
+	}
+	word := "done"
+	if s.interrupted {
+		word = "INTERRUPTED"
+	}
+	fmt.Fprintf(w, "backfill %s in %s: %s files read, %s\n", word, s.elapsed.Round(10*time.Millisecond), count(s.filesDone), humanBytes(s.bytesDone))
+	fmt.Fprintf(w, "  uploaded     %8s  (%s sent)\n", count(s.uploaded), humanBytes(s.bytesUploaded))
+	fmt.Fprintf(w, "  linked       %8s  (same bytes as an uploaded file: no upload)\n", count(s.linked))
+	fmt.Fprintf(w, "  unchanged    %8s  (already uploaded by an earlier run)\n", count(s.unchanged))
+	fmt.Fprintf(w, "  skipped      %8s  (empty files)\n", count(s.skipped))
+	fmt.Fprintf(w, "  quarantined  %8s", count(s.quarantined))
+	if len(s.reasons) > 0 {
+		keys := make([]string, 0, len(s.reasons))
+		for k := range s.reasons {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, 0, len(keys))
+		for _, k := range keys {
+			parts = append(parts, fmt.Sprintf("%s %d", k, s.reasons[k]))
+		}
+		fmt.Fprintf(w, "  (this run: %s)", strings.Join(parts, ", "))
+	}
+	fmt.Fprintln(w)
+	for _, r := range s.listed {
+		fmt.Fprintf(w, "      %s: %s\n", r.Path, r.LastError)
+	}
+	if s.quarantined > len(s.listed) {
+		fmt.Fprintf(w, "      ... and %d more: tracesync files --state quarantined\n", s.quarantined-len(s.listed))
+	}
+	fmt.Fprintf(w, "  rate         %.0f files/s, %s/s\n", float64(s.filesDone)/secs, humanBytes(int64(float64(s.bytesDone)/secs)))
+	switch {
+	case s.interrupted || s.unfinished > 0:
+		fmt.Fprintf(w, "%d files not finished: run the same command again to finish (nothing is uploaded twice)\n", s.unfinished)
+	case s.quarantined > 0:
+		fmt.Fprintln(w, "fix the quarantined files (they are retried when their bytes change), or run tracesync retry PATH after fixing the cause")
+	}
+}
+
+// runDryRun lists what a backfill would do, without the API: it scans the
+// folders like a backfill, hashes and validates each file, and compares
+// with the state of the last target this state directory synced to.
+func runDryRun(ctx context.Context, g *globals, f *syncFlags, dirs []string) error {
+	stateDir, err := g.resolveStateDir()
+	if err != nil {
+		return err
+	}
+	var db *store.DB
+	if _, err := os.Stat(filepath.Join(stateDir, store.FileName)); err == nil {
+		if db, err = store.Open(stateDir, store.Options{Log: g.log}); err != nil {
+			return err
+		}
+		defer db.Close()
+	}
+	plan, err := planBackfill(ctx, db, f, dirs)
+	if err != nil {
+		return err
+	}
+	plan.write(g.stdout)
+	return nil
+}
+
+// dryPlan is what a backfill would do with each file.
+type dryPlan struct {
+	mu    sync.Mutex // guards everything below (Known runs on the watcher's goroutines)
+	rows  []dryRow
+	bytes int64
+	count map[string]int
+}
+
+type dryRow struct {
+	action, path, detail string
+	size                 int64
+}
+
+func (p *dryPlan) add(action, path, detail string, size int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rows = append(p.rows, dryRow{action, path, detail, size})
+	p.count[action]++
+	if action == "upload" {
+		p.bytes += size
+	}
+}
+
+func (p *dryPlan) write(w io.Writer) {
+	sort.Slice(p.rows, func(i, j int) bool { return p.rows[i].path < p.rows[j].path })
+	for _, r := range p.rows {
+		if r.action == "unchanged" {
+			continue
+		}
+		line := fmt.Sprintf("%-10s %s (%s)", r.action, r.path, humanBytes(r.size))
+		if r.detail != "" {
+			line += ": " + r.detail
+		}
+		fmt.Fprintln(w, line)
+	}
+	fmt.Fprintf(w, "dry run: would upload %d files (%s), link %d, skip %d empty, quarantine %d; %d unchanged; nothing was uploaded\n",
+		p.count["upload"], humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["unchanged"])
+}
+
+// planBackfill scans dirs once (the watcher in Once mode, like a backfill)
+// and decides, without the API, what a backfill would do with each file.
+// db may be nil (nothing synced yet).
+func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string) (*dryPlan, error) {
+	plan := &dryPlan{count: map[string]int{}}
+	known := func(path string, st watcher.Stat) bool {
+		if db == nil {
+			return false
+		}
+		rec, ok := db.Unchanged(path, st.Dev, st.Ino, st.Size, st.ModTime)
+		if !ok || rec.State == store.StateRemoved || rec.State == store.StatePending || rec.State == store.StateRetrying {
+			return false
+		}
+		if rec.State == store.StateQuarantined {
+			plan.add("quarantine", path, "quarantined earlier: "+rec.LastError, st.Size)
+		} else {
+			plan.add("unchanged", path, "", st.Size)
+		}
+		return true
+	}
+	w, err := watcher.New(watcher.Config{
+		Roots: dirs, NoRecursive: f.noRecursive, Include: f.include, Exclude: f.exclude,
+		Settle: f.settle, SettleTimeout: f.settleTimeout, FollowSymlinks: f.followSymlinks,
+		RootMarker: f.rootMarker, Once: true, Known: known,
+	})
+	if err != nil {
+		return nil, asUsage(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- w.Run(ctx) }() // owned here: waited for below
+	seen := map[store.Hash]string{}
+	for ev := range w.Events() {
+		switch ev.Kind {
+		case watcher.RootGone:
+			plan.add("quarantine", ev.Root, "folder unusable: "+ev.Reason, 0)
+		case watcher.Ready:
+			size := ev.Stat.Size
+			switch {
+			case size > int64(f.maxFileSize):
+				plan.add("quarantine", ev.Path, fmt.Sprintf("too large (limit %s)", &f.maxFileSize), size)
+				continue
+			case size == 0:
+				plan.add("skip", ev.Path, "empty", 0)
+				continue
+			}
+			h, err := uploader.HashFile(ev.Path, int64(f.maxFileSize))
+			if err != nil {
+				plan.add("quarantine", ev.Path, err.Error(), size)
+				continue
+			}
+			if first, ok := seen[h]; ok {
+				plan.add("link", ev.Path, "same bytes as "+first, size)
+				continue
+			}
+			seen[h] = ev.Path
+			if db != nil {
+				if c, err := db.GetContent(h); err == nil {
+					plan.add("link", ev.Path, fmt.Sprintf("same bytes as %s, uploaded %s", c.Filename, c.UploadedAt.Format(time.DateOnly)), size)
+					continue
+				}
+			}
+			plan.add("upload", ev.Path, "", size)
+		}
+	}
+	if err := <-errc; err != nil {
+		return nil, fmt.Errorf("scan: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}

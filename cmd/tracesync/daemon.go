@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tracesync/tracesync/client"
+	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/uploader"
+	"github.com/tracesync/tracesync/watcher"
+)
+
+// The concrete types cmd wires must satisfy the engine's interfaces.
+var (
+	_ uploader.Store     = (*store.DB)(nil)
+	_ uploader.API       = (*client.Client)(nil)
+	_ uploader.Resettler = (*watcher.Watcher)(nil)
+)
+
+// syncer is one sync (run or backfill) wired together: API client, store,
+// engine and watcher, plus the optional metrics listener.
+type syncer struct {
+	g      *globals
+	f      *syncFlags
+	dirs   []string
+	once   bool // backfill
+	api    *client.Client
+	target client.Target
+	db     *store.DB
+	eng    *uploader.Engine
+	w      *watcher.Watcher
+	reg    *prometheus.Registry
+
+	metricsLn net.Listener // nil without --metrics-addr
+
+	scanUnchanged atomic.Int64 // files the scans found already recorded (not read again)
+}
+
+// openSyncer builds everything a sync needs, in the order that fails
+// fastest: flags, metrics address, API target, store, engine, watcher.
+// The caller must close it.
+func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, once bool) (s *syncer, err error) {
+	s = &syncer{g: g, f: f, dirs: dirs, once: once, reg: newRegistry()}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if f.metricsAddr != "" {
+		if s.metricsLn, err = listenMetrics(f.metricsAddr); err != nil {
+			return nil, err
+		}
+	}
+	if s.api, err = s.connect(ctx); err != nil {
+		return nil, err
+	}
+	s.target = s.api.Target()
+	stateDir, err := g.resolveStateDir()
+	if err != nil {
+		return nil, err
+	}
+	s.db, err = store.Open(stateDir, store.Options{Target: s.target.String(), Log: g.log})
+	if err != nil {
+		var le *store.LockedError
+		if errors.As(err, &le) && once {
+			return nil, fmt.Errorf("%w (a running `tracesync run` syncs these folders itself; to backfill with it running, give this backfill its own --state-dir)", err)
+		}
+		return nil, err
+	}
+	s.eng, err = uploader.New(uploader.Config{
+		Workers:        f.workers,
+		MaxFileSize:    int64(f.maxFileSize),
+		DeleteOnRemove: f.deleteOnRemove && !once,
+		MaxDelete:      f.maxDelete,
+		RateLimit:      f.rateLimit,
+		OneShot:        once,
+		Log:            g.log,
+		Metrics:        uploader.NewMetrics(s.reg),
+	}, s.db, s.api)
+	if err != nil {
+		return nil, asUsage(err)
+	}
+	s.w, err = watcher.New(watcher.Config{
+		Roots:          dirs,
+		NoRecursive:    f.noRecursive,
+		Include:        f.include,
+		Exclude:        f.exclude,
+		Settle:         f.settle,
+		SettleTimeout:  f.settleTimeout,
+		RescanInterval: f.rescanInterval,
+		Poll:           f.poll,
+		FollowSymlinks: f.followSymlinks,
+		RootMarker:     f.rootMarker,
+		Once:           once,
+		Known:          s.eng.Known,
+		Log:            g.log,
+	})
+	if err != nil {
+		return nil, asUsage(err)
+	}
+	g.log.Info().Strs("dirs", dirs).Str("base_url", s.target.BaseURL).Str("organization", s.target.OrganizationID).
+		Str("project", s.target.ProjectID).Str("state", s.db.File()).Msg("tracesync starting")
+	return s, nil
+}
+
+// connect builds the API client, which finds the organization and project.
+// A backfill fails at once when that fails (a person is waiting). The
+// daemon keeps trying while the API is unreachable or rejects the key,
+// with a capped backoff and one log line per try (rule 11), so a host that
+// boots before its network, or a key rotated a moment late, does not make
+// it exit; a configuration error (no key, no such project) exits.
+func (s *syncer) connect(ctx context.Context) (*client.Client, error) {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = time.Second
+	bo.MaxInterval = time.Minute
+	bo.MaxElapsedTime = 0
+	for {
+		api, err := s.g.newClient(ctx)
+		if err == nil {
+			return api, nil
+		}
+		var ee *exitError
+		class := client.Classify(err)
+		if s.once || errors.As(err, &ee) || (class != client.ClassTransient && class != client.ClassAuth) {
+			return nil, err
+		}
+		wait := bo.NextBackOff()
+		s.g.log.Error().Err(err).Dur("retry_in", wait).Msg("cannot start syncing yet; retrying")
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// close releases what openSyncer opened.
+func (s *syncer) close() {
+	if s.metricsLn != nil {
+		_ = s.metricsLn.Close()
+	}
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			s.g.log.Error().Err(err).Msg("close state store")
+		}
+	}
+}
+
+// syncHooks are what run and backfill add around the common pipeline.
+type syncHooks struct {
+	// scanned is closed once every root's first scan is queued (or the root
+	// was reported gone).
+	scanned chan struct{}
+	// extra goroutines, owned by the same errgroup; each must return when
+	// its context is done.
+	extra []func(ctx context.Context) error
+}
+
+// errInterrupted is returned by (*syncer).run when a signal ended the sync.
+var errInterrupted = errors.New("interrupted")
+
+// run runs the watcher and the engine, and hooks, until the sync ends: for
+// a backfill when every file is final, for the daemon when ctx (SIGTERM or
+// SIGINT) ends. Then the engine stops taking work and in-flight uploads get
+// --shutdown-timeout to finish; everything else stops after it. One
+// errgroup owns every goroutine. It returns errInterrupted when ctx ended a
+// backfill, and nil when it ended the daemon.
+func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
+	// pipeCtx ends everything when the engine has stopped; it is not
+	// canceled by the signal directly, so in-flight work can finish.
+	pipeCtx, stopPipe := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPipe()
+	eg, egCtx := errgroup.WithContext(pipeCtx)
+
+	events := make(chan watcher.Event, 256)
+	eg.Go(func() error {
+		if err := s.w.Run(egCtx); err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		return nil
+	})
+	eg.Go(func() error { return s.forward(egCtx, events, hooks.scanned) })
+
+	engineDone := make(chan struct{})
+	eg.Go(func() error {
+		defer close(engineDone)
+		defer stopPipe()
+		err := s.eng.Run(egCtx, events, s.w)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("sync engine: %w", err)
+		}
+		return nil
+	})
+
+	interrupted := false
+	eg.Go(func() error {
+		select {
+		case <-engineDone:
+			return nil
+		case <-egCtx.Done():
+		case <-ctx.Done():
+			interrupted = true
+			s.g.log.Info().Dur("shutdown_timeout", s.f.shutdownTimeout).Msg("stopping: no new uploads; waiting for the ones in flight")
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), s.f.shutdownTimeout)
+		defer cancel()
+		if err := s.eng.Shutdown(sctx); err != nil {
+			s.g.log.Warn().Err(err).Msg("shutdown timeout reached: in-flight uploads were canceled; their intents are kept and resolved on the next start")
+		}
+		stopPipe()
+		return nil
+	})
+
+	if s.metricsLn != nil {
+		ln := s.metricsLn
+		s.metricsLn = nil // owned by serveMetrics now
+		mux := newMetricsMux(s.reg, healthChecks{healthy: s.healthy, ready: s.ready})
+		eg.Go(func() error { return serveMetrics(egCtx, ln, mux) })
+		s.g.log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
+	}
+	for _, fn := range hooks.extra {
+		eg.Go(func() error { return fn(egCtx) })
+	}
+
+	err := eg.Wait()
+	if err != nil {
+		return err
+	}
+	if interrupted && s.once {
+		return errInterrupted
+	}
+	return nil
+}
+
+// forward passes the watcher's events to the engine and closes scanned once
+// every root has finished its first scan (ScanDone) or was reported gone.
+func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned chan struct{}) error {
+	defer close(out)
+	pending := make(map[string]bool, len(s.dirs))
+	for _, d := range s.dirs {
+		pending[d] = true
+	}
+	files, unchanged := 0, 0
+	for ev := range s.w.Events() {
+		switch ev.Kind {
+		case watcher.ScanDone, watcher.RootGone:
+			if pending[ev.Root] {
+				delete(pending, ev.Root)
+				files += ev.Scan.Files
+				unchanged += ev.Scan.Unchanged
+				s.scanUnchanged.Add(int64(ev.Scan.Unchanged))
+				if len(pending) == 0 && scanned != nil {
+					s.g.log.Info().Int("files", files).Int("unchanged", unchanged).Msg("first scan queued")
+					close(scanned)
+					scanned = nil
+				}
+			}
+		}
+		select {
+		case out <- ev:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+func (s *syncer) healthy() error {
+	if !s.eng.Healthy() {
+		return errors.New("sync engine is not running or its main loop is stuck")
+	}
+	return nil
+}
+
+func (s *syncer) ready() error {
+	if err := s.healthy(); err != nil {
+		return err
+	}
+	p := s.eng.Progress()
+	switch {
+	case p.Paused:
+		return fmt.Errorf("uploads paused: %s", p.PauseReason)
+	case p.Recovering:
+		return errors.New("resolving uploads interrupted by the last stop")
+	case !s.eng.Ready():
+		return errors.New("first scan not queued yet")
+	}
+	return nil
+}
+
+// statusLine is the one-line summary for sd_notify STATUS and logs.
+func statusLine(p uploader.Progress) string {
+	line := fmt.Sprintf("uploaded %d, linked %d, queued %d, in flight %d, retrying %d, quarantined %d",
+		p.Uploaded, p.Linked, p.Queued+p.Hashing, p.InFlight, p.Retrying, p.Quarantined)
+	if p.HeldBack > 0 {
+		line += fmt.Sprintf(", %d removals held back (tracesync reconcile)", p.HeldBack)
+	}
+	if p.Paused {
+		line += "; PAUSED: " + p.PauseReason
+	}
+	return line
+}
+
+// onSignal calls fn for every sig until ctx is done.
+func onSignal(ctx context.Context, fn func(), sig ...os.Signal) error {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig...)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+			fn()
+		}
+	}
+}

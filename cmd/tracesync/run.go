@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tracesync/tracesync/internal/control"
+	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/systemd"
+	"github.com/tracesync/tracesync/uploader"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	var f syncFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] DIR...",
+		Short: "Watch folders and upload every new trace file (the daemon)",
+		Long: `run is the daemon: it scans every DIR, uploads what is new, then watches
+for files that are written, renamed or moved in, and uploads each content
+once. With no DIR argument the folders come from TRACESYNC_DIRS
+(comma-separated).
+
+Signals: SIGTERM or SIGINT stop taking work and let in-flight uploads finish
+within --shutdown-timeout, then exit 0; SIGHUP rescans every folder.
+Under systemd (Type=notify) it reports READY once the first scan is queued,
+a STATUS line with live counts, and watchdog pings while healthy.`,
+		Example: `  tracesync run /var/lib/agent-traces
+  TRACESYNC_DIRS=/srv/a,/srv/b TRACESYNC_WORKERS=8 tracesync run
+  tracesync run --delete-on-remove --metrics-addr 127.0.0.1:9464 ./drop`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.validate(); err != nil {
+				return err
+			}
+			dirs, err := resolveDirs(args, g.getenv)
+			if err != nil {
+				return err
+			}
+			return runDaemon(cmd.Context(), g, &f, dirs)
+		},
+	}
+	addSyncFlags(cmd.Flags(), &f)
+	return cmd
+}
+
+// runDaemon is `tracesync run` once its flags are checked: the daemon until
+// ctx ends (SIGTERM, SIGINT).
+func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) error {
+	s, err := openSyncer(ctx, g, f, dirs, false)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+
+	notifier := systemd.NewNotifier(g.getenv)
+	scanned := make(chan struct{})
+	socket := control.SocketPath(filepath.Dir(s.db.File()))
+	handler := &daemonHandler{Handler: control.NewStoreHandler(s.db), db: s.db, eng: s.eng}
+	hooks := syncHooks{
+		scanned: scanned,
+		extra: []func(context.Context) error{
+			func(ctx context.Context) error {
+				notifyLoop(ctx, notifier, scanned, func() string { return statusLine(s.eng.Progress()) }, s.eng.Healthy, g.log)
+				return nil
+			},
+			func(egCtx context.Context) error {
+				select {
+				case <-ctx.Done(): // the signal: shutdown begins
+				case <-egCtx.Done(): // the engine stopped on its own (an error)
+				}
+				if err := notifier.Stopping(); err != nil {
+					g.log.Debug().Err(err).Msg("systemd STOPPING=1")
+				}
+				return nil
+			},
+			func(ctx context.Context) error {
+				return onSignal(ctx, func() {
+					g.log.Info().Msg("SIGHUP: rescanning every folder")
+					s.w.Rescan()
+				}, syscall.SIGHUP)
+			},
+			func(ctx context.Context) error {
+				err := control.Serve(ctx, socket, handler)
+				if errors.Is(err, control.ErrAlreadyServing) {
+					return err // another daemon on this state: the store lock should have caught it
+				}
+				if err != nil {
+					// status and files then fall back to "stop the daemon first"; syncing goes on.
+					g.log.Error().Err(err).Msg("control socket unavailable: tracesync status and files cannot ask this daemon")
+				}
+				return nil
+			},
+		},
+	}
+	return s.run(ctx, hooks)
+}
+
+// daemonHandler answers the control socket from the store, and hands the
+// paths `tracesync retry` moved back to pending to the engine, so they are
+// uploaded now rather than on the next rescan.
+type daemonHandler struct {
+	control.Handler
+	db  *store.DB
+	eng *uploader.Engine
+}
+
+func (h *daemonHandler) Retry(ctx context.Context, paths []string, all bool) (int, error) {
+	if all {
+		paths = nil
+		err := h.db.ForEachPath("", func(r store.PathRecord) error {
+			if r.State == store.StateQuarantined || r.State == store.StateRetrying {
+				paths = append(paths, r.Path)
+			}
+			return ctx.Err()
+		})
+		if err != nil {
+			return 0, err
+		}
+		if len(paths) == 0 {
+			return 0, nil
+		}
+	}
+	n, err := h.Handler.Retry(ctx, paths, false)
+	if err != nil {
+		return n, err
+	}
+	h.eng.Requeue(paths)
+	return n, nil
+}
