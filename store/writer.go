@@ -16,8 +16,9 @@ type request struct {
 // is durably committed (fsync'd), or with fn's own error.
 //
 // Updates from many goroutines are grouped by one writer goroutine: it runs
-// the functions queued within Options.CommitInterval (at most
-// Options.MaxBatch of them) in one bbolt transaction and commits once, so
+// every function queued when it starts a transaction (those that arrived
+// during the previous commit, plus any within Options.CommitInterval; at
+// most Options.MaxBatch) in one bbolt transaction and commits once, so
 // recording a result costs a share of one fsync. If fn returns an error (or
 // panics), that transaction is rolled back, fn is run again alone in a
 // transaction of its own (whose outcome it gets), and the other functions
