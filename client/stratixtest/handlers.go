@@ -2,7 +2,6 @@ package stratixtest
 
 import (
 	"bytes"
-	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -400,12 +399,12 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sum := sha256.Sum256(data)
-	etag := md5.Sum(data)
 	obj := &object{data: data, hash: hex.EncodeToString(sum[:]), contentType: u.contentType}
 	s.mu.Lock()
 	s.objects[objectKey{u.project, u.filename}] = obj
+	u.stored = true
 	s.mu.Unlock()
-	w.Header().Set("ETag", `"`+hex.EncodeToString(etag[:])+`"`)
+	w.Header().Set("ETag", `"`+obj.hash[:32]+`"`)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
 }
@@ -424,6 +423,11 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		for _, u := range append([]*presignedURL(nil), s.inflight[*req.Filename]...) {
 			s.closeUploadLocked(u)
+			if u.stored {
+				// The URL has served its upload; forgetting it keeps memory
+				// flat (a PUT to it now answers 403 SignatureDoesNotMatch).
+				delete(s.tokens, u.token)
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -454,8 +458,9 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	ids := make([]string, len(datas))
 	s.mu.Lock()
+	now := s.now()
 	for i, d := range datas {
-		t := s.newTraceLocked(project, name, d)
+		t := s.newTraceLocked(now, project, name, d)
 		ids[i] = t.id
 	}
 	s.createsByFilename[name]++
@@ -476,20 +481,19 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 // newTraceLocked stores one trace with a created_at after every other.
-func (s *Server) newTraceLocked(project, filename string, data []byte) *trace {
-	now := s.now().UTC().Truncate(time.Microsecond)
+func (s *Server) newTraceLocked(now time.Time, project, filename string, data []byte) *trace {
+	now = now.UTC().Truncate(time.Microsecond)
 	if !now.After(s.lastCreated) {
 		now = s.lastCreated.Add(time.Microsecond)
 	}
 	s.lastCreated = now
 	s.seq++
 	t := &trace{
-		id:         s.idPrefix + strconv.FormatUint(s.seq, 36),
-		project:    project,
-		createdAt:  now,
-		createdStr: now.Format(timeLayout),
-		filename:   filename,
-		data:       data,
+		id:        s.idPrefix + strconv.FormatUint(s.seq, 36),
+		project:   project,
+		createdAt: now,
+		filename:  filename,
+		data:      data,
 	}
 	s.addTraceLocked(t)
 	s.persistCreateLocked(t)
@@ -587,7 +591,7 @@ type wireTraceWithEvaluations struct {
 
 func (s *Server) wire(t *trace) wireTrace {
 	fn := t.filename
-	return wireTrace{ID: t.id, OrganizationID: s.org.id, ProjectID: t.project, CreatedAt: t.createdStr, Filename: &fn, Data: t.data}
+	return wireTrace{ID: t.id, OrganizationID: s.org.id, ProjectID: t.project, CreatedAt: t.createdAt.Format(timeLayout), Filename: &fn, Data: t.data}
 }
 
 func (s *Server) wireWithEvaluations(t *trace) wireTraceWithEvaluations {

@@ -99,7 +99,7 @@ func (s *Server) load(name string) error {
 				skipped++
 				continue
 			}
-			t := &trace{id: rec.ID, project: rec.ProjectID, createdAt: created, createdStr: created.Format(timeLayout), filename: rec.Filename, data: []byte(rec.Data)}
+			t := &trace{id: rec.ID, project: rec.ProjectID, createdAt: created.UTC(), filename: rec.Filename, data: []byte(rec.Data)}
 			s.addTraceLocked(t)
 			if created.After(s.lastCreated) {
 				s.lastCreated = created
@@ -140,7 +140,7 @@ func (s *Server) persistCreateLocked(t *trace) {
 	if s.persist == nil {
 		return
 	}
-	s.appendLocked(logRecord{Op: "create", ID: t.id, ProjectID: t.project, CreatedAt: t.createdStr, Filename: t.filename, Data: t.data})
+	s.appendLocked(logRecord{Op: "create", ID: t.id, ProjectID: t.project, CreatedAt: t.createdAt.Format(timeLayout), Filename: t.filename, Data: t.data})
 }
 
 func (s *Server) persistDeleteLocked(id string) {

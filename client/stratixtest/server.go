@@ -162,7 +162,6 @@ type trace struct {
 	id          string
 	project     string
 	createdAt   time.Time
-	createdStr  string
 	filename    string
 	data        []byte // the raw JSON object
 	deleted     bool
@@ -185,6 +184,7 @@ type presignedURL struct {
 	contentType string
 	expires     time.Time
 	open        bool // counted in inflight
+	stored      bool // a PUT to it succeeded
 }
 
 // object is the last bytes PUT for a basename.
