@@ -532,6 +532,15 @@ func TestPutHashAndSize(t *testing.T) {
 		t.Fatalf("server saw %d creates of the hash Put returned, want 1", n)
 	}
 
+	// An empty body is sent with Content-Length: 0, not chunked.
+	sum, err = c.Put(ctx, presign(0), "application/jsonl", strings.NewReader(""), 0)
+	if err != nil || sum != sha256.Sum256(nil) {
+		t.Fatalf("put of an empty body: %x, %v", sum, err)
+	}
+	if _, err := c.Create(ctx, "s.jsonl"); client.Classify(err) != client.ClassPermanent || !strings.Contains(err.Error(), "no traces") {
+		t.Fatalf("create of an empty file: got %v, want a permanent 422 'no traces'", err)
+	}
+
 	for _, tc := range []struct {
 		name string
 		body string
@@ -647,6 +656,16 @@ func TestTransportFailures(t *testing.T) {
 			}
 		})
 	}
+	t.Run("Config.Timeout without a context deadline", func(t *testing.T) {
+		cfg := pinned
+		cfg.Timeout = 100 * time.Millisecond
+		srv, c := start(t, stratixtest.Options{}, cfg)
+		srv.HangNext(stratixtest.EndpointGet, 1)
+		_, err := c.Get(ctx, "x")
+		if !errors.Is(err, context.DeadlineExceeded) || client.Classify(err) != client.ClassTransient {
+			t.Fatalf("hung get with Timeout 100ms: got %v, want a transient deadline error", err)
+		}
+	})
 	t.Run("canceled", func(t *testing.T) {
 		srv, c := start(t, stratixtest.Options{}, pinned)
 		srv.HangNext(stratixtest.EndpointList, 1)

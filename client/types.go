@@ -43,7 +43,7 @@ func ContentType(filename string) (string, error) {
 type Config struct {
 	BaseURL        string       // empty: DefaultBaseURL
 	APIKey         string       // required; never logged, never in an error
-	HTTPClient     *http.Client // nil: a client with a 5 s connect timeout and no total timeout (deadlines come from the context)
+	HTTPClient     *http.Client // nil: a client on NewTransport() (5 s connect, TLS and response-header timeouts); a call's total time is bounded by its context, else Timeout
 	UserAgent      string       // empty: "tracesync"
 	OrganizationID string       // empty: discovered (GET /organizations)
 	ProjectID      string       // empty: the organization's first project
