@@ -42,6 +42,12 @@ func startWatcher(t *testing.T, cfg Config) *recorder {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	return runRecorder(t, w)
+}
+
+// runRecorder runs w until the test ends, recording its events.
+func runRecorder(t *testing.T, w *Watcher) *recorder {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &recorder{t: t, w: w, more: make(chan struct{}, 1), runErr: make(chan error, 1), cancel: cancel}
 	go func() { r.runErr <- w.Run(ctx) }()

@@ -11,9 +11,14 @@ import (
 // to drain below a high-water mark first (waitRoom), so a scan of a
 // million files never holds a million events.
 type outQueue struct {
-	mu     sync.Mutex // guards items and closed
+	mu     sync.Mutex // guards items, closed, pending and out's fast path
 	items  []Event
 	closed bool
+	// pending counts events pushed and not yet delivered (queued, or
+	// taken by run and in flight). While it is 0, push may hand an event
+	// straight to out without breaking the order.
+	pending int
+	out     chan<- Event
 
 	ready   chan struct{} // cap 1: items became non-empty, or closed
 	drained chan struct{} // cap 1: len(items) fell below lowWater
@@ -24,8 +29,8 @@ const (
 	queueLowWater  = 1024
 )
 
-func newOutQueue() *outQueue {
-	return &outQueue{ready: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
+func newOutQueue(out chan<- Event) *outQueue {
+	return &outQueue{out: out, ready: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
 }
 
 func signal(ch chan struct{}) {
@@ -37,9 +42,26 @@ func signal(ch chan struct{}) {
 
 func (q *outQueue) push(ev Event) {
 	q.mu.Lock()
+	if q.pending == 0 && !q.closed {
+		// Nothing ahead of it: deliver directly if out has room, saving
+		// a goroutine hand-off.
+		select {
+		case q.out <- ev:
+			q.mu.Unlock()
+			return
+		default:
+		}
+	}
 	q.items = append(q.items, ev)
+	q.pending++
 	q.mu.Unlock()
 	signal(q.ready)
+}
+
+func (q *outQueue) delivered() {
+	q.mu.Lock()
+	q.pending--
+	q.mu.Unlock()
 }
 
 // close marks the end: run delivers what is queued, then returns.
@@ -70,8 +92,14 @@ func (q *outQueue) waitRoom(ctx context.Context) error {
 
 // run delivers queued events to out until ctx is done, or until close was
 // called and everything queued was delivered. It closes out on return.
-func (q *outQueue) run(ctx context.Context, out chan<- Event) {
-	defer close(out)
+func (q *outQueue) run(ctx context.Context) {
+	out := q.out
+	defer func() {
+		q.mu.Lock()
+		q.closed = true // no more direct sends: out is closed
+		close(out)
+		q.mu.Unlock()
+	}()
 	var batch []Event
 	for {
 		q.mu.Lock()
@@ -82,6 +110,7 @@ func (q *outQueue) run(ctx context.Context, out chan<- Event) {
 		for _, ev := range batch {
 			select {
 			case out <- ev:
+				q.delivered()
 			case <-ctx.Done():
 				return
 			}

@@ -78,6 +78,8 @@ type scanner struct {
 	foundCh  chan found
 	reported *atomic.Int64
 	polls    map[string]*pollTree
+	addWatch func(dir string) error // fsw.Add
+	fallback time.Duration          // polling period of subtrees out of watches
 
 	warnedWatchLimit bool
 }
@@ -212,7 +214,7 @@ func (s *scanner) walk(ctx context.Context, root, dir string, watch bool, onFile
 	if watch {
 		if _, polled := s.polls[dir]; polled {
 			watch = false
-		} else if err := s.fsw.Add(dir); err != nil {
+		} else if err := s.addWatch(dir); err != nil {
 			if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EMFILE) {
 				s.watchLimit(root, dir, err)
 				watch = false
@@ -301,11 +303,7 @@ func (s *scanner) watchLimit(root, dir string, err error) {
 	} else {
 		s.cfg.Log.Debug().Str("dir", dir).Msg("out of inotify watches: polling this directory")
 	}
-	every := s.cfg.Poll
-	if every == 0 {
-		every = DefaultPoll
-	}
-	s.polls[dir] = &pollTree{root: root, top: dir, every: every, next: time.Now().Add(every)}
+	s.polls[dir] = &pollTree{root: root, top: dir, every: s.fallback, next: time.Now().Add(s.fallback)}
 }
 
 func (s *scanner) nextPoll() (time.Time, bool) {

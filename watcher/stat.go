@@ -143,13 +143,23 @@ func (s *statter) insideRoots(p string) bool {
 // lease, which Linux refuses with EAGAIN while a writer holds the file
 // open. Where leases are not available (not the file's owner without
 // CAP_LEASE, filesystems without lease support) it reports false. The open
-// is non-blocking, so it never hangs even if p was swapped for a FIFO.
-func openForWriting(p string) bool {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+// is non-blocking and the descriptor is checked to be a regular file
+// before anything else, so it never hangs or touches a FIFO or device even
+// if p was swapped for one. With nofollow, a symlink at p is not opened.
+func openForWriting(p string, nofollow bool) bool {
+	flags := unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+	if nofollow {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err := unix.Open(p, flags, 0)
 	if err != nil {
 		return false
 	}
 	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
 	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
 	if err == unix.EAGAIN {
 		return true

@@ -48,6 +48,16 @@ type Watcher struct {
 	// goroutine as if fsnotify had reported them.
 	dropEvents atomic.Bool
 	injected   chan error
+	// testAddWatch, when set before Run, replaces adding an inotify watch
+	// (to simulate running out of watches).
+	testAddWatch func(fsw *fsnotify.Watcher, dir string) error
+	// testTimerLate, when set before Run, is told how late the settle
+	// timer woke the event goroutine (the Go runtime's timer lateness),
+	// so a benchmark can tell it from the watcher's own work.
+	testTimerLate func(time.Duration)
+	// fallbackPoll is the polling period of roots without inotify and of
+	// subtrees out of watches: Config.Poll, else DefaultPoll.
+	fallbackPoll time.Duration
 }
 
 // New validates cfg and returns a Watcher ready to Run.
@@ -56,14 +66,20 @@ func New(cfg Config) (*Watcher, error) {
 	if err != nil {
 		return nil, err
 	}
+	events := make(chan Event, 64)
+	fallbackPoll := cfg.Poll
+	if fallbackPoll == 0 {
+		fallbackPoll = DefaultPoll
+	}
 	return &Watcher{
-		cfg:       cfg,
-		filter:    filter{include: cfg.Include, exclude: cfg.Exclude},
-		statter:   statter{roots: cfg.Roots, followSymlinks: cfg.FollowSymlinks},
-		events:    make(chan Event, 64),
-		out:       newOutQueue(),
-		reqSignal: make(chan struct{}, 1),
-		injected:  make(chan error, 8),
+		fallbackPoll: fallbackPoll,
+		cfg:          cfg,
+		filter:       filter{include: cfg.Include, exclude: cfg.Exclude},
+		statter:      statter{roots: cfg.Roots, followSymlinks: cfg.FollowSymlinks},
+		events:       events,
+		out:          newOutQueue(events),
+		reqSignal:    make(chan struct{}, 1),
+		injected:     make(chan error, 8),
 	}, nil
 }
 
@@ -113,7 +129,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	emitDone := make(chan struct{})
 	go func() {
 		defer close(emitDone)
-		w.out.run(ctx, w.events)
+		w.out.run(ctx)
 	}()
 
 	inner, cancel := context.WithCancel(ctx)
@@ -267,8 +283,11 @@ func (w *Watcher) newLoop(ctx context.Context) (*loop, error) {
 		return st, err
 	}
 	l.s.writing = func(p string) bool {
+		if !cfg.FollowSymlinks {
+			return openForWriting(p, true)
+		}
 		if _, target, err := w.statter.stat(p); err == nil {
-			return openForWriting(target)
+			return openForWriting(target, true)
 		}
 		return false
 	}
@@ -301,6 +320,13 @@ func (w *Watcher) newLoop(ctx context.Context) (*loop, error) {
 		foundCh:  make(chan found, 256),
 		reported: &l.reportedCount,
 		polls:    map[string]*pollTree{},
+		fallback: w.fallbackPoll,
+	}
+	if l.fsw != nil {
+		l.sc.addWatch = l.fsw.Add
+		if w.testAddWatch != nil {
+			l.sc.addWatch = func(dir string) error { return w.testAddWatch(l.fsw, dir) }
+		}
 	}
 	return l, nil
 }
@@ -419,6 +445,11 @@ func (l *loop) run(ctx context.Context) error {
 				l.handleFSError(fmt.Errorf("internal event queue: %w", fsnotify.ErrEventOverflow))
 			}
 		case <-timer.C:
+			if l.w.testTimerLate != nil {
+				if due, ok := l.s.next(); ok {
+					l.w.testTimerLate(now().Sub(due))
+				}
+			}
 			l.fire()
 		case <-l.w.reqSignal:
 			paths, rescan := l.w.takeRequests()
@@ -464,10 +495,7 @@ func (l *loop) setupRoot(r *rootState, h rootHealth) {
 	if !r.poll && !l.cfg.Once {
 		if fsType := fsWithoutInotify(r.path); fsType != "" {
 			r.poll = true
-			r.every = l.cfg.Poll
-			if r.every == 0 {
-				r.every = DefaultPoll
-			}
+			r.every = l.w.fallbackPoll
 			l.cfg.Log.Warn().Str("root", r.path).Str("fs", fsType).Dur("every", r.every).
 				Msg("root is on a filesystem inotify cannot watch: polling it instead")
 		}

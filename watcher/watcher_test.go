@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/rs/zerolog"
 )
 
 func TestAtomicRenameIsReadyOnce(t *testing.T) {
@@ -318,8 +319,10 @@ func TestPollingMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.waitEvent(Removed, root, filepath.Join(root, "d"))
-	if r.w.cfg.Poll <= 0 {
-		t.Fatal("poll period lost")
+	r.removalBarrier(root)
+	evs, _ := r.snapshot()
+	if n := count(evs, Removed, p); n != 0 {
+		t.Fatalf("polling: the removed directory's file got its own Removed (%d), want it covered by the directory's:\n%s", n, dump(evs))
 	}
 }
 
@@ -518,4 +521,61 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	if !filepath.IsAbs(w.cfg.Roots[0]) || w.cfg.Settle != DefaultSettle || w.cfg.RemoveGrace != 2*DefaultSettle+time.Second {
 		t.Fatalf("defaults: roots %v settle %v grace %v", w.cfg.Roots, w.cfg.Settle, w.cfg.RemoveGrace)
 	}
+}
+
+// syncBuffer is a log sink safe for the watcher's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestOutOfWatchesFallsBackToPolling(t *testing.T) {
+	root := tempRoot(t)
+	full := filepath.Join(root, "full")
+	if err := os.MkdirAll(filepath.Join(full, "deeper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	cfg := Config{Roots: []string{root}, Poll: 0, Settle: testSettle, RemoveGrace: 3 * testSettle,
+		Log: zerolog.New(&logs)}
+	w, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The kernel refuses watches for the "full" subtree.
+	w.testAddWatch = func(fsw *fsnotify.Watcher, dir string) error {
+		if isUnder(dir, full) {
+			return fmt.Errorf("add watch %s: %w", dir, syscall.ENOSPC)
+		}
+		return fsw.Add(dir)
+	}
+	w.fallbackPoll = 30 * time.Millisecond
+	r := runRecorder(t, w)
+	r.waitEvent(ScanDone, root, "")
+	if !strings.Contains(logs.String(), "fs.inotify.max_user_watches") || !strings.Contains(logs.String(), "sysctl fs.inotify.max_user_watches=524288") {
+		t.Fatalf("no clear error naming fs.inotify.max_user_watches and the sysctl to raise it; log:\n%s", logs.String())
+	}
+	if n := strings.Count(logs.String(), "sysctl fs.inotify.max_user_watches"); n != 1 {
+		t.Fatalf("the watch-limit error was logged %d times, want once", n)
+	}
+	// Polled.
+	p := filepath.Join(full, "deeper", "polled.json")
+	writeFile(t, p, "{}")
+	r.waitEvent(Ready, root, p)
+	// Watched parts still work by inotify.
+	q := filepath.Join(root, "watched.json")
+	writeFile(t, q, "{}")
+	r.waitEvent(Ready, root, q)
 }
