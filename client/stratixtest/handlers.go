@@ -260,6 +260,7 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 		filename:    *req.Filename,
 		contentType: *req.Type,
 		open:        true,
+		conn:        connOf(r),
 	}
 	s.mu.Lock()
 	now := s.now()
@@ -271,7 +272,7 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 	}
 	open := s.inflight[u.filename][:0]
 	for _, o := range s.inflight[u.filename] {
-		if o.open && !now.After(o.expires) {
+		if o.open && !now.After(o.expires) && !o.abandoned() {
 			open = append(open, o)
 		} else {
 			o.open = false
@@ -403,6 +404,9 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.objects[objectKey{u.project, u.filename}] = obj
 	u.stored = true
+	if ci := connOf(r); ci != nil {
+		u.conn = ci
+	}
 	s.mu.Unlock()
 	w.Header().Set("ETag", `"`+obj.hash[:32]+`"`)
 	w.Header().Set("Content-Length", "0")

@@ -117,7 +117,8 @@ type Server struct {
 	handler  http.Handler
 	idPrefix string
 
-	calls [numEndpoints]atomic.Int64
+	calls     [numEndpoints]atomic.Int64
+	openConns atomic.Int64 // client connections open now (listening servers only)
 
 	faultMu sync.Mutex // guards faults
 	faults  [numEndpoints]endpointFaults
@@ -185,7 +186,25 @@ type presignedURL struct {
 	expires     time.Time
 	open        bool // counted in inflight
 	stored      bool // a PUT to it succeeded
+	// conn is the connection the upload last used (presign, then PUT); once
+	// it is closed the client is gone (e.g. killed) and the upload abandoned.
+	// Nil when the server does not own its connections (Handler alone).
+	conn *connInfo
 }
+
+// connInfo tracks one client connection of a listening server.
+type connInfo struct{ closed atomic.Bool }
+
+type connInfoKey struct{}
+
+// connOf returns the request's connection info, or nil.
+func connOf(r *http.Request) *connInfo {
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	return ci
+}
+
+// abandoned reports whether the client of an upload is gone.
+func (u *presignedURL) abandoned() bool { return u.conn != nil && u.conn.closed.Load() }
 
 // object is the last bytes PUT for a basename.
 type object struct {
@@ -286,11 +305,26 @@ func Listen(addr string, opts Options) (*Server, error) {
 
 func (s *Server) serve(ln net.Listener) {
 	s.url = "http://" + ln.Addr().String() + "/api/v1"
+	var conns sync.Map // net.Conn → *connInfo, while open
 	s.httpSrv = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          log.New(io.Discard, "", 0),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			ci := &connInfo{}
+			conns.Store(c, ci)
+			s.openConns.Add(1)
+			return context.WithValue(ctx, connInfoKey{}, ci)
+		},
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateClosed || st == http.StateHijacked {
+				if ci, ok := conns.LoadAndDelete(c); ok {
+					ci.(*connInfo).closed.Store(true)
+					s.openConns.Add(-1)
+				}
+			}
+		},
 	}
 	s.serveDone = make(chan struct{})
 	go func() {
@@ -338,6 +372,10 @@ func (s *Server) ExpireURLs() {
 		t.expires = past
 	}
 }
+
+// Conns returns how many client connections are open now (0 for a server
+// from New whose Handler is served elsewhere).
+func (s *Server) Conns() int { return int(s.openConns.Load()) }
 
 // Calls returns how many requests reached ep (including failed ones).
 func (s *Server) Calls(ep Endpoint) int { return int(s.calls[ep.index()].Load()) }
@@ -389,9 +427,12 @@ func (s *Server) CreatesByHash() map[string]int {
 // MaxInflightPerBasename returns the most uploads of one basename that were
 // between presign and create at once. An upload counts from its presign
 // until a create for its basename (whatever the outcome), a failed or
-// dropped PUT to its URL, or its URL's expiry. A client that abandons a URL
-// without the server seeing it (cancelled before sending the PUT) keeps it
-// counted until it expires.
+// dropped PUT to its URL, its URL's expiry, or the close of the connection
+// it last used (presign's, then PUT's): a killed client's uploads end with
+// its connections. A live client that abandons a URL without the server
+// seeing it (cancelled before sending the PUT, connection kept) keeps it
+// counted until it expires. Without a listener of its own (Handler served
+// elsewhere) connections are not tracked.
 func (s *Server) MaxInflightPerBasename() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -371,6 +371,41 @@ func TestInflightPerBasename(t *testing.T) {
 	}
 }
 
+// A client that dies (its connections close) between presign and create
+// has abandoned its upload: its restart presigning the same name is not
+// two uploads in flight. A live client's second presign is.
+func TestInflightEndsWhenTheClientIsGone(t *testing.T) {
+	srv := stratixtest.NewServer(stratixtest.Options{})
+	defer srv.Close()
+	presign := func(rc *rawClient) {
+		t.Helper()
+		if st, _ := rc.call("POST", rc.traces()+"/upload", map[string]any{"filename": "k.json", "type": "application/json", "size": 2}); st != 200 {
+			t.Fatalf("presign: %d", st)
+		}
+	}
+	killed := newRaw(t, srv)
+	killed.hc = &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	presign(killed)
+	killed.hc.CloseIdleConnections() // what the kernel does for a killed process
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Conns() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("server still counts %d open connections after the client closed its only one", srv.Conns())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	restarted := newRaw(t, srv)
+	restarted.hc = &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	presign(restarted)
+	if got := srv.MaxInflightPerBasename(); got != 1 {
+		t.Fatalf("presign after the first client died: MaxInflightPerBasename %d, want 1", got)
+	}
+	presign(restarted) // the same live client, no create in between
+	if got := srv.MaxInflightPerBasename(); got != 2 {
+		t.Fatalf("second presign by a live client: MaxInflightPerBasename %d, want 2", got)
+	}
+}
+
 func TestCreatesByHashAndNonIdempotentCreate(t *testing.T) {
 	srv := stratixtest.NewServer(stratixtest.Options{})
 	defer srv.Close()
