@@ -61,14 +61,14 @@ type Config struct {
 	// one ScanDone per root scanned (a missing root gets RootGone instead),
 	// and then return and close Events.
 	Once bool
-	// Known is the restart fast path. It is called from the scanner
-	// goroutine for every matching regular file a full scan (or the first
-	// poll of a subtree) finds, exactly once per file per scan and before
-	// that root's ScanDone, so a consumer may use these calls to know which
-	// paths a scan saw. It is also called from the event goroutine just
-	// before a file would be reported Ready. It must be safe for concurrent
-	// use and fast. True means "already recorded with this (dev, ino, size,
-	// mtime)": the file is not reported Ready. nil means nothing is known.
+	// Known is the restart fast path. True means "already recorded with
+	// this (dev, ino, size, mtime)": the file is not reported Ready. nil
+	// means nothing is known. It is called only from the scanner goroutine
+	// (never concurrently with itself, but concurrently with the consumer
+	// reading Events), for every matching regular file a full scan, a
+	// scan of a new directory or the first poll of a polled tree finds:
+	// once per file per scan, and before that root's ScanDone. It must be
+	// fast: a restart over 100,000 unchanged files is 100,000 calls.
 	Known func(path string, st Stat) bool
 	// Log receives the watcher's log lines. Zero value: zerolog's zero
 	// Logger, which writes nothing.

@@ -63,6 +63,7 @@ type pollTree struct {
 	every     time.Duration
 	next      time.Time
 	prev      map[string]Stat // nil until the first poll
+	rootIno   uint64          // the root directory's inode when the tree was set up
 }
 
 // scanner walks directory trees. It runs in its own goroutine, owns the
@@ -172,7 +173,7 @@ func (s *scanner) fullScan(ctx context.Context, j scanJob) error {
 	sum := ScanSummary{RootDev: h.dev, Started: s.cfg.Now()}
 	var errs scanErrs
 	if j.poll {
-		pt := &pollTree{root: j.root, top: j.root, dev: j.dev, haveDev: j.haveDev, every: j.every}
+		pt := &pollTree{root: j.root, top: j.root, dev: j.dev, haveDev: j.haveDev, every: j.every, rootIno: h.ino}
 		if err := s.poll(ctx, pt, &sum, &errs); err != nil {
 			return err
 		}
@@ -324,6 +325,11 @@ func (s *scanner) runDuePolls(ctx context.Context) error {
 			continue
 		}
 		h := checkRoot(pt.root, s.cfg.RootMarker, pt.dev, pt.haveDev)
+		if h.ok && top == pt.root && pt.rootIno != 0 && h.ino != pt.rootIno {
+			// Deleted and made again between two polls: report it gone
+			// (not its files removed); it comes back with a full scan.
+			h.ok, h.reason = false, "missing"
+		}
 		if !h.ok {
 			delete(s.polls, top)
 			if top == pt.root {

@@ -21,8 +21,6 @@ type settler struct {
 	// writing reports whether the file is open for writing (false when
 	// that cannot be known).
 	writing func(path string) bool
-	// known is Config.Known (nil: nothing known).
-	known func(path string, st Stat) bool
 	// rootOK reports whether a root is healthy now; a removal under an
 	// unhealthy root is dropped (the root is reported gone instead).
 	rootOK func(root string) bool
@@ -229,9 +227,6 @@ func (s *settler) ready(now time.Time, root, path string, st Stat, emit func(Eve
 		return
 	}
 	if prev, ok := s.reported[path]; ok && sameBytes(prev, st) {
-		return
-	}
-	if s.known != nil && s.known(path, st) {
 		return
 	}
 	s.reported[path] = st

@@ -29,7 +29,6 @@ type settleHarness struct {
 	fs     *fakeFS
 	s      *settler
 	events []Event
-	known  map[string]Stat
 }
 
 const (
@@ -40,17 +39,15 @@ const (
 
 func newHarness(t *testing.T) *settleHarness {
 	h := &settleHarness{
-		t:     t,
-		now:   time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC),
-		fs:    &fakeFS{files: map[string]Stat{}, writing: map[string]bool{}, rootOK: map[string]bool{}},
-		known: map[string]Stat{},
+		t:   t,
+		now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC),
+		fs:  &fakeFS{files: map[string]Stat{}, writing: map[string]bool{}, rootOK: map[string]bool{}},
 	}
 	s := newSettler(uSettle, uTimeout, uGrace)
 	s.stat = h.fs.stat
 	s.writing = func(p string) bool { return h.fs.writing[p] }
 	s.exists = func(p string) bool { _, ok := h.fs.files[p]; return ok }
 	s.rootOK = func(r string) bool { ok, set := h.fs.rootOK[r]; return !set || ok }
-	s.known = func(p string, st Stat) bool { k, ok := h.known[p]; return ok && sameBytes(k, st) }
 	h.s = s
 	return h
 }
@@ -338,15 +335,6 @@ func TestFoundByScan(t *testing.T) {
 	h.advance(uSettle)
 	if h.count(Ready, fresh) != 1 {
 		t.Fatalf("fresh file not Ready after settling")
-	}
-	// Known vouches for a file: not reported.
-	k := "/r/known.json"
-	h.write(k, 9)
-	h.known[k] = h.fs.files[k]
-	h.now = h.now.Add(time.Hour)
-	h.s.found(h.now, uRoot, k, h.fs.files[k], h.emit)
-	if h.count(Ready, k) != 0 {
-		t.Fatalf("file Known vouches for was reported Ready")
 	}
 	// Once Known vouches for a reported file, the watcher forgets it.
 	h.s.pruneReported(old, h.fs.files[old])

@@ -291,7 +291,6 @@ func (w *Watcher) newLoop(ctx context.Context) (*loop, error) {
 		}
 		return false
 	}
-	l.s.known = cfg.Known
 	l.s.rootOK = l.rootOKDuringFire
 	needInotify := false
 	for _, r := range cfg.Roots {

@@ -190,12 +190,17 @@ func TestDirectoryMovedInAndOut(t *testing.T) {
 }
 
 func TestRootDeletedAndRecreated(t *testing.T) {
+	t.Run("inotify", func(t *testing.T) { testRootDeletedAndRecreated(t, 0) })
+	t.Run("polling", func(t *testing.T) { testRootDeletedAndRecreated(t, 20*time.Millisecond) })
+}
+
+func testRootDeletedAndRecreated(t *testing.T, poll time.Duration) {
 	parent := tempRoot(t)
 	root := filepath.Join(parent, "drop")
 	for i := 0; i < 50; i++ {
 		writeFile(t, filepath.Join(root, "sub", fmt.Sprintf("f%02d.json", i)), "{}")
 	}
-	r := startWatcher(t, Config{Roots: []string{root}})
+	r := startWatcher(t, Config{Roots: []string{root}, Poll: poll})
 	r.waitCount(Ready, 50)
 	r.waitEvent(ScanDone, root, "")
 
@@ -578,4 +583,53 @@ func TestOutOfWatchesFallsBackToPolling(t *testing.T) {
 	q := filepath.Join(root, "watched.json")
 	writeFile(t, q, "{}")
 	r.waitEvent(Ready, root, q)
+}
+
+func TestCheckRoot(t *testing.T) {
+	dir := tempRoot(t)
+	file := filepath.Join(dir, "plain")
+	writeFile(t, file, "x")
+	writeFile(t, filepath.Join(dir, "m", ".marker"), "")
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	dev := uint64(st.Dev)
+	for _, tc := range []struct {
+		name, root, marker string
+		wantDev            uint64
+		haveDev            bool
+		want               string
+	}{
+		{"healthy", dir, "", dev, true, ""},
+		{"missing", filepath.Join(dir, "nope"), "", 0, false, "missing"},
+		{"not a directory", file, "", 0, false, "not a directory"},
+		{"device changed", dir, "", dev + 1, true, fmt.Sprintf("device changed from %d to %d", dev+1, dev)},
+		{"marker missing", dir, ".marker", dev, true, "marker .marker missing"},
+		{"marker present", filepath.Join(dir, "m"), ".marker", dev, true, ""},
+	} {
+		h := checkRoot(tc.root, tc.marker, tc.wantDev, tc.haveDev)
+		if h.reason != tc.want || h.ok != (tc.want == "") {
+			t.Errorf("%s: checkRoot = ok %v reason %q, want reason %q", tc.name, h.ok, h.reason, tc.want)
+		}
+	}
+}
+
+func TestRootNotADirectoryAtStart(t *testing.T) {
+	dir := tempRoot(t)
+	file := filepath.Join(dir, "file-root")
+	writeFile(t, file, "x")
+	r := startWatcher(t, Config{Roots: []string{file}})
+	ev := r.waitEvent(RootGone, file, "")
+	if ev.Reason != "not a directory" {
+		t.Fatalf("RootGone reason %q, want %q", ev.Reason, "not a directory")
+	}
+	// It becomes a directory: RootBack, then a scan that finds its files.
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(file, "t.json"), "{}")
+	r.waitEvent(RootBack, file, "")
+	r.waitEvent(Ready, file, filepath.Join(file, "t.json"))
+	r.waitEvent(ScanDone, file, "")
 }
