@@ -160,6 +160,20 @@ func TestUnitsEssentialDirectives(t *testing.T) {
 				t.Errorf("[Service] CapabilityBoundingSet= and AmbientCapabilities= must be present and empty (no capabilities)")
 			}
 
+			// Go exits with status 2 on a panic and on SIGABRT (the watchdog's
+			// signal), the status RestartPreventExitStatus= keeps for
+			// configuration errors; GOTRACEBACK=crash makes both die by
+			// SIGABRT, which is restarted.
+			if !contains(u["Service"]["Environment"], "GOTRACEBACK=crash") {
+				t.Errorf("[Service] Environment: got %q, want GOTRACEBACK=crash (else a panic or a watchdog kill exits 2 and is never restarted)", u["Service"]["Environment"])
+			}
+			if got := u.last("Service", "WatchdogSignal"); got != "" && got != "SIGABRT" {
+				t.Errorf("[Service] WatchdogSignal: got %q, want the default SIGABRT (goroutine dump)", got)
+			}
+			if got := u.last("Service", "LimitCORE"); got != "0" {
+				t.Errorf("[Service] LimitCORE: got %q, want 0 (a core file would hold the API key)", got)
+			}
+
 			filters := u["Service"]["SystemCallFilter"]
 			if len(filters) == 0 || filters[0] != "@system-service" {
 				t.Errorf("[Service] SystemCallFilter: got %q, want @system-service first", filters)
