@@ -59,7 +59,9 @@ type Config struct {
 	// Once makes Run scan every root once (no inotify, no polling, no
 	// periodic rescan), report each matching file Ready once it settles,
 	// one ScanDone per root scanned (a missing root gets RootGone instead),
-	// and then return and close Events.
+	// and then return and close Events. Resettle works until then; a path
+	// sent back after Run returned is not reported again, so a backfill
+	// treats a file still incomplete at the end as incomplete itself.
 	Once bool
 	// Known is the restart fast path. True means "already recorded with
 	// this (dev, ino, size, mtime)": the file is not reported Ready. nil

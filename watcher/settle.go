@@ -139,6 +139,14 @@ func (s *settler) removed(now time.Time, root, path string) {
 // path is reported Incomplete instead of Ready. A request that comes more
 // than the settle timeout after the previous one starts a new run.
 func (s *settler) resettle(now time.Time, root, path string) {
+	if len(s.resettled) >= 1024 {
+		// Forget runs that ended (the consumer stopped sending them back).
+		for p, r := range s.resettled {
+			if now.Sub(r.last) > s.timeout {
+				delete(s.resettled, p)
+			}
+		}
+	}
 	rec := s.resettled[path]
 	if rec == nil || now.Sub(rec.last) > s.timeout {
 		rec = &resettleRecord{first: now}
@@ -222,15 +230,28 @@ func (s *settler) ready(now time.Time, root, path string, st Stat, emit func(Eve
 			return
 		}
 		// Sent back by the engine: report it again even if unchanged.
-		s.reported[path] = st
+		s.remember(path, st)
 		emit(Event{Kind: Ready, Root: root, Path: path, Stat: st})
 		return
 	}
 	if prev, ok := s.reported[path]; ok && sameBytes(prev, st) {
 		return
 	}
-	s.reported[path] = st
+	s.remember(path, st)
 	emit(Event{Kind: Ready, Root: root, Path: path, Stat: st})
+}
+
+// maxReported bounds the memory spent on not reporting a file twice. Past
+// it the record is cleared: the cost is that the next rescan may report
+// again a file the consumer has not recorded yet, which it must accept
+// anyway (a Ready is a hint to look, never an order to upload).
+const maxReported = 1 << 17
+
+func (s *settler) remember(path string, st Stat) {
+	if len(s.reported) >= maxReported {
+		clear(s.reported)
+	}
+	s.reported[path] = st
 }
 
 func (s *settler) fireRemoval(now time.Time, t timer, emit func(Event)) {

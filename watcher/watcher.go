@@ -26,9 +26,16 @@ import (
 // Repeated Ready: a file is reported Ready once per content (dev, ino,
 // size, mtime). The watcher remembers the Stat of each path it reported
 // until a full scan's call to Config.Known confirms the consumer recorded
-// it (then Known answers for it), or the path is removed; so a periodic
-// rescan never reports an untouched file again, whether or not the
-// consumer has recorded it yet.
+// it (from then on Known answers for it), or the path is removed; so a
+// periodic rescan does not report an untouched file again, whether or not
+// the consumer has recorded it yet. That memory is bounded (about 130,000
+// paths, then cleared), so a consumer must still treat a Ready for bytes
+// it already holds as a no-op. Resettle is the exception: a path sent back
+// is reported again even if unchanged.
+//
+// Limits: a subtree that ran out of inotify watches stays polled for the
+// life of Run; mounts of filesystems without inotify below a root (rather
+// than at it) are not detected; a directory symlink is never descended.
 type Watcher struct {
 	cfg     Config
 	filter  filter
@@ -133,26 +140,24 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}()
 
 	inner, cancel := context.WithCancel(ctx)
-	l, err := w.newLoop(inner)
+	l := w.newLoop()
 	var wg sync.WaitGroup
-	if err == nil {
-		if l.fsw != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				w.readFS(inner, l.fsw, l.fsq)
-			}()
-		}
+	if l.fsw != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.sc.run(inner, l.jobCh)
+			w.readFS(inner, l.fsw, l.fsq)
 		}()
-		err = l.run(inner)
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l.sc.run(inner, l.jobCh)
+	}()
+	err := l.run(inner)
 	cancel()
 	wg.Wait()
-	if l != nil && l.fsw != nil {
+	if l.fsw != nil {
 		_ = l.fsw.Close()
 	}
 	w.out.close()
@@ -264,11 +269,12 @@ type loop struct {
 
 	reportedCount  atomic.Int64 // len(s.reported), read by the scanner
 	goneDuringFire []*rootState
+	okDuringFire   []*rootState // roots checked healthy during the current fire
 	rootTicker     *time.Ticker
 	scansRunning   int // full scans sent to the scanner and not yet done
 }
 
-func (w *Watcher) newLoop(ctx context.Context) (*loop, error) {
+func (w *Watcher) newLoop() *loop {
 	cfg := w.cfg
 	l := &loop{
 		w:     w,
@@ -305,9 +311,17 @@ func (w *Watcher) newLoop(ctx context.Context) (*loop, error) {
 	if needInotify {
 		fsw, err := fsnotify.NewWatcher()
 		if err != nil {
-			return nil, fmt.Errorf("start inotify: %w (use --poll to poll instead)", err)
+			// Typically fs.inotify.max_user_instances reached: poll
+			// rather than not run.
+			cfg.Log.Error().Err(err).Dur("every", w.fallbackPoll).
+				Msg("cannot start inotify (fs.inotify.max_user_instances reached?): polling every root instead; " +
+					"raise the limit with: sysctl fs.inotify.max_user_instances=1024")
+			for _, rs := range l.roots {
+				rs.poll, rs.every = true, w.fallbackPoll
+			}
+		} else {
+			l.fsw = fsw
 		}
-		l.fsw = fsw
 	}
 	l.sc = &scanner{
 		cfg:      cfg,
@@ -327,7 +341,7 @@ func (w *Watcher) newLoop(ctx context.Context) (*loop, error) {
 			l.sc.addWatch = func(dir string) error { return w.testAddWatch(l.fsw, dir) }
 		}
 	}
-	return l, nil
+	return l
 }
 
 func (l *loop) emit(ev Event) {
@@ -503,6 +517,7 @@ func (l *loop) setupRoot(r *rootState, h rootHealth) {
 
 func (l *loop) fire() {
 	l.goneDuringFire = l.goneDuringFire[:0]
+	l.okDuringFire = l.okDuringFire[:0]
 	l.s.fire(l.cfg.Now(), l.emit)
 	for _, r := range l.goneDuringFire {
 		h := checkRoot(r.path, l.cfg.RootMarker, r.dev, r.haveDev)
@@ -512,8 +527,8 @@ func (l *loop) fire() {
 	}
 }
 
-// rootOKDuringFire is the settler's rootOK: it checks the root now, and
-// leaves reporting it gone to after the timers have run.
+// rootOKDuringFire is the settler's rootOK: it checks the root once per
+// fire, and leaves reporting it gone to after the timers have run.
 func (l *loop) rootOKDuringFire(root string) bool {
 	r := l.rootOf(root)
 	if r == nil || r.gone {
@@ -524,7 +539,13 @@ func (l *loop) rootOKDuringFire(root string) bool {
 			return false
 		}
 	}
+	for _, g := range l.okDuringFire {
+		if g == r {
+			return true
+		}
+	}
 	if checkRoot(r.path, l.cfg.RootMarker, r.dev, r.haveDev).ok {
+		l.okDuringFire = append(l.okDuringFire, r)
 		return true
 	}
 	l.goneDuringFire = append(l.goneDuringFire, r)
