@@ -86,4 +86,3 @@ func BenchmarkUpload(b *testing.B) {
 		b.Fatalf("%d creates for %d uploads", got, b.N)
 	}
 }
-
