@@ -172,7 +172,7 @@ func (h *harness) write(rel, data string) string {
 	return p
 }
 
-func statOf(t *testing.T, p string) watcher.Stat {
+func statOf(t testing.TB, p string) watcher.Stat {
 	t.Helper()
 	fi, err := os.Lstat(p)
 	if err != nil {

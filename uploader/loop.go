@@ -213,16 +213,24 @@ func (l *loop) run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var ctxDone <-chan struct{} = ctx.Done()
+	var lastPublish time.Time
 	for {
-		e.beat.Store(time.Now().UnixNano())
-		l.publish()
+		turn := time.Now()
+		e.beat.Store(turn.UnixNano())
+		if turn.Sub(lastPublish) >= publishEvery {
+			l.publish()
+			lastPublish = turn
+		}
 		if l.fatal != nil && !l.busy() {
+			l.publish()
 			return l.fatal
 		}
 		if l.stopping && !l.busy() {
+			l.publish()
 			return ctx.Err()
 		}
 		if e.cfg.OneShot && l.eventsClosed && l.idle() {
+			l.publish()
 			return nil
 		}
 		now := l.now()
@@ -342,7 +350,7 @@ func (l *loop) idle() bool {
 }
 
 func (l *loop) nextWake(now time.Time) time.Time {
-	wake := now.Add(l.e.cfg.HealthTimeout / 3)
+	wake := now.Add(min(l.e.cfg.HealthTimeout/3, publishEvery))
 	if len(l.sched) > 0 && l.sched[0].at.Before(wake) {
 		wake = l.sched[0].at
 	}
@@ -571,6 +579,9 @@ func (l *loop) newBackoff(attempts int) *backoff.ExponentialBackOff {
 	}
 	return bo
 }
+
+// publishEvery is how often the loop refreshes Progress and the gauges.
+const publishEvery = 20 * time.Millisecond
 
 // publish copies the loop's counts into Progress and the gauges.
 func (l *loop) publish() {
