@@ -282,6 +282,11 @@ func TestDuplicatesCreatedOnce(t *testing.T) {
 	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
 		t.Fatalf("late duplicate: got %d creates, want 1", n)
 	}
+	// The store is written before the engine counts: wait for the count.
+	h.waitFor("progress to count 1 upload and 4 links", func() bool {
+		got := h.eng.Progress()
+		return got.Uploaded+got.Linked >= 5
+	})
 	if got := h.eng.Progress(); got.Uploaded != 1 || got.Linked != 4 {
 		t.Fatalf("progress: uploaded %d linked %d, want 1 and 4", got.Uploaded, got.Linked)
 	}
@@ -298,9 +303,7 @@ func TestEmptyFileSkipped(t *testing.T) {
 	if n := h.srv.Calls(stratixtest.EndpointPresign); n != 0 {
 		t.Fatalf("empty files: got %d presigns, want 0", n)
 	}
-	if p := h.eng.Progress(); p.Skipped != 2 {
-		t.Fatalf("progress skipped = %d, want 2", p.Skipped)
-	}
+	h.waitFor("progress to count 2 skipped", func() bool { return h.eng.Progress().Skipped == 2 })
 }
 
 // Rule 3: changed bytes are a new content; the old one loses the path.

@@ -184,8 +184,8 @@ func TestQuarantine(t *testing.T) {
 	if n := h.srv.Calls(stratixtest.EndpointPresign); n != 0 {
 		t.Fatalf("quarantined files: got %d presigns, want 0", n)
 	}
-	p := h.eng.Progress()
-	if p.QuarantineReasons["invalid"] != 2 || p.QuarantineReasons["too-large"] != 1 {
+	h.waitFor("3 quarantines counted", func() bool { return h.eng.Progress().Quarantined == 3 })
+	if p := h.eng.Progress(); p.QuarantineReasons["invalid"] != 2 || p.QuarantineReasons["too-large"] != 1 {
 		t.Fatalf("quarantine reasons %v", p.QuarantineReasons)
 	}
 	// Rule 10: the same bytes seen again stay quarantined without a retry.
@@ -306,9 +306,7 @@ func TestAuthFailurePausesPool(t *testing.T) {
 	for _, p := range paths {
 		h.waitState(p, store.StateUploaded)
 	}
-	if h.eng.Progress().Paused {
-		t.Fatalf("still paused after the key works")
-	}
+	h.waitFor("the pool to resume", func() bool { return !h.eng.Progress().Paused })
 	for hash, n := range h.srv.CreatesByHash() {
 		if n != 1 {
 			t.Fatalf("content %s created %d times", hash, n)
@@ -414,6 +412,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 	h.scanDone(watcher.ScanSummary{Files: 1, RootDev: h.rootDev()})
 	h.waitState(a, store.StateUploaded)
 	h.waitFor("ready", h.eng.Ready)
+	h.waitFor("the upload to be counted", func() bool { return h.eng.Progress().Uploaded == 1 })
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP tracesync_uploads_total Contents uploaded (presign, PUT and create succeeded, or traces adopted after a crash).
 # TYPE tracesync_uploads_total counter
