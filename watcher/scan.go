@@ -343,6 +343,12 @@ func (s *scanner) runDuePolls(ctx context.Context) error {
 		if err := s.poll(ctx, pt, nil, &errs); err != nil {
 			return err
 		}
+		if top != pt.root {
+			if _, err := lstat(top); err != nil {
+				delete(s.polls, top) // its removals were just reported
+				continue
+			}
+		}
 		if errs.n > 0 {
 			s.cfg.Log.Warn().Str("dir", top).Int("errors", errs.n).Str("first", errs.first).Msg("polling met errors; removals held back until a clean poll")
 		}

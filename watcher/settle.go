@@ -45,6 +45,12 @@ type settling struct {
 	lastEvent time.Time
 	stat      Stat // the first of the two stats: taken at the last event
 	due       time.Time
+	// checkWriters: ask whether a writer still holds the file open before
+	// reporting it. False only while the file has had nothing but a
+	// Create: a file renamed into place (the recommended way to drop a
+	// file) has no writer left, and one created by open(O_CREAT) and
+	// written gets Write events, which set it.
+	checkWriters bool
 }
 
 type removal struct {
@@ -78,6 +84,17 @@ func newSettler(settle, timeout, grace time.Duration) *settler {
 // or nil to stat now. The path is checked again once it has had no event
 // for the settle time.
 func (s *settler) touched(now time.Time, root, path string, st *Stat) {
+	s.event(now, root, path, st, true)
+}
+
+// appeared records a Create event for path (created, or moved in): like
+// touched, but a file that has had nothing else since is not checked for
+// writers (see settling.checkWriters).
+func (s *settler) appeared(now time.Time, root, path string) {
+	s.event(now, root, path, nil, false)
+}
+
+func (s *settler) event(now time.Time, root, path string, st *Stat, written bool) {
 	var cur Stat
 	if st != nil {
 		cur = *st
@@ -92,9 +109,10 @@ func (s *settler) touched(now time.Time, root, path string, st *Stat) {
 	if f := s.files[path]; f != nil {
 		f.lastEvent = now
 		f.stat = cur
+		f.checkWriters = f.checkWriters || written
 		return
 	}
-	f := &settling{root: root, lastEvent: now, stat: cur, due: now.Add(s.settle)}
+	f := &settling{root: root, lastEvent: now, stat: cur, due: now.Add(s.settle), checkWriters: written}
 	s.files[path] = f
 	heap.Push(&s.timers, timer{due: f.due, path: path})
 }
@@ -161,9 +179,10 @@ func (s *settler) resettle(now time.Time, root, path string) {
 	if f := s.files[path]; f != nil {
 		f.lastEvent = now
 		f.stat = st
+		f.checkWriters = true
 		return
 	}
-	f := &settling{root: root, lastEvent: now, stat: st, due: now.Add(s.settle)}
+	f := &settling{root: root, lastEvent: now, stat: st, due: now.Add(s.settle), checkWriters: true}
 	s.files[path] = f
 	heap.Push(&s.timers, timer{due: f.due, path: path})
 }
@@ -205,11 +224,12 @@ func (s *settler) fireFile(now time.Time, t timer, emit func(Event)) {
 		delete(s.files, t.path) // gone (its Remove is handled) or no longer a file
 		return
 	}
-	if !sameBytes(st, f.stat) || s.writing(t.path) {
+	if !sameBytes(st, f.stat) || (f.checkWriters && s.writing(t.path)) {
 		// Changed without an event (a missed event, a polled filesystem)
 		// or still open by a writer: another settle period.
 		f.stat = st
 		f.lastEvent = now
+		f.checkWriters = true
 		f.due = now.Add(s.settle)
 		heap.Push(&s.timers, timer{due: f.due, path: t.path})
 		return

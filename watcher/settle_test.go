@@ -362,3 +362,32 @@ func TestDropRootForgetsPending(t *testing.T) {
 		t.Fatal("settler not idle after everything fired")
 	}
 }
+
+func TestSettleWriterCheckOnlyAfterWrites(t *testing.T) {
+	h := newHarness(t)
+	// Renamed into place: nothing but a Create, so no writer is asked for.
+	moved := "/r/moved.json"
+	h.write(moved, 5)
+	h.fs.writing[moved] = true // e.g. a reader holding it open for writing, never writing
+	h.s.appeared(h.now, uRoot, moved)
+	h.advance(uSettle)
+	if n := h.count(Ready, moved); n != 1 {
+		t.Fatalf("file renamed into place: %d Ready, want 1", n)
+	}
+	// Created, then written in place, writer still holding it: waits.
+	inPlace := "/r/inplace.json"
+	h.write(inPlace, 0)
+	h.s.appeared(h.now, uRoot, inPlace)
+	h.write(inPlace, 7)
+	h.fs.writing[inPlace] = true
+	h.s.touched(h.now, uRoot, inPlace, nil)
+	h.advance(3 * uSettle)
+	if n := h.count(Ready, inPlace); n != 0 {
+		t.Fatalf("file written in place and still open for writing: %d Ready, want 0", n)
+	}
+	h.fs.writing[inPlace] = false
+	h.advance(uSettle)
+	if n := h.count(Ready, inPlace); n != 1 {
+		t.Fatalf("after its writer closed it: %d Ready, want 1", n)
+	}
+}

@@ -62,6 +62,9 @@ type Watcher struct {
 	// timer woke the event goroutine (the Go runtime's timer lateness),
 	// so a benchmark can tell it from the watcher's own work.
 	testTimerLate func(time.Duration)
+	// testEventSeen, when set before Run, is told when the event
+	// goroutine handles an fsnotify event (for the latency benchmark).
+	testEventSeen func(path string)
 	// fallbackPoll is the polling period of roots without inotify and of
 	// subtrees out of watches: Config.Poll, else DefaultPoll.
 	fallbackPoll time.Duration
@@ -449,6 +452,9 @@ func (l *loop) run(ctx context.Context) error {
 			fsBuf, errs, overflow = l.fsq.take(fsBuf)
 			t := now()
 			for _, ev := range fsBuf {
+				if l.w.testEventSeen != nil {
+					l.w.testEventSeen(ev.Name)
+				}
 				l.handleFS(t, ev)
 			}
 			for _, err := range errs {
@@ -664,10 +670,13 @@ func (l *loop) handleFS(now time.Time, ev fsnotify.Event) {
 			return
 		}
 	}
-	if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Write) || ev.Has(fsnotify.Chmod) {
-		if l.w.filter.wantFile(r.path, p) {
-			l.s.touched(now, r.path, p, nil)
-		}
+	if !l.w.filter.wantFile(r.path, p) {
+		return
+	}
+	if ev.Has(fsnotify.Write) || ev.Has(fsnotify.Chmod) {
+		l.s.touched(now, r.path, p, nil)
+	} else if ev.Has(fsnotify.Create) {
+		l.s.appeared(now, r.path, p)
 	}
 }
 
