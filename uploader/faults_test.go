@@ -1,0 +1,90 @@
+package uploader_test
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tracesync/tracesync/client/stratixtest"
+	"github.com/tracesync/tracesync/store"
+)
+
+// syncBuffer is a log sink safe for the engine's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// An expired presigned URL gets a fresh presign at once, not a backoff on
+// the same URL.
+func TestExpiredURLPresignedAgain(t *testing.T) {
+	var skew atomic.Int64 // the server's clock runs ahead by this much
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	h := newHarness(t, fastConfig(), stratixtest.Options{URLTTL: time.Minute, Now: now})
+	h.srv.SetLatency(stratixtest.EndpointPut, 100*time.Millisecond)
+	a := h.write("a.json", traceA)
+	h.ready(a)
+	h.waitFor("the PUT to arrive", func() bool { return h.srv.Calls(stratixtest.EndpointPut) >= 1 })
+	skew.Store(int64(time.Hour)) // the URL expires while the PUT waits
+	h.waitFor("the second PUT", func() bool { return h.srv.Calls(stratixtest.EndpointPut) >= 2 })
+	h.srv.SetLatency(stratixtest.EndpointPut, 0)
+	r := h.waitState(a, store.StateUploaded)
+	if n := h.srv.Calls(stratixtest.EndpointPresign); n != 2 {
+		t.Fatalf("expired URL: %d presigns, want 2", n)
+	}
+	if r.Attempts != 0 || r.LastError != "" {
+		t.Fatalf("expired URL counted as a failure: attempts %d, last error %q", r.Attempts, r.LastError)
+	}
+	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
+		t.Fatalf("creates %d, want 1", n)
+	}
+}
+
+// Rule 11: repeated connection failures pause the pool as one (one log
+// line), a probe finds the API back, and the work resumes.
+func TestConnectionFailuresPausePool(t *testing.T) {
+	logs := &syncBuffer{}
+	cfg := fastConfig()
+	cfg.Workers = 1
+	cfg.ConnFailures = 3
+	cfg.ProbeInterval = 20 * time.Millisecond
+	cfg.Log = zerolog.New(logs)
+	h := newHarness(t, cfg, stratixtest.Options{})
+	h.srv.DropNext(stratixtest.EndpointPresign, 3)
+	a := h.write("a.json", traceA)
+	h.ready(a)
+	h.waitState(a, store.StateUploaded)
+	out := logs.String()
+	if n := strings.Count(out, "uploads paused: the API is unreachable"); n != 1 {
+		t.Fatalf("got %d pause lines, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "uploads resumed") {
+		t.Fatalf("no resume line:\n%s", out)
+	}
+	if n := h.srv.Calls(stratixtest.EndpointList); n < 1 {
+		t.Fatalf("no probe ran while paused")
+	}
+	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
+		t.Fatalf("creates %d, want 1", n)
+	}
+	if strings.Contains(out, stratixtest.DefaultAPIKey) {
+		t.Fatalf("the API key appears in the logs")
+	}
+}
