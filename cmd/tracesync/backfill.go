@@ -134,9 +134,10 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 	if err != nil {
 		return fmt.Errorf("read the results from the state: %w", err)
 	}
+	sum.addIncomplete(s.db, s.resettler.unfinished())
 	sum.interrupted = errors.Is(runErr, errInterrupted)
 	sum.write(g.stdout)
-	if sum.interrupted || sum.quarantined > 0 || sum.unfinished > 0 {
+	if sum.interrupted || sum.quarantined > 0 || sum.unfinished > 0 || len(sum.incomplete) > 0 {
 		return errSilentFailure
 	}
 	return nil
@@ -178,7 +179,8 @@ type backfillSummary struct {
 	quarantined   int            // paths under the folders quarantined now (this run or earlier)
 	reasons       map[string]int // this run's quarantines by reason
 	listed        []store.PathRecord
-	unfinished    int // pending or retrying paths left (an interrupted run)
+	unfinished    int      // pending or retrying paths left (an interrupted run)
+	incomplete    []string // files sent back to settling that never came back whole
 	filesDone     int
 	bytesDone     int64
 	interrupted   bool
@@ -220,6 +222,24 @@ func summarize(db *store.DB, dirs []string, p uploader.Progress, scanUnchanged i
 	return s, nil
 }
 
+// addIncomplete records the files the engine sent back to settling that
+// the single pass of a backfill never reported again: still on disk and
+// not in a final state.
+func (s *backfillSummary) addIncomplete(db *store.DB, paths []string) {
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err != nil {
+			continue
+		}
+		if rec, err := db.GetPath(p); err == nil {
+			switch rec.State {
+			case store.StateUploaded, store.StateSkipped, store.StateQuarantined, store.StateRemoved:
+				continue
+			}
+		}
+		s.incomplete = append(s.incomplete, p)
+	}
+}
+
 func (s *backfillSummary) write(w io.Writer) {
 	secs := s.elapsed.Seconds()
 	if secs <= 0 {
@@ -232,7 +252,7 @@ func (s *backfillSummary) write(w io.Writer) {
 	fmt.Fprintf(w, "backfill %s in %s: %s files read, %s\n", word, s.elapsed.Round(10*time.Millisecond), count(s.filesDone), humanBytes(s.bytesDone))
 	fmt.Fprintf(w, "  uploaded     %8s  (%s sent)\n", count(s.uploaded), humanBytes(s.bytesUploaded))
 	fmt.Fprintf(w, "  linked       %8s  (same bytes as an uploaded file: no upload)\n", count(s.linked))
-	fmt.Fprintf(w, "  unchanged    %8s  (already uploaded by an earlier run)\n", count(s.unchanged))
+	fmt.Fprintf(w, "  unchanged    %8s  (recorded by an earlier run with these bytes: not read again)\n", count(s.unchanged))
 	fmt.Fprintf(w, "  skipped      %8s  (empty files)\n", count(s.skipped))
 	fmt.Fprintf(w, "  quarantined  %8s", count(s.quarantined))
 	if len(s.reasons) > 0 {
@@ -249,13 +269,29 @@ func (s *backfillSummary) write(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	for _, r := range s.listed {
-		fmt.Fprintf(w, "      %s: %s\n", r.Path, r.LastError)
+		if strings.HasPrefix(r.LastError, r.Path) {
+			fmt.Fprintf(w, "      %s\n", r.LastError) // the message names the file itself
+		} else {
+			fmt.Fprintf(w, "      %s: %s\n", r.Path, r.LastError)
+		}
 	}
 	if s.quarantined > len(s.listed) {
 		fmt.Fprintf(w, "      ... and %d more: tracesync files --state quarantined\n", s.quarantined-len(s.listed))
 	}
+	if len(s.incomplete) > 0 {
+		fmt.Fprintf(w, "  incomplete   %8s  (not whole when read: cut mid-value, or changed while read; not uploaded)\n", count(len(s.incomplete)))
+		for i, p := range s.incomplete {
+			if i == maxListed {
+				fmt.Fprintf(w, "      ... and %d more\n", len(s.incomplete)-maxListed)
+				break
+			}
+			fmt.Fprintf(w, "      %s: incomplete\n", p)
+		}
+	}
 	fmt.Fprintf(w, "  rate         %.0f files/s, %s/s\n", float64(s.filesDone)/secs, humanBytes(int64(float64(s.bytesDone)/secs)))
 	switch {
+	case len(s.incomplete) > 0:
+		fmt.Fprintln(w, "complete the incomplete files (writers should write a temporary name and rename it into place), then run the same command again")
 	case s.interrupted || s.unfinished > 0:
 		fmt.Fprintf(w, "%d files not finished: run the same command again to finish (nothing is uploaded twice)\n", s.unfinished)
 	case s.quarantined > 0:

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +46,44 @@ type syncer struct {
 	metricsLn net.Listener // nil without --metrics-addr
 
 	scanUnchanged atomic.Int64 // files the scans found already recorded (not read again)
+	resettler     *trackingResettler
+}
+
+// trackingResettler passes the engine's "back to settling" calls to the
+// watcher and remembers which paths are waiting to come back, so a
+// backfill can name the files its single pass left unfinished (a .jsonl
+// cut mid-line, a file that changed while it was read).
+type trackingResettler struct {
+	w *watcher.Watcher
+
+	mu      sync.Mutex // guards pending
+	pending map[string]bool
+}
+
+func (r *trackingResettler) Resettle(path string) {
+	r.mu.Lock()
+	r.pending[path] = true
+	r.mu.Unlock()
+	r.w.Resettle(path)
+}
+
+// back records that path was reported again (Ready or Incomplete).
+func (r *trackingResettler) back(path string) {
+	r.mu.Lock()
+	delete(r.pending, path)
+	r.mu.Unlock()
+}
+
+// unfinished returns the paths still waiting, sorted.
+func (r *trackingResettler) unfinished() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.pending))
+	for p := range r.pending {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // openSyncer builds everything a sync needs, in the order that fails
@@ -108,6 +148,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 	if err != nil {
 		return nil, asUsage(err)
 	}
+	s.resettler = &trackingResettler{w: s.w, pending: map[string]bool{}}
 	g.log.Info().Strs("dirs", dirs).Str("base_url", s.target.BaseURL).Str("organization", s.target.OrganizationID).
 		Str("project", s.target.ProjectID).Str("state", s.db.File()).Msg("tracesync starting")
 	return s, nil
@@ -195,7 +236,7 @@ func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
 	eg.Go(func() error {
 		defer close(engineDone)
 		defer stopPipe()
-		err := s.eng.Run(egCtx, events, s.w)
+		err := s.eng.Run(egCtx, events, s.resettler)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("sync engine: %w", err)
 		}
@@ -253,6 +294,8 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 	files, unchanged := 0, 0
 	for ev := range s.w.Events() {
 		switch ev.Kind {
+		case watcher.Ready, watcher.Incomplete:
+			s.resettler.back(ev.Path)
 		case watcher.ScanDone, watcher.RootGone:
 			if pending[ev.Root] {
 				delete(pending, ev.Root)

@@ -197,7 +197,7 @@ func (p *proc) waitFor(what string, limit time.Duration, cond func() bool) {
 		if time.Now().After(deadline) {
 			p.t.Fatalf("waiting for %s: not within %s\nstderr:\n%s", what, limit, tail(p.stderr.String(), 8000))
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
