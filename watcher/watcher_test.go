@@ -633,3 +633,70 @@ func TestRootNotADirectoryAtStart(t *testing.T) {
 	r.waitEvent(Ready, file, filepath.Join(file, "t.json"))
 	r.waitEvent(ScanDone, file, "")
 }
+
+func TestNoRecursive(t *testing.T) {
+	root := tempRoot(t)
+	top := filepath.Join(root, "top.json")
+	deep := filepath.Join(root, "sub", "deep.json")
+	writeFile(t, top, "{}")
+	writeFile(t, deep, "{}")
+	r := startWatcher(t, Config{Roots: []string{root}, NoRecursive: true})
+	r.waitEvent(Ready, root, top)
+	ev := r.waitEvent(ScanDone, root, "")
+	if ev.Scan.Files != 1 {
+		t.Fatalf("non-recursive scan counted %d files, want 1 (the subdirectory's file is not watched)", ev.Scan.Files)
+	}
+	later := filepath.Join(root, "sub", "later.json")
+	writeFile(t, later, "{}")
+	writeFile(t, filepath.Join(root, "newdir", "x.json"), "{}")
+	r.barrier(root)
+	evs, _ := r.snapshot()
+	for _, ev := range evs {
+		if ev.Kind == Ready && strings.Contains(ev.Path, string(filepath.Separator)+"sub"+string(filepath.Separator)) ||
+			strings.Contains(ev.Path, "newdir") {
+			t.Fatalf("non-recursive: %s reported", ev.Path)
+		}
+	}
+}
+
+func TestPeriodicRescan(t *testing.T) {
+	root := tempRoot(t)
+	writeFile(t, filepath.Join(root, "a.json"), "{}")
+	r := startWatcher(t, Config{Roots: []string{root}, RescanInterval: 20 * time.Millisecond})
+	evs := r.waitCount(ScanDone, 4)
+	if n := count(evs, Ready, filepath.Join(root, "a.json")); n != 1 {
+		t.Fatalf("periodic rescans reported an untouched file %d times, want 1:\n%s", n, dump(evs))
+	}
+	for _, ev := range evs {
+		if ev.Kind == ScanDone && (ev.Scan.Files != 1 || ev.Scan.RootDev == 0 || ev.Scan.Started.IsZero()) {
+			t.Fatalf("ScanDone summary %+v: want Files 1, RootDev and Started set", ev.Scan)
+		}
+	}
+}
+
+func TestDirectoryRenamedWithinRoot(t *testing.T) {
+	root := tempRoot(t)
+	oldDir := filepath.Join(root, "a")
+	writeFile(t, filepath.Join(oldDir, "sub", "x.json"), "{}")
+	r := startWatcher(t, Config{Roots: []string{root}})
+	r.waitEvent(Ready, root, filepath.Join(oldDir, "sub", "x.json"))
+	r.waitEvent(ScanDone, root, "")
+
+	newDir := filepath.Join(root, "b")
+	if err := os.Rename(oldDir, newDir); err != nil {
+		t.Fatal(err)
+	}
+	r.waitEvent(Ready, root, filepath.Join(newDir, "sub", "x.json"))
+	r.waitEvent(Removed, root, oldDir)
+	// Events under the new name carry the new name.
+	y := filepath.Join(newDir, "sub", "y.json")
+	writeFile(t, y, "{}")
+	r.waitEvent(Ready, root, y)
+	r.barrier(root)
+	evs, _ := r.snapshot()
+	for _, ev := range evs {
+		if ev.Kind == Ready && strings.HasSuffix(ev.Path, "y.json") && ev.Path != y {
+			t.Fatalf("file in a renamed directory reported under a stale path %s, want %s", ev.Path, y)
+		}
+	}
+}
