@@ -6,6 +6,7 @@
 #                              (PREFIX=/usr/local by default; DESTDIR for staging)
 #   make deb                   dist/tracesync_VERSION_ARCH.deb, built with nfpm
 #   make deb-test              build the .deb and check its contents (scripts/deb-test)
+#   make fuzz                  run every fuzz target for FUZZTIME each (default 30s)
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -27,7 +28,7 @@ NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 BINARY     := tracesync
 LDFLAGS    := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test install uninstall deb deb-test clean
+.PHONY: all build test fuzz install uninstall deb deb-test clean
 
 all: build
 
@@ -36,6 +37,19 @@ build:
 
 test:
 	$(GO) test -race ./...
+
+# Each fuzz target runs alone for FUZZTIME (go test -fuzz takes one target
+# at a time); CI runs only the seed corpora in */testdata/fuzz via go test.
+FUZZTIME   ?= 30s
+FUZZ_PKGS  ?= ./uploader ./client ./store ./watcher
+
+fuzz:
+	@set -e; for pkg in $(FUZZ_PKGS); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 # The units name /usr/bin/tracesync and /usr/share/doc/tracesync; they are
 # rewritten to BINDIR and DOCDIR as they are installed. The env file is
