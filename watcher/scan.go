@@ -226,7 +226,7 @@ func (s *scanner) walk(ctx context.Context, root, dir string, watch bool, onFile
 			s.dirs.add(dir)
 		}
 	}
-	f, err := os.Open(dir)
+	f, err := openDir(dir, dir == root)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			errs.add(err)
@@ -399,4 +399,24 @@ func (s *scanner) poll(ctx context.Context, pt *pollTree, sum *ScanSummary, errs
 	pt.prev = cur
 	pt.next = time.Now().Add(pt.every)
 	return nil
+}
+
+// openDir opens a directory for reading without ever blocking: O_DIRECTORY
+// makes anything else (a FIFO swapped in, say) fail at once. Only a root
+// may be reached through a symlink; below it a symlink is never entered.
+func openDir(dir string, follow bool) (*os.File, error) {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NONBLOCK
+	if !follow {
+		flags |= unix.O_NOFOLLOW
+	}
+	for {
+		fd, err := unix.Open(dir, flags, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+		}
+		return os.NewFile(uintptr(fd), dir), nil
+	}
 }
