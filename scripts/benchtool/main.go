@@ -1,0 +1,287 @@
+// Command benchtool measures tracesync against stratix-fake and prints the
+// figures scripts/bench reports: backfill files/s for many small files,
+// MB/s for large files, drop-to-created latency of the daemon, and peak
+// RSS. Each figure is measured several times and the median is printed
+// with every run, so noise is visible.
+//
+// It is a measuring tool, not a test: it asserts nothing and passes no
+// judgement beyond printing the targets next to the figures.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tracesync/tracesync/client"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtool:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	tracesync, fake string
+	work            string
+	runs            int
+	smallFiles      int
+	smallSize       int
+	largeFiles      int
+	largeSize       int
+	drops           int
+	settle          time.Duration
+	workers         int
+}
+
+func run() error {
+	var c config
+	flag.StringVar(&c.tracesync, "tracesync", "", "tracesync binary")
+	flag.StringVar(&c.fake, "fake", "", "stratix-fake binary")
+	flag.StringVar(&c.work, "work", "", "scratch directory (needs ~0.5 GB)")
+	flag.IntVar(&c.runs, "runs", 5, "runs per figure (the median is reported)")
+	flag.IntVar(&c.smallFiles, "small-files", 10000, "small files per backfill")
+	flag.IntVar(&c.smallSize, "small-size", 4<<10, "bytes per small file")
+	flag.IntVar(&c.largeFiles, "large-files", 8, "large files per backfill")
+	flag.IntVar(&c.largeSize, "large-size", 50<<20, "bytes per large file")
+	flag.IntVar(&c.drops, "drops", 100, "files dropped one by one per latency run")
+	flag.DurationVar(&c.settle, "settle", 100*time.Millisecond, "--settle of the latency runs")
+	flag.IntVar(&c.workers, "workers", 4, "--workers")
+	flag.Parse()
+	if c.tracesync == "" || c.fake == "" || c.work == "" {
+		return errors.New("need --tracesync, --fake and --work")
+	}
+
+	fake, url, err := startFake(c.fake)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = fake.Process.Signal(syscall.SIGTERM)
+		_ = fake.Wait()
+	}()
+	fmt.Printf("stratix-fake at %s; %d runs per figure, --workers %d; GOMAXPROCS machine: %d CPUs\n\n", url, c.runs, c.workers, numCPU())
+
+	small := filepath.Join(c.work, "small")
+	if err := makeFiles(small, c.smallFiles, c.smallSize); err != nil {
+		return err
+	}
+	var fps, smallRSS []float64
+	for i := range c.runs {
+		el, rss, err := backfill(c, url, small, fmt.Sprintf("small-%d", i))
+		if err != nil {
+			return err
+		}
+		fps = append(fps, float64(c.smallFiles)/el.Seconds())
+		smallRSS = append(smallRSS, rss)
+		fmt.Printf("  small run %d: %d files in %s = %.0f files/s, peak RSS %.1f MiB\n", i+1, c.smallFiles, el.Round(time.Millisecond), fps[i], rss)
+	}
+	fmt.Printf("backfill, %d files of %d KiB: median %.0f files/s (target >= 4000); peak RSS median %.1f MiB\n\n", c.smallFiles, c.smallSize>>10, median(fps), median(smallRSS))
+	if err := os.RemoveAll(small); err != nil {
+		return err
+	}
+
+	large := filepath.Join(c.work, "large")
+	if err := makeFiles(large, c.largeFiles, c.largeSize); err != nil {
+		return err
+	}
+	var mbps, largeRSS []float64
+	total := float64(c.largeFiles) * float64(c.largeSize)
+	for i := range c.runs {
+		el, rss, err := backfill(c, url, large, fmt.Sprintf("large-%d", i))
+		if err != nil {
+			return err
+		}
+		mbps = append(mbps, total/1e6/el.Seconds())
+		largeRSS = append(largeRSS, rss)
+		fmt.Printf("  large run %d: %d x %d MiB in %s = %.0f MB/s, peak RSS %.1f MiB\n", i+1, c.largeFiles, c.largeSize>>20, el.Round(time.Millisecond), mbps[i], rss)
+	}
+	fmt.Printf("backfill, %d files of %d MiB: median %.0f MB/s (target >= 400); peak RSS median %.1f MiB (target < 64)\n\n", c.largeFiles, c.largeSize>>20, median(mbps), median(largeRSS))
+	if err := os.RemoveAll(large); err != nil {
+		return err
+	}
+
+	var p50s, p99s []float64
+	latRuns := min(c.runs, 3)
+	for i := range latRuns {
+		lat, err := latency(c, url, fmt.Sprintf("latency-%d", i))
+		if err != nil {
+			return err
+		}
+		p50, p99 := percentile(lat, 50), percentile(lat, 99)
+		p50s, p99s = append(p50s, p50), append(p99s, p99)
+		fmt.Printf("  latency run %d: %d drops, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", i+1, len(lat), p50, p99, slices.Max(lat))
+	}
+	fmt.Printf("run --settle %s, drop (rename into place) to created: median p50 %.1f ms (target < %.0f ms), median p99 %.1f ms\n",
+		c.settle, median(p50s), float64(c.settle.Milliseconds())+5, median(p99s))
+	return nil
+}
+
+// startFake starts stratix-fake on a free port and returns its base URL.
+func startFake(bin string) (*exec.Cmd, string, error) {
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--log-level", "warn", "--api-key", "bench-key", "--envelope=false")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start stratix-fake: %w", err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		return nil, "", fmt.Errorf("read stratix-fake's URL: %w", err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return cmd, strings.TrimSpace(line), nil
+}
+
+// makeFiles writes n distinct valid .jsonl files of about size bytes each.
+func makeFiles(dir string, n, size int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var salt [8]byte
+	_, _ = rand.Read(salt[:])
+	pad := strings.Repeat("x", 200)
+	for i := range n {
+		var b strings.Builder
+		b.Grow(size + 512)
+		for line := 0; b.Len() < size-300; line++ {
+			fmt.Fprintf(&b, `{"trace_id":"bench-%s-%d-%d","agent_name":"bench","pad":"%s"}`+"\n", hex.EncodeToString(salt[:]), i, line, pad)
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%06d.jsonl", i)), []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func env(c config, url, state string) []string {
+	return append(os.Environ(),
+		"LAYERLENS_STRATIX_API_KEY=bench-key",
+		"LAYERLENS_STRATIX_BASE_URL="+url,
+		"TRACESYNC_STATE_DIR="+state,
+		"TRACESYNC_LOG_LEVEL=warn",
+		"TRACESYNC_LOG_FORMAT=json",
+	)
+}
+
+// backfill runs one backfill of dir with a fresh state directory and
+// returns its wall time and peak RSS (MiB).
+func backfill(c config, url, dir, name string) (time.Duration, float64, error) {
+	state := filepath.Join(c.work, "state-"+name)
+	cmd := exec.Command(c.tracesync, "backfill", "--workers", fmt.Sprint(c.workers), dir)
+	cmd.Env = env(c, url, state)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.Stdout = io.Discard
+	start := time.Now()
+	err := cmd.Run()
+	el := time.Since(start)
+	if err != nil {
+		return 0, 0, fmt.Errorf("backfill %s: %w\n%s", dir, err, stderr.String())
+	}
+	rss := float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+	return el, rss, os.RemoveAll(state)
+}
+
+// latency starts the daemon on an empty folder and drops files one at a
+// time (a temporary name renamed into place), each once the previous was
+// created; a drop's latency is the server's created_at minus the rename.
+func latency(c config, url, name string) ([]float64, error) {
+	state := filepath.Join(c.work, "state-"+name)
+	drop := filepath.Join(c.work, "drop-"+name)
+	if err := os.MkdirAll(drop, 0o755); err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(drop)
+	defer os.RemoveAll(state)
+	cmd := exec.Command(c.tracesync, "run", "--settle", c.settle.String(), "--workers", fmt.Sprint(c.workers), drop)
+	cmd.Env = env(c, url, state)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	api, err := client.New(client.Config{BaseURL: url, APIKey: "bench-key", HTTPClient: &http.Client{Transport: client.NewTransport(), Timeout: 10 * time.Second}})
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	if _, err := api.Discover(ctx); err != nil {
+		return nil, err
+	}
+	time.Sleep(500 * time.Millisecond) // let the daemon finish its (empty) first scan
+	var salt [6]byte
+	_, _ = rand.Read(salt[:])
+	var out []float64
+	for i := range c.drops {
+		fname := fmt.Sprintf("lat-%s-%04d.json", hex.EncodeToString(salt[:]), i)
+		tmp := filepath.Join(drop, "."+fname+".tmp")
+		if err := os.WriteFile(tmp, []byte(fmt.Sprintf(`{"trace_id":"%s","agent_name":"bench"}`+"\n", fname)), 0o644); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		if err := os.Rename(tmp, filepath.Join(drop, fname)); err != nil {
+			return nil, err
+		}
+		deadline := t0.Add(30 * time.Second)
+		for {
+			res, err := api.List(ctx, client.ListOptions{Source: fname, PageSize: 1})
+			if err != nil {
+				return nil, err
+			}
+			if len(res.Traces) > 0 {
+				out = append(out, float64(res.Traces[0].CreatedAt.Sub(t0).Microseconds())/1000)
+				break
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%s not created within 30s\n%s", fname, stderr.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return out, nil
+}
+
+func median(v []float64) float64 { return percentile(v, 50) }
+
+// percentile is the nearest-rank percentile of v.
+func percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := int(float64(len(s))*p/100+0.999999) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func numCPU() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "processor\t:")
+}
