@@ -66,6 +66,44 @@ func (db *DB) Intents() (out []Intent, err error) {
 	return out, err
 }
 
+// TraceIDsNamed returns the trace ids the store already attributes to
+// something: those of every content uploaded under filename, and those
+// waiting for a remote delete. Crash recovery (rule 9) must never adopt one
+// of them for another content, however recently it was created.
+func (db *DB) TraceIDsNamed(filename string) (map[string]bool, error) {
+	ids := map[string]bool{}
+	err := db.view(func(t *Tx) error {
+		if t.contents != nil {
+			err := t.contents.ForEach(func(k, v []byte) error {
+				if isRefKey(k) {
+					return nil
+				}
+				c, err := decodeContent(k, v)
+				if err != nil {
+					return err
+				}
+				if c.Filename == filename {
+					for _, id := range c.TraceIDs {
+						ids[id] = true
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if t.deletes == nil {
+			return nil
+		}
+		return t.deletes.ForEach(func(k, _ []byte) error {
+			ids[string(k)] = true
+			return nil
+		})
+	})
+	return ids, err
+}
+
 // Deletes returns every pending remote delete, by trace id.
 func (db *DB) Deletes() (out []Delete, err error) {
 	err = db.view(func(t *Tx) error {

@@ -31,6 +31,7 @@ type Store interface {
 	Unchanged(path string, dev, ino uint64, size int64, mtime time.Time) (store.PathRecord, bool)
 	Intents() ([]store.Intent, error)
 	Deletes() ([]store.Delete, error)
+	TraceIDsNamed(filename string) (map[string]bool, error)
 	ForEachPath(prefix string, fn func(store.PathRecord) error) error
 	Counts() (store.Counts, error)
 	Update(ctx context.Context, fn func(*store.Tx) error) error

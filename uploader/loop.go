@@ -136,7 +136,6 @@ type loop struct {
 	scanned      map[string]bool
 	heldBack     map[string]int
 	settling     map[string]bool
-	recentIDs    map[string][]recentID // by basename: trace ids this run recorded
 	eventsClosed bool
 	stopping     bool
 	fatal        error
@@ -152,11 +151,6 @@ type loop struct {
 	wg       sync.WaitGroup
 }
 
-type recentID struct {
-	id string
-	at time.Time
-}
-
 type writeDone struct {
 	ops []op
 	err error
@@ -165,25 +159,24 @@ type writeDone struct {
 func newLoop(e *Engine, events <-chan watcher.Event, w Resettler) *loop {
 	return &loop{
 		e: e, w: w, events: events,
-		paths:     map[string]*pathJob{},
-		jobs:      map[store.Hash]*upload{},
-		blocked:   map[string][]*upload{},
-		locks:     map[string]*upload{},
-		dels:      map[string]*delJob{},
-		orphans:   map[store.Hash]orphanTimer{},
-		rootGone:  map[string]string{},
-		scanned:   map[string]bool{},
-		heldBack:  map[string]int{},
-		settling:  map[string]bool{},
-		recentIDs: map[string][]recentID{},
-		hashIn:    make(chan hashReq),
-		hashOut:   make(chan hashDone),
-		workIn:    make(chan workItem),
-		workOut:   make(chan workResult),
-		writeIn:   make(chan []op),
-		writeOut:  make(chan writeDone),
-		probeOut:  make(chan error),
-		abort:     make(chan struct{}),
+		paths:    map[string]*pathJob{},
+		jobs:     map[store.Hash]*upload{},
+		blocked:  map[string][]*upload{},
+		locks:    map[string]*upload{},
+		dels:     map[string]*delJob{},
+		orphans:  map[store.Hash]orphanTimer{},
+		rootGone: map[string]string{},
+		scanned:  map[string]bool{},
+		heldBack: map[string]int{},
+		settling: map[string]bool{},
+		hashIn:   make(chan hashReq),
+		hashOut:  make(chan hashDone),
+		workIn:   make(chan workItem),
+		workOut:  make(chan workResult),
+		writeIn:  make(chan []op),
+		writeOut: make(chan writeDone),
+		probeOut: make(chan error),
+		abort:    make(chan struct{}),
 	}
 }
 
@@ -491,11 +484,6 @@ func (l *loop) peekDelete() (workItem, bool) {
 func (l *loop) spec(u *upload) uploadSpec {
 	s := uploadSpec{hash: u.hash, path: u.path, filename: u.filename, contentType: u.contentType, size: u.size,
 		needResolve: u.needResolve, resolveOnly: u.resolveOnly, intentAt: u.intentAt, attempt: u.attempts + 1}
-	if u.needResolve {
-		for _, r := range l.recentIDs[u.filename] {
-			s.exclude = append(s.exclude, r.id)
-		}
-	}
 	return s
 }
 
@@ -1078,17 +1066,6 @@ type uploadedOp struct {
 func (l *loop) onUploaded(o *uploadedOp) {
 	u, r := o.u, o.r
 	l.dropJob(u)
-	now := l.now()
-	recent := l.recentIDs[u.filename][:0:0]
-	for _, x := range l.recentIDs[u.filename] {
-		if now.Sub(x.at) < 2*l.e.cfg.RecoverySkew {
-			recent = append(recent, x)
-		}
-	}
-	for _, id := range r.ids {
-		recent = append(recent, recentID{id, now})
-	}
-	l.recentIDs[u.filename] = recent
 	if r.kind == resCreated {
 		l.e.m.uploads.Inc()
 		l.e.m.bytes.Add(float64(u.size))

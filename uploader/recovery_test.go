@@ -157,6 +157,36 @@ func TestRecoveryBeforeNewUploads(t *testing.T) {
 	}
 }
 
+// Rule 9 with rule 8: the traces of an earlier upload of the same basename,
+// created seconds before a crashed run's intent and recorded for their own
+// content, are inside the clock-skew window of the recovery list but are
+// never adopted: the crashed content, whose create never ran, is created.
+func TestRecoveryIgnoresRecordedTracesOfSameBasename(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	earlier := h.write("a/x.json", traceB)
+	h.ready(earlier)
+	h.waitState(earlier, store.StateUploaded)
+	recorded := serverIDs(h.srv, "x.json")
+	h.stop()
+	h.openStore()
+	crashed := h.write("b/x.json", traceA)
+	seed(t, h, crashed, traceA, store.PhaseCreate, time.Now().Add(time.Second))
+	h.start()
+	h.waitState(crashed, store.StateUploaded)
+	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
+		t.Fatalf("crashed content whose create never ran: got %d creates, want 1", n)
+	}
+	c, _ := h.db.GetContent(h.rec(crashed).Hash)
+	for _, id := range c.TraceIDs {
+		if slices.Contains(recorded, id) {
+			t.Fatalf("crashed content adopted %s, a trace of the earlier upload %v", id, recorded)
+		}
+	}
+	if e, _ := h.db.GetContent(h.rec(earlier).Hash); !slices.Equal(sortedCopy(e.TraceIDs), recorded) {
+		t.Fatalf("earlier content now has %v, want %v", e.TraceIDs, recorded)
+	}
+}
+
 // Rule 10: what can never succeed is quarantined with the reason; nothing
 // is sent for invalid files.
 func TestQuarantine(t *testing.T) {

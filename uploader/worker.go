@@ -28,7 +28,6 @@ type uploadSpec struct {
 	needResolve bool      // a create-phase intent exists: look for its traces first (rule 9)
 	resolveOnly bool      // start-up recovery: resolve, do not upload
 	intentAt    time.Time // when that create phase began
-	exclude     []string  // trace ids known to belong to other contents
 	attempt     int
 }
 
@@ -108,7 +107,7 @@ func (e *Engine) runUpload(it workItem) workResult {
 	s := it.spec
 	r := workResult{item: it, started: time.Now()}
 	if s.needResolve {
-		ids, err := e.findTraces(ctx, s.filename, s.intentAt.Add(-e.cfg.RecoverySkew), s.exclude)
+		ids, err := e.findTraces(ctx, s.filename, s.intentAt.Add(-e.cfg.RecoverySkew))
 		if err != nil {
 			r = e.fail(r, "recover", err)
 			r.mayHaveCreated = true
@@ -191,10 +190,14 @@ func (e *Engine) runUpload(it workItem) workResult {
 }
 
 // findTraces lists the project's traces for filename, newest first, and
-// returns those whose filename is exactly filename and that were created at
-// or after since (rule 9), oldest first. Server-side filters narrow the
-// list; the checks here decide.
-func (e *Engine) findTraces(ctx context.Context, filename string, since time.Time, exclude []string) ([]string, error) {
+// returns those whose filename is exactly filename, that were created at or
+// after since, and that the store does not already attribute to a content
+// or a pending delete (rule 9), oldest first. The window reaches back by
+// the allowed clock skew, so it can hold the traces of an earlier upload of
+// the same basename (rule 8 keeps those from overlapping ours, not from
+// preceding it): only the store can tell them apart. Server-side filters
+// narrow the list; the checks here decide.
+func (e *Engine) findTraces(ctx context.Context, filename string, since time.Time) ([]string, error) {
 	if err := e.wait(ctx); err != nil {
 		return nil, err
 	}
@@ -207,11 +210,18 @@ func (e *Engine) findTraces(ctx context.Context, filename string, since time.Tim
 		if t.CreatedAt.Before(since) {
 			break // sorted newest first: the rest is older
 		}
-		if t.Filename == nil || *t.Filename != filename || slices.Contains(exclude, t.ID) {
-			continue
+		if t.Filename != nil && *t.Filename == filename {
+			ids = append(ids, t.ID)
 		}
-		ids = append(ids, t.ID)
 	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	known, err := e.st.TraceIDsNamed(filename)
+	if err != nil {
+		return nil, fmt.Errorf("read the trace ids already recorded for %s: %w", filename, err)
+	}
+	ids = slices.DeleteFunc(ids, func(id string) bool { return known[id] })
 	slices.Reverse(ids)
 	return ids, nil
 }
