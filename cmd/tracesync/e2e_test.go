@@ -574,3 +574,29 @@ func TestE2ESIGKILLLoopOneBasename(t *testing.T) {
 		return fmt.Sprintf("k%02d.json", i)
 	})
 }
+
+// TestE2EStatusDuringBackfill: a backfill answers `tracesync status` on
+// the control socket while it runs (the state file is locked to it), so
+// someone backfilling an archive can ask from another terminal.
+func TestE2EStatusDuringBackfill(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{})
+	root := t.TempDir()
+	var hashes []string
+	for i := range 3 {
+		hashes = append(hashes, writeFile(t, root, fmt.Sprintf("b%d.json", i), traceJSON(fmt.Sprintf("during-%d", i))))
+	}
+	e.srv.SetLatency(stratixtest.EndpointCreate, 700*time.Millisecond)
+	p := e.start("backfill", "--workers", "1", root)
+	p.waitFor("the first create to be in flight", time.Minute, func() bool { return e.srv.Calls(stratixtest.EndpointCreate) >= 1 })
+	st := e.status()
+	if got := st.Files["uploaded"] + st.Files["pending"] + st.Files["retrying"]; got != 3 {
+		t.Errorf("status during the backfill: %v, want the 3 files tracked", st.Files)
+	}
+	if code := p.wait(time.Minute); code != 0 {
+		t.Fatalf("backfill: exit %d\n%s", code, tail(p.stderr.String(), 4000))
+	}
+	if !allCreatedOnce(e.srv, hashes) {
+		t.Fatalf("backfill with a status call: not every content created exactly once")
+	}
+}

@@ -57,8 +57,6 @@ func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) err
 
 	notifier := systemd.NewNotifier(g.getenv)
 	scanned := make(chan struct{})
-	socket := control.SocketPath(filepath.Dir(s.db.File()))
-	handler := &daemonHandler{Handler: control.NewStoreHandler(s.db), db: s.db, eng: s.eng}
 	hooks := syncHooks{
 		scanned: scanned,
 		extra: []func(context.Context) error{
@@ -82,20 +80,29 @@ func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) err
 					s.w.Rescan()
 				}, syscall.SIGHUP)
 			},
-			func(ctx context.Context) error {
-				err := control.Serve(ctx, socket, handler)
-				if errors.Is(err, control.ErrAlreadyServing) {
-					return err // another daemon on this state: the store lock should have caught it
-				}
-				if err != nil {
-					// status and files then fall back to "stop the daemon first"; syncing goes on.
-					g.log.Error().Err(err).Msg("control socket unavailable: tracesync status and files cannot ask this daemon")
-				}
-				return nil
-			},
+			s.serveControl(g),
 		},
 	}
 	return s.run(ctx, hooks)
+}
+
+// serveControl answers `tracesync status`, `files` and `retry` on the
+// control socket beside the state file while s runs (the daemon and a
+// backfill alike: the store is locked to this process meanwhile).
+func (s *syncer) serveControl(g *globals) func(context.Context) error {
+	socket := control.SocketPath(filepath.Dir(s.db.File()))
+	handler := &daemonHandler{Handler: control.NewStoreHandler(s.db), db: s.db, eng: s.eng}
+	return func(ctx context.Context) error {
+		err := control.Serve(ctx, socket, handler)
+		if errors.Is(err, control.ErrAlreadyServing) {
+			return err // another process on this state: the store lock should have caught it
+		}
+		if err != nil {
+			// status and files then fall back to "stop the daemon first"; syncing goes on.
+			g.log.Error().Err(err).Msg("control socket unavailable: tracesync status and files cannot ask this process")
+		}
+		return nil
+	}
 }
 
 // daemonHandler answers the control socket from the store, and hands the
