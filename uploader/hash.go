@@ -71,17 +71,17 @@ func hashFile(path string, maxSize int64) hashResult {
 	if !ok {
 		return hashResult{Outcome: hashUnsupported, Err: fmt.Errorf("%s: only .json and .jsonl files are uploaded", path)}
 	}
-	f, err := os.Open(path)
+	f, err := OpenSource(path)
 	if err != nil {
+		if errors.Is(err, ErrNotRegular) {
+			return hashResult{Outcome: hashUnreadable, Err: err}
+		}
 		return openFailure(path, err)
 	}
 	defer f.Close()
 	before, err := f.Stat()
 	if err != nil {
 		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("stat %s: %w", path, err)}
-	}
-	if !before.Mode().IsRegular() {
-		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("%s is not a regular file", path)}
 	}
 	id := identity(before)
 	if id.Size > maxSize {
@@ -143,6 +143,34 @@ func hashFile(path string, maxSize int64) hashResult {
 		res.Outcome = hashOK
 	}
 	return res
+}
+
+// ErrNotRegular is returned (wrapped) by OpenSource for a path that is not
+// a regular file (a FIFO, socket or device swapped in under a trace's name).
+var ErrNotRegular = errors.New("not a regular file")
+
+// OpenSource opens the trace file at path for reading without ever
+// blocking: the open is non-blocking (a FIFO without a writer would
+// otherwise block open(2) forever, beyond any context), never makes a
+// terminal the controlling one, and anything but a regular file is closed
+// again and refused with ErrNotRegular. Reads of a regular file are not
+// affected by the non-blocking flag. Every open of a source file (hashing,
+// the PUT) must go through it.
+func OpenSource(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|openNonBlock, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s (%s): %w: only regular files are uploaded", path, fi.Mode().Type(), ErrNotRegular)
+	}
+	return f, nil
 }
 
 func openFailure(path string, err error) hashResult {
