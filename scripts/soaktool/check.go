@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tracesync/tracesync/client"
@@ -30,6 +32,55 @@ func keyOf(data map[string]any) traceKey {
 		return traceKey{}
 	}
 	return traceKey{content: id, line: int(line), ok: true}
+}
+
+// parseTraces splits a file the way the API does (stratix-api.md): a
+// .jsonl one trace per non-empty line, a .json one for an object and one
+// per element of an array. Every trace must name its content and index.
+func parseTraces(name string, data []byte) ([]traceKey, error) {
+	var objs []map[string]any
+	if strings.HasSuffix(name, ".jsonl") {
+		if len(data) == 0 || data[len(data)-1] != '\n' {
+			return nil, errors.New("a .jsonl without its final newline")
+		}
+		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+			var o map[string]any
+			if err := json.Unmarshal(line, &o); err != nil {
+				return nil, err
+			}
+			objs = append(objs, o)
+		}
+	} else {
+		var v any
+		if err := json.Unmarshal(data, &v); err != nil {
+			return nil, err
+		}
+		switch v := v.(type) {
+		case map[string]any:
+			objs = append(objs, v)
+		case []any:
+			for i, e := range v {
+				o, ok := e.(map[string]any)
+				if !ok {
+					return nil, fmt.Errorf("element %d is not an object", i)
+				}
+				objs = append(objs, o)
+			}
+		default:
+			return nil, errors.New("not an object or array")
+		}
+	}
+	keys := make([]traceKey, len(objs))
+	for i, o := range objs {
+		keys[i] = keyOf(o)
+		if !keys[i].ok || keys[i].line != i || keys[i].content != keys[0].content {
+			return nil, fmt.Errorf("trace %d is %+v: want line %d of one content", i, keys[i], i)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no traces")
+	}
+	return keys, nil
 }
 
 // serverView is what the server holds: live traces by content and line,

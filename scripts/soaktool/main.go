@@ -26,6 +26,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -63,6 +65,9 @@ type config struct {
 
 	maxRSSSlope float64
 	maxFDSlope  float64
+
+	args    []string // the command line, for the repeat hint
+	seedSet bool     // -seed was given
 }
 
 const apiKey = "soak-key" // the key stratix-fake is started with; never printed
@@ -101,6 +106,21 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.maxFDSlope, "max-fd-slope", 1.0, "fail when open fds grow faster than this many per minute over the second half of the run (0: no check)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "seed":
+			c.seedSet = true
+		case "tracesync", "fake", "work":
+			return
+		}
+		c.args = append(c.args, "-"+f.Name+"="+f.Value.String())
+	})
+	if !c.seedSet {
+		c.args = append(c.args, fmt.Sprintf("-seed=%d", c.seed))
+	}
+	if !slices.ContainsFunc(c.args, func(a string) bool { return strings.HasPrefix(a, "-duration=") }) {
+		c.args = append(c.args, "-duration="+c.duration.String())
 	}
 	switch {
 	case c.tracesync == "" || c.fake == "" || c.work == "":

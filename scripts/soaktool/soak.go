@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -201,6 +203,13 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 	}
 	v := judge(prod.all, sv)
 	states, statesErr := fileStates(ctx, cfg.tracesync, state)
+	var mismatches []string
+	folderFiles := 0
+	if statesErr == nil {
+		if mismatches, folderFiles, err = compareFolder(root, prod, states); err != nil {
+			return false, fmt.Errorf("read the folder back: %w", err)
+		}
+	}
 
 	// Figures.
 	d := prod.did
@@ -269,11 +278,22 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 				if c, held := prod.holds[path]; held && c == p.content {
 					now = "holds it now"
 				}
-				fmt.Printf("             path %q (%s), daemon state: %s\n", path, now, states[filepath.Join(root, path)])
+				st := "not tracked"
+				if f, ok := states[filepath.Join(root, path)]; ok {
+					st = f.String()
+				}
+				fmt.Printf("             path %q (%s), daemon state: %s\n", path, now, st)
 			}
 		}
 		if statesErr != nil {
 			fmt.Printf("(daemon states unavailable: %v)\n", statesErr)
+		}
+	}
+
+	if len(mismatches) > 0 {
+		fmt.Printf("\n== folder vs producer record and daemon store (first 25 of %d) ==\n", len(mismatches))
+		for _, m := range mismatches[:min(25, len(mismatches))] {
+			fmt.Println(m)
 		}
 	}
 
@@ -288,6 +308,7 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 		{fmt.Sprintf("nothing lost (%d)", v.lost), v.lost == 0},
 		{fmt.Sprintf("every removed content deleted (%d undeleted)", v.undeleted), v.undeleted == 0},
 		{fmt.Sprintf("nothing unexpected (%d)", v.unexpected), v.unexpected == 0},
+		{fmt.Sprintf("folder (%d files) matches the producer's record and the daemon's store (%d mismatches)", folderFiles, len(mismatches)), statesErr == nil && len(mismatches) == 0},
 		{fmt.Sprintf("RSS slope, second half, <= %g MiB/min", cfg.maxRSSSlope), rssOK},
 		{fmt.Sprintf("fd slope, second half, <= %g /min", cfg.maxFDSlope), fdOK},
 	}
@@ -300,7 +321,7 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 		fmt.Printf("%s %s\n", mark, c.name)
 	}
 	if !ok {
-		fmt.Printf("\nrepeat with: scripts/soak -seed %d -duration %s (work dir kept: %s)\n", cfg.seed, cfg.duration, cfg.work)
+		fmt.Printf("\nrepeat with: scripts/soak %s\n", strings.Join(cfg.args, " "))
 	}
 	return ok, nil
 }
@@ -501,40 +522,103 @@ func (r *metricsReader) waitQuiet(ctx context.Context, exited <-chan error, quie
 	}
 }
 
+// storedFile is one row of `tracesync files --json`.
+type storedFile struct {
+	Path      string   `json:"path"`
+	State     string   `json:"state"`
+	Hash      string   `json:"hash"`
+	TraceIDs  []string `json:"trace_ids"`
+	LastError string   `json:"last_error"`
+}
+
+func (f storedFile) String() string {
+	s := f.State
+	if len(f.Hash) >= 12 {
+		s += " hash " + f.Hash[:12]
+	}
+	if len(f.TraceIDs) > 0 {
+		s += " traces " + strings.Join(f.TraceIDs, ",")
+	}
+	if f.LastError != "" {
+		s += " (" + f.LastError + ")"
+	}
+	return s
+}
+
 // fileStates asks `tracesync files --json` (the daemon stopped: it reads
-// the state file) for each path's state, with its last error.
-func fileStates(ctx context.Context, bin, state string) (map[string]string, error) {
+// the state file) for every tracked path, by absolute path.
+func fileStates(ctx context.Context, bin, state string) (map[string]storedFile, error) {
 	cmd := exec.CommandContext(ctx, bin, "files", "--json", "--state-dir", state)
 	cmd.Env = daemonEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("tracesync files: %w", err)
 	}
-	var files []struct {
-		Path      string   `json:"path"`
-		State     string   `json:"state"`
-		Hash      string   `json:"hash"`
-		TraceIDs  []string `json:"trace_ids"`
-		LastError string   `json:"last_error"`
-	}
+	var files []storedFile
 	if err := json.Unmarshal(out, &files); err != nil {
 		return nil, fmt.Errorf("tracesync files --json: %w", err)
 	}
-	m := make(map[string]string, len(files))
+	m := make(map[string]storedFile, len(files))
 	for _, f := range files {
-		s := f.State
-		if len(f.Hash) >= 12 {
-			s += " hash " + f.Hash[:12]
-		}
-		if len(f.TraceIDs) > 0 {
-			s += " traces " + strings.Join(f.TraceIDs, ",")
-		}
-		if f.LastError != "" {
-			s += " (" + f.LastError + ")"
-		}
-		m[f.Path] = s
+		m[f.Path] = f
 	}
 	return m, nil
+}
+
+// compareFolder reads the folder back and compares it with the producer's
+// record (a check of the soak itself) and with the daemon's store: every
+// file is tracked as uploaded with its bytes' hash, and every path the
+// store holds as live is on disk. It returns one line per mismatch.
+func compareFolder(root string, p *producer, stored map[string]storedFile) (mismatches []string, files int, err error) {
+	seen := map[string]bool{}
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err != nil {
+			return err
+		}
+		files++
+		seen[path] = true
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		c := p.holds[rel]
+		keys, perr := parseTraces(rel, data)
+		switch {
+		case c == nil:
+			mismatches = append(mismatches, fmt.Sprintf("producer: %q is on disk but not in the producer's record", rel))
+		case perr != nil:
+			mismatches = append(mismatches, fmt.Sprintf("producer: %q: %v", rel, perr))
+		case len(keys) != c.traces || keys[0].content != c.id:
+			mismatches = append(mismatches, fmt.Sprintf("producer: %q holds %d traces of %s, the record says %d of %s", rel, len(keys), keys[0].content, c.traces, c.id))
+		}
+		sum := sha256.Sum256(data)
+		f, ok := stored[path]
+		switch {
+		case !ok:
+			mismatches = append(mismatches, fmt.Sprintf("store: %q is on disk but not tracked", rel))
+		case f.State != "uploaded" || f.Hash != hex.EncodeToString(sum[:]):
+			mismatches = append(mismatches, fmt.Sprintf("store: %q (sha256 %.12x) is tracked as %s", rel, sum, f))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, files, err
+	}
+	if len(p.holds) != files {
+		mismatches = append(mismatches, fmt.Sprintf("producer: %d files on disk, %d in the record", files, len(p.holds)))
+	}
+	var extra []string
+	for path, f := range stored {
+		if f.State != "removed" && !seen[path] {
+			extra = append(extra, fmt.Sprintf("store: %q is gone from disk but tracked as %s", path, f))
+		}
+	}
+	slices.Sort(extra)
+	return append(mismatches, extra...), files, nil
 }
 
 type msgCount struct {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"os"
@@ -138,42 +141,18 @@ func TestProducerBookkeeping(t *testing.T) {
 	}
 }
 
-// tracesIn splits a file the way the API does (stratix-api.md) and checks
-// that every trace names content id.
+// tracesIn checks that data holds traces of content id only, numbered
+// from 0, and returns how many.
 func tracesIn(t *testing.T, name string, data []byte, id string) int {
 	t.Helper()
-	var objs []map[string]any
-	if strings.HasSuffix(name, ".jsonl") {
-		if len(data) == 0 || data[len(data)-1] != '\n' {
-			t.Fatalf("%s: a .jsonl without its final newline", name)
-		}
-		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
-			var o map[string]any
-			if err := json.Unmarshal(line, &o); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			objs = append(objs, o)
-		}
-	} else {
-		var v any
-		if err := json.Unmarshal(data, &v); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		switch v := v.(type) {
-		case map[string]any:
-			objs = append(objs, v)
-		case []any:
-			for _, e := range v {
-				objs = append(objs, e.(map[string]any))
-			}
-		}
+	keys, err := parseTraces(name, data)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
-	for i, o := range objs {
-		if k := keyOf(o); !k.ok || k.content != id || k.line != i {
-			t.Fatalf("%s: trace %d is %+v, want content %s line %d", name, i, k, id, i)
-		}
+	if keys[0].content != id {
+		t.Fatalf("%s: traces of %s, want %s", name, keys[0].content, id)
 	}
-	return len(objs)
+	return len(keys)
 }
 
 // TestSlowWriteNeverLooksWhole checks that no chunk boundary of a slow
@@ -303,5 +282,44 @@ func TestProxyForwardsAndCuts(t *testing.T) {
 	cutting.Close()
 	if cutting.drops.Load() < 5 {
 		t.Fatalf("drop rate ~1: %d cuts in 5 connections", cutting.drops.Load())
+	}
+}
+
+// TestCompareFolder checks the read-back: a store that matches the folder
+// passes; a missed removal, a stale hash and a file the store never saw
+// are each reported.
+func TestCompareFolder(t *testing.T) {
+	dir := t.TempDir()
+	p := newProducer(dir, 11, 1000, 20, 0)
+	if err := p.setup(); err != nil {
+		t.Fatal(err)
+	}
+	for range 80 {
+		p.tick++
+		if err := p.step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := map[string]storedFile{}
+	for rel := range p.holds {
+		data, err := os.ReadFile(filepath.Join(dir, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		stored[filepath.Join(dir, rel)] = storedFile{Path: filepath.Join(dir, rel), State: "uploaded", Hash: hex.EncodeToString(sum[:])}
+	}
+	stored[filepath.Join(dir, "gone-long-ago.json")] = storedFile{State: "removed"}
+	if m, n, err := compareFolder(dir, p, stored); err != nil || len(m) != 0 || n != len(p.holds) {
+		t.Fatalf("matching store: %d files, mismatches %q, err %v", n, m, err)
+	}
+	files := slices.Sorted(maps.Keys(stored))
+	stale, untracked := files[0], files[1]
+	stored[stale] = storedFile{Path: stale, State: "uploaded", Hash: strings.Repeat("0", 64)}
+	delete(stored, untracked)
+	stored[filepath.Join(dir, "missed-removal.jsonl")] = storedFile{State: "uploaded"}
+	m, _, err := compareFolder(dir, p, stored)
+	if err != nil || len(m) != 3 {
+		t.Fatalf("three faults: got %d mismatches %q, err %v", len(m), m, err)
 	}
 }
