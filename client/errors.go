@@ -14,6 +14,11 @@ import (
 	"time"
 )
 
+// ErrInvalidFilename is returned (wrapped) by Presign and Create, before any
+// request, for a file name that is not valid UTF-8: the API takes names as
+// JSON text and would record another name. It is permanent: rename the file.
+var ErrInvalidFilename = errors.New("file name is not valid UTF-8: the API would record another name; rename the file")
+
 // Class returns what the uploader should do after this answer, per the
 // table of stratix-api.md: on the presigned PUT ("put") a 403 means an
 // expired or mismatched signature (ClassRepresign); elsewhere 401 and 403
@@ -46,7 +51,7 @@ func (e *APIError) Class() Class {
 //   - a deadline, a network error (refused, reset, DNS), a connection cut
 //     (EOF), or any other error without an HTTP answer: ClassTransient;
 //   - ErrUnsupportedType, ErrTooLarge, ErrBodySize, ErrBadResponse,
-//     ErrMissingProject, ErrNoAPIKey: ClassPermanent.
+//     ErrMissingProject, ErrNoAPIKey, ErrInvalidFilename: ClassPermanent.
 func Classify(err error) Class {
 	if err == nil {
 		return 0
@@ -60,7 +65,8 @@ func Classify(err error) Class {
 	case errors.Is(err, context.DeadlineExceeded):
 		return ClassTransient
 	case errors.Is(err, ErrUnsupportedType), errors.Is(err, ErrTooLarge), errors.Is(err, ErrBodySize),
-		errors.Is(err, ErrBadResponse), errors.Is(err, ErrMissingProject), errors.Is(err, ErrNoAPIKey):
+		errors.Is(err, ErrBadResponse), errors.Is(err, ErrMissingProject), errors.Is(err, ErrNoAPIKey),
+		errors.Is(err, ErrInvalidFilename):
 		return ClassPermanent
 	}
 	var ne net.Error

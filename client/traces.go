@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Presign asks for a presigned URL to PUT filename's bytes to (POST
@@ -28,6 +29,9 @@ func (c *Client) Presign(ctx context.Context, filename, contentType string, size
 	}
 	if size < 0 {
 		return Presigned{}, fmt.Errorf("presign %s: negative size %d", path.Base(filename), size)
+	}
+	if err := checkFilename("presign", basename(filename)); err != nil {
+		return Presigned{}, err
 	}
 	base, err := c.tracesURL(ctx)
 	if err != nil {
@@ -192,6 +196,9 @@ func (hr *hashingReader) checkEmpty() error {
 // inside the envelope, the bare list. Create is not idempotent: calling it
 // twice for one upload may create two sets of traces.
 func (c *Client) Create(ctx context.Context, filename string) ([]string, error) {
+	if err := checkFilename("create", basename(filename)); err != nil {
+		return nil, err
+	}
 	base, err := c.tracesURL(ctx)
 	if err != nil {
 		return nil, err
@@ -386,11 +393,26 @@ func (c *Client) Sources(ctx context.Context) ([]string, error) {
 }
 
 // basename is the last element of a slash or backslash separated name.
+// basename is the last element of a slash-separated name. A backslash is an
+// ordinary character of a file name here: splitting on it would send the
+// server another name than the file's, and crash recovery, which looks for
+// the traces by that name, would never find them (a second create).
 func basename(name string) string {
-	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		return name[i+1:]
 	}
 	return name
+}
+
+// checkFilename refuses a name the API cannot record as it is: JSON text is
+// UTF-8, so a name with invalid UTF-8 would be stored with replacement
+// characters, another name than the file's, which crash recovery could
+// then never match (rule 9).
+func checkFilename(op, name string) error {
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("%s %q: %w", op, name, ErrInvalidFilename)
+	}
+	return nil
 }
 
 // Wire forms: like the exported types, but tolerant of what a Python API
