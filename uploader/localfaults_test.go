@@ -104,14 +104,19 @@ func TestFIFOAfterHashDoesNotBlockUpload(t *testing.T) {
 	go func() {
 		// Unblocks a worker stuck in open(2) on the FIFO, so a failing test
 		// still ends; a worker that never opens it leaves this waiting
-		// until the test's cleanup removes the FIFO.
+		// until the test's cleanup opens the FIFO's other end.
 		f, err := os.OpenFile(p, os.O_WRONLY, 0)
 		if err == nil {
 			close(opened)
 			f.Close()
 		}
 	}()
-	t.Cleanup(func() { os.Remove(p) })
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close() // releases the writer above if nobody opened the FIFO
+		}
+		os.Remove(p)
+	})
 	h.waitFor("the path to leave pending", func() bool {
 		s := h.rec(p).State
 		return s == store.StateQuarantined || s == store.StateRetrying || h.rs.has(p)
