@@ -54,6 +54,11 @@ var ErrBadResponse = errors.New("unexpected response from the API")
 // has no project, or none of the name asked for.
 var ErrMissingProject = errors.New("organization is missing project")
 
+// ErrWrongOrganization is returned (wrapped) by Discover when the pinned
+// organization is not the one the API key belongs to: a configuration
+// error, not something that passes with time.
+var ErrWrongOrganization = errors.New("organization does not belong to this API key")
+
 // Client talks to one Stratix API with one key. It is safe for concurrent
 // use. It never retries: every method makes at most one attempt per HTTP
 // call and reports a classified error (see Classify).
@@ -164,7 +169,7 @@ func (c *Client) Discover(ctx context.Context) (Target, error) {
 	}
 	orgID := org.ID
 	if c.pinned.OrganizationID != "" && c.pinned.OrganizationID != org.ID {
-		return Target{}, fmt.Errorf("organization %s is not the one this API key belongs to (%s): pass --organization-id %s or leave it out", c.pinned.OrganizationID, org.ID, org.ID)
+		return Target{}, fmt.Errorf("%w: organization %s is not the one this API key belongs to (%s): pass --organization-id %s or leave it out", ErrWrongOrganization, c.pinned.OrganizationID, org.ID, org.ID)
 	}
 	projectID := c.pinned.ProjectID
 	if projectID == "" {

@@ -65,7 +65,7 @@ func Classify(err error) Class {
 	case errors.Is(err, context.DeadlineExceeded):
 		return ClassTransient
 	case errors.Is(err, ErrUnsupportedType), errors.Is(err, ErrTooLarge), errors.Is(err, ErrBodySize),
-		errors.Is(err, ErrBadResponse), errors.Is(err, ErrMissingProject), errors.Is(err, ErrNoAPIKey),
+		errors.Is(err, ErrBadResponse), errors.Is(err, ErrMissingProject), errors.Is(err, ErrWrongOrganization), errors.Is(err, ErrNoAPIKey),
 		errors.Is(err, ErrInvalidFilename):
 		return ClassPermanent
 	}

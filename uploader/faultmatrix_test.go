@@ -98,10 +98,16 @@ func (w logWant) match(l logLine) bool {
 // findLog returns the first line matching w, failing the test if none does.
 func findLog(t *testing.T, logs *syncBuffer, w logWant) logLine {
 	t.Helper()
-	lines := logs.lines(t)
-	for _, l := range lines {
-		if w.match(l) {
-			return l
+	// The engine writes the store before it logs: a test that saw the
+	// state may be a moment ahead of the line.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		for _, l := range logs.lines(t) {
+			if w.match(l) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			break
 		}
 	}
 	t.Fatalf("no log line %s in:\n%s", w, logs.String())

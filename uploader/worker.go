@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"time"
 
@@ -132,13 +131,18 @@ func (e *Engine) runUpload(it workItem) workResult {
 			r.mayHaveCreated = s.needResolve
 			return r
 		}
-		f, err := os.Open(s.path)
+		// OpenSource, not os.Open: a FIFO swapped in under the name since
+		// it was hashed would block open(2) forever, past any Shutdown.
+		f, err := OpenSource(s.path)
 		if err != nil {
 			r.err, r.dur = err, time.Since(r.started)
 			r.mayHaveCreated = s.needResolve
-			if errors.Is(err, fs.ErrNotExist) {
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
 				r.kind = resVanished
-			} else {
+			case errors.Is(err, ErrNotRegular):
+				r.kind = resUnreadable
+			default:
 				r.kind = resUnreadable
 				r.err = openFailure(s.path, err).Err
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -109,6 +110,12 @@ func (s *statter) stat(p string) (Stat, string, error) {
 	}
 	target, err := filepath.EvalSymlinks(p)
 	if err != nil {
+		if isLinkLoop(err) {
+			// A loop of links is how the links are made, not an I/O
+			// failure: counting it as a scan error would hold back every
+			// removal (rule 6) for as long as the loop stays.
+			return Stat{}, p, fmt.Errorf("symlink %s: %w: %w", p, err, errNotWanted)
+		}
 		return Stat{}, p, err
 	}
 	if !s.insideRoots(target) {
@@ -122,6 +129,14 @@ func (s *statter) stat(p string) (Stat, string, error) {
 		return Stat{}, p, errNotWanted
 	}
 	return tst, target, nil
+}
+
+// isLinkLoop reports a symlink chain that never ends in a file: ELOOP from
+// the kernel, or filepath.EvalSymlinks' own "EvalSymlinks: too many links"
+// (it counts the links it follows itself and has no sentinel for it, only
+// that message: path/filepath/symlink.go).
+func isLinkLoop(err error) bool {
+	return errors.Is(err, unix.ELOOP) || strings.HasSuffix(err.Error(), "too many links")
 }
 
 func (s *statter) insideRoots(p string) bool {

@@ -663,7 +663,11 @@ func TestPeriodicRescan(t *testing.T) {
 	root := tempRoot(t)
 	writeFile(t, filepath.Join(root, "a.json"), "{}")
 	r := startWatcher(t, Config{Roots: []string{root}, RescanInterval: 20 * time.Millisecond})
-	evs := r.waitCount(ScanDone, 4)
+	// Settling takes longer than a rescan: count the scans after Ready,
+	// so a slow machine does not end the wait before the file settled.
+	r.waitEvent(Ready, root, filepath.Join(root, "a.json"))
+	first := count(r.waitCount(ScanDone, 1), ScanDone, "")
+	evs := r.waitCount(ScanDone, first+4)
 	if n := count(evs, Ready, filepath.Join(root, "a.json")); n != 1 {
 		t.Fatalf("periodic rescans reported an untouched file %d times, want 1:\n%s", n, dump(evs))
 	}

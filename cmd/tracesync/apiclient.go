@@ -50,6 +50,8 @@ func discoveryError(err error, base, keySource string) error {
 			errKeyRejected, base, ae.StatusCode, ae.Message, keySource, err)
 	case errors.Is(err, client.ErrMissingProject):
 		return asUsage(fmt.Errorf("%w (pass --project-id or --project to choose one)", err))
+	case errors.Is(err, client.ErrWrongOrganization):
+		return asUsage(err)
 	case client.Classify(err) == client.ClassCanceled:
 		return err
 	case client.Classify(err) == client.ClassTransient:

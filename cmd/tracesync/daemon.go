@@ -89,9 +89,10 @@ func (r *trackingResettler) unfinished() []string {
 // openSyncer builds everything a sync needs, in the order that fails
 // fastest: flags, metrics address, API target, store, engine, watcher.
 // The caller must close it.
-func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, once bool) (s *syncer, err error) {
-	s = &syncer{g: g, f: f, dirs: dirs, once: once, reg: newRegistry()}
+func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, once bool) (_ *syncer, err error) {
+	s := &syncer{g: g, f: f, dirs: dirs, once: once, reg: newRegistry()}
 	defer func() {
+		// s, not the named result: every error return sets that to nil.
 		if err != nil {
 			s.close()
 		}
@@ -172,6 +173,11 @@ func (s *syncer) connect(ctx context.Context) (*client.Client, error) {
 		}
 		var ee *exitError
 		class := client.Classify(err)
+		if s.once && class == client.ClassAuth {
+			// A backfill has a person waiting: a rejected key is theirs to
+			// fix, a configuration error (exit 2).
+			return nil, asUsage(err)
+		}
 		if s.once || errors.As(err, &ee) || (class != client.ClassTransient && class != client.ClassAuth) {
 			return nil, err
 		}
@@ -179,11 +185,15 @@ func (s *syncer) connect(ctx context.Context) (*client.Client, error) {
 		s.g.log.Error().Err(err).Dur("retry_in", wait).Msg("cannot start syncing yet; retrying")
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, errStoppedConnecting
 		case <-time.After(wait):
 		}
 	}
 }
+
+// errStoppedConnecting: the daemon was stopped (SIGTERM, SIGINT) while it
+// waited for the API; it had started nothing, so it exits 0.
+var errStoppedConnecting = errors.New("stopped before the API could be reached")
 
 // close releases what openSyncer opened.
 func (s *syncer) close() {

@@ -50,6 +50,10 @@ a STATUS line with live counts, and watchdog pings while healthy.`,
 // ctx ends (SIGTERM, SIGINT).
 func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) error {
 	s, err := openSyncer(ctx, g, f, dirs, false)
+	if errors.Is(err, errStoppedConnecting) {
+		g.log.Info().Msg("stopped before the API could be reached; nothing was started")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
