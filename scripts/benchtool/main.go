@@ -21,7 +21,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -83,13 +85,14 @@ func run() error {
 	}
 	var fps, smallRSS []float64
 	for i := range c.runs {
-		el, rss, err := backfill(c, url, small, fmt.Sprintf("small-%d", i))
+		r, err := backfill(c, fake.Process.Pid, url, small, fmt.Sprintf("small-%d", i))
 		if err != nil {
 			return err
 		}
-		fps = append(fps, float64(c.smallFiles)/el.Seconds())
-		smallRSS = append(smallRSS, rss)
-		fmt.Printf("  small run %d: %d files in %s = %.0f files/s, peak RSS %.1f MiB\n", i+1, c.smallFiles, el.Round(time.Millisecond), fps[i], rss)
+		fps = append(fps, float64(c.smallFiles)/r.elapsed.Seconds())
+		smallRSS = append(smallRSS, r.rssMiB)
+		fmt.Printf("  small run %d: %d files in %s = %.0f files/s, peak RSS %.1f MiB; CPU tracesync %.2fs, stratix-fake %.2fs\n",
+			i+1, c.smallFiles, r.elapsed.Round(time.Millisecond), fps[i], r.rssMiB, r.cpu.Seconds(), r.fakeCPU.Seconds())
 	}
 	fmt.Printf("backfill, %d files of %d KiB: median %.0f files/s (target >= 4000); peak RSS median %.1f MiB\n\n", c.smallFiles, c.smallSize>>10, median(fps), median(smallRSS))
 	if err := os.RemoveAll(small); err != nil {
@@ -103,13 +106,14 @@ func run() error {
 	var mbps, largeRSS []float64
 	total := float64(c.largeFiles) * float64(c.largeSize)
 	for i := range c.runs {
-		el, rss, err := backfill(c, url, large, fmt.Sprintf("large-%d", i))
+		r, err := backfill(c, fake.Process.Pid, url, large, fmt.Sprintf("large-%d", i))
 		if err != nil {
 			return err
 		}
-		mbps = append(mbps, total/1e6/el.Seconds())
-		largeRSS = append(largeRSS, rss)
-		fmt.Printf("  large run %d: %d x %d MiB in %s = %.0f MB/s, peak RSS %.1f MiB\n", i+1, c.largeFiles, c.largeSize>>20, el.Round(time.Millisecond), mbps[i], rss)
+		mbps = append(mbps, total/1e6/r.elapsed.Seconds())
+		largeRSS = append(largeRSS, r.rssMiB)
+		fmt.Printf("  large run %d: %d x %d MiB in %s = %.0f MB/s, peak RSS %.1f MiB; CPU tracesync %.2fs, stratix-fake %.2fs\n",
+			i+1, c.largeFiles, c.largeSize>>20, r.elapsed.Round(time.Millisecond), mbps[i], r.rssMiB, r.cpu.Seconds(), r.fakeCPU.Seconds())
 	}
 	fmt.Printf("backfill, %d files of %d MiB: median %.0f MB/s (target >= 400); peak RSS median %.1f MiB (target < 64)\n\n", c.largeFiles, c.largeSize>>20, median(mbps), median(largeRSS))
 	if err := os.RemoveAll(large); err != nil {
@@ -153,6 +157,9 @@ func startFake(bin string) (*exec.Cmd, string, error) {
 }
 
 // makeFiles writes n distinct valid .jsonl files of about size bytes each.
+// Each file is streamed through a small buffer: benchtool must stay small,
+// since a child started from it reports the parent's RSS at exec in its own
+// rusage (see peakRSS).
 func makeFiles(dir string, n, size int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -161,15 +168,25 @@ func makeFiles(dir string, n, size int) error {
 	_, _ = rand.Read(salt[:])
 	pad := strings.Repeat("x", 200)
 	for i := range n {
-		var b strings.Builder
-		b.Grow(size + 512)
-		for line := 0; b.Len() < size-300; line++ {
-			fmt.Fprintf(&b, `{"trace_id":"bench-%s-%d-%d","agent_name":"bench","pad":"%s"}`+"\n", hex.EncodeToString(salt[:]), i, line, pad)
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("f%06d.jsonl", i)))
+		if err != nil {
+			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%06d.jsonl", i)), []byte(b.String()), 0o644); err != nil {
+		w := bufio.NewWriterSize(f, 64<<10)
+		written := 0
+		for line := 0; written < size-300; line++ {
+			k, _ := fmt.Fprintf(w, `{"trace_id":"bench-%s-%d-%d","agent_name":"bench","pad":"%s"}`+"\n", hex.EncodeToString(salt[:]), i, line, pad)
+			written += k
+		}
+		if err := w.Flush(); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
 			return err
 		}
 	}
+	debug.FreeOSMemory()
 	return nil
 }
 
@@ -183,23 +200,111 @@ func env(c config, url, state string) []string {
 	)
 }
 
+// runResult is what one backfill measured.
+type runResult struct {
+	elapsed time.Duration
+	rssMiB  float64 // tracesync's peak RSS (VmHWM)
+	cpu     time.Duration
+	fakeCPU time.Duration // stratix-fake's CPU during the run
+}
+
 // backfill runs one backfill of dir with a fresh state directory and
-// returns its wall time and peak RSS (MiB).
-func backfill(c config, url, dir, name string) (time.Duration, float64, error) {
+// returns its wall time, tracesync's peak RSS and CPU, and stratix-fake's
+// CPU over the same time.
+func backfill(c config, fakePID int, url, dir, name string) (runResult, error) {
 	state := filepath.Join(c.work, "state-"+name)
 	cmd := exec.Command(c.tracesync, "backfill", "--workers", fmt.Sprint(c.workers), dir)
 	cmd.Env = env(c, url, state)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	cmd.Stdout = io.Discard
+	fake0 := procCPU(fakePID)
 	start := time.Now()
-	err := cmd.Run()
-	el := time.Since(start)
-	if err != nil {
-		return 0, 0, fmt.Errorf("backfill %s: %w\n%s", dir, err, stderr.String())
+	if err := cmd.Start(); err != nil {
+		return runResult{}, fmt.Errorf("backfill %s: %w", dir, err)
 	}
-	rss := float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
-	return el, rss, os.RemoveAll(state)
+	peak := watchPeakRSS(cmd.Process.Pid)
+	err := cmd.Wait()
+	el := time.Since(start)
+	fakeCPU := procCPU(fakePID) - fake0
+	if err != nil {
+		return runResult{}, fmt.Errorf("backfill %s: %w\n%s", dir, err, stderr.String())
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return runResult{elapsed: el, rssMiB: peak(), cpu: cpu, fakeCPU: fakeCPU}, os.RemoveAll(state)
+}
+
+// watchPeakRSS polls the VmHWM (peak resident set) of process pid every
+// 5 ms until the returned function is called, and that function returns the
+// last value seen, in MiB. VmHWM is the peak of the process's own address
+// space since its exec. The child's rusage Maxrss is not used: Linux folds
+// the RSS of the address space replaced at exec into it, and Go starts
+// children with vfork (CLONE_VM), so it would report benchtool's own peak
+// whenever that is higher than the child's.
+func watchPeakRSS(pid int) func() float64 {
+	var peakKiB int64
+	stop, done := make(chan struct{}), make(chan struct{})
+	read := func() {
+		if v := vmHWM(pid); v > peakKiB {
+			peakKiB = v
+		}
+	}
+	go func() {
+		defer close(done)
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			read()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() float64 {
+		close(stop)
+		<-done
+		return float64(peakKiB) / 1024
+	}
+}
+
+// vmHWM returns the VmHWM of pid in KiB, 0 once the process is gone.
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			v, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// procCPU returns the user plus system CPU time pid has used so far (0
+// when it cannot be read).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / ticksPerSecond
 }
 
 // latency starts the daemon on an empty folder and drops files one at a
