@@ -57,6 +57,9 @@ tracesync files --state quarantined) or the run was interrupted;
 			if err := f.validate(); err != nil {
 				return err
 			}
+			if err := backfillDeleteOnRemove(g, &f); err != nil {
+				return err
+			}
 			dirs, err := resolveDirs(args, g.getenv)
 			if err != nil {
 				return err
@@ -68,8 +71,26 @@ tracesync files --state quarantined) or the run was interrupted;
 		},
 	}
 	addSyncFlags(cmd.Flags(), &f)
+	cmd.Flags().Lookup("delete-on-remove").Usage = "refused: a backfill never deletes (use tracesync run --delete-on-remove, or tracesync reconcile --confirm --delete-on-remove)"
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be uploaded, linked, skipped or quarantined; upload nothing (needs no API key)")
 	return cmd
+}
+
+// backfillDeleteOnRemove refuses --delete-on-remove on the command line:
+// a backfill uploads and never deletes, so the flag would promise what it
+// does not do. From the environment (TRACESYNC_DELETE_ON_REMOVE in the
+// service's env file, sourced to run a backfill) it is a setting of the
+// daemon: ignored, with a warning.
+func backfillDeleteOnRemove(g *globals, f *syncFlags) error {
+	if !f.deleteOnRemove {
+		return nil
+	}
+	if name, ok := g.fromEnv["delete-on-remove"]; ok {
+		g.log.Warn().Str("variable", name).Msgf("%s is ignored by backfill: a backfill never deletes (tracesync run --delete-on-remove does)", name)
+		f.deleteOnRemove = false
+		return nil
+	}
+	return usageErrorf("--delete-on-remove is not for backfill: a backfill uploads and never deletes; use tracesync run --delete-on-remove to delete the traces of files removed while it watches, or tracesync reconcile --confirm --delete-on-remove DIR for files already gone")
 }
 
 // runBackfill is `tracesync backfill` once its flags are checked.
@@ -129,6 +150,9 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 	bar.mu.Unlock()
 	if runErr != nil && !errors.Is(runErr, errInterrupted) {
 		return runErr
+	}
+	if runErr == nil && f.retention > 0 {
+		s.prune(ctx, 0) // the engine has stopped: nothing is being read
 	}
 
 	sum, err := summarize(s.db, dirs, s.eng.Progress(), int(s.scanUnchanged.Load()), time.Since(start))
@@ -358,8 +382,8 @@ func (p *dryPlan) write(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "dry run: would upload %d files (%s), link %d, skip %d empty, quarantine %d; %d unchanged; nothing was uploaded\n",
-		p.count["upload"], humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["unchanged"])
+	fmt.Fprintf(w, "dry run: would upload %d files (%s), link %d, skip %d empty, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
+		p.count["upload"], humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
 }
 
 // planBackfill scans dirs once (the watcher in Once mode, like a backfill)
@@ -408,6 +432,13 @@ func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string
 				continue
 			}
 			h, err := uploader.HashFile(ev.Path, int64(f.maxFileSize))
+			if errors.Is(err, uploader.ErrIncomplete) {
+				// A backfill sends it back to settling and, if it is still
+				// cut when its single pass ends, lists it as incomplete
+				// without recording it: not a quarantine.
+				plan.add("incomplete", ev.Path, strings.TrimPrefix(err.Error(), ev.Path+": ")+"; a backfill would not upload it: complete it, then run again", size)
+				continue
+			}
 			if err != nil {
 				plan.add("quarantine", ev.Path, err.Error(), size)
 				continue

@@ -70,6 +70,10 @@ type globals struct {
 	logFormat      string
 
 	log zerolog.Logger // built in PersistentPreRunE
+
+	// fromEnv names the flags applyEnv set from the environment, with the
+	// variable each came from.
+	fromEnv map[string]string
 }
 
 // Main runs the tracesync command line and returns the process exit code.
@@ -121,14 +125,20 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnv(cmd, g.getenv); err != nil {
+			fromEnv, ignored, err := applyEnv(cmd, g.getenv)
+			if err != nil {
 				return asUsage(err)
 			}
+			g.fromEnv = fromEnv
 			log, err := logging.New(g.stderr, g.logLevel, g.logFormat)
 			if err != nil {
 				return asUsage(err)
 			}
 			g.log = log
+			for _, name := range ignored {
+				flag := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "TRACESYNC_"), "_", "-"))
+				log.Warn().Str("variable", name).Msgf("%s is ignored: --%s is read only from the command line", name, flag)
+			}
 			return nil
 		},
 	}
@@ -179,20 +189,50 @@ var envAliases = map[string][]string{
 	"base-url": {"LAYERLENS_STRATIX_BASE_URL", "LAYERLENS_ATLAS_BASE_URL"},
 }
 
+// commandLineOnly are the flags never read from the environment: one-shot
+// switches that confirm a deletion or an action on every path, or change
+// what a command prints. Left set in a shell or an env file they would act
+// silently on every later invocation (TRACESYNC_CONFIRM=1 would confirm
+// every reconcile). Settings that describe the service (e.g.
+// --delete-on-remove) stay readable from the environment.
+var commandLineOnly = map[string]bool{
+	"help":    true,
+	"confirm": true, // reconcile: marks files removed, deletes traces with --delete-on-remove
+	"dry-run": true, // backfill: a dry run instead of the real one
+	"all":     true, // retry --all (every quarantined path), traces list --all
+	"json":    true, // output form of status, files and traces
+}
+
+// envName is the TRACESYNC_<FLAG> variable of a flag.
+func envName(flag string) string {
+	return "TRACESYNC_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
 // applyEnv sets every flag the user did not give from the environment:
-// TRACESYNC_<FLAG> (upper case, dashes as underscores), plus envAliases.
-func applyEnv(cmd *cobra.Command, getenv func(string) string) error {
+// TRACESYNC_<FLAG> (upper case, dashes as underscores), plus envAliases,
+// except the commandLineOnly flags. It returns the flags it set, by name,
+// with the variable each came from, and the commandLineOnly variables that
+// are set (and ignored), so the caller can warn.
+func applyEnv(cmd *cobra.Command, getenv func(string) string) (fromEnv map[string]string, ignored []string, err error) {
 	var errs []error
+	fromEnv = map[string]string{}
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "help" {
+		if commandLineOnly[f.Name] {
+			if name := envName(f.Name); f.Name != "help" && getenv(name) != "" {
+				ignored = append(ignored, name)
+			}
 			return
 		}
-		names := append([]string{"TRACESYNC_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))}, envAliases[f.Name]...)
+		if f.Changed {
+			return
+		}
+		names := append([]string{envName(f.Name)}, envAliases[f.Name]...)
 		for _, name := range names {
 			v := getenv(name)
 			if v == "" {
 				continue
 			}
+			fromEnv[f.Name] = name
 			if sv, ok := f.Value.(pflag.SliceValue); ok {
 				if err := sv.Replace(splitList(v)); err != nil {
 					errs = append(errs, fmt.Errorf("environment %s=%q for --%s: %w", name, v, f.Name, err))
@@ -204,7 +244,7 @@ func applyEnv(cmd *cobra.Command, getenv func(string) string) error {
 			return
 		}
 	})
-	return errors.Join(errs...)
+	return fromEnv, ignored, errors.Join(errs...)
 }
 
 // splitList splits a list given in one environment variable, by commas.

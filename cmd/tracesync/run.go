@@ -27,7 +27,10 @@ once. With no DIR argument the folders come from TRACESYNC_DIRS
 Signals: SIGTERM or SIGINT stop taking work and let in-flight uploads finish
 within --shutdown-timeout, then exit 0; SIGHUP rescans every folder.
 Under systemd (Type=notify) it reports READY once the first scan is queued,
-a STATUS line with live counts, and watchdog pings while healthy.`,
+a STATUS line with live counts, and watchdog pings while healthy.
+
+Records of files removed longer ago than --retention (default 30 days) are
+pruned once the first scan is queued, then every 24 hours.`,
 		Example: `  tracesync run /var/lib/agent-traces
   TRACESYNC_DIRS=/srv/a,/srv/b TRACESYNC_WORKERS=8 tracesync run
   tracesync run --delete-on-remove --metrics-addr 127.0.0.1:9464 ./drop`,
@@ -85,6 +88,7 @@ func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) err
 				}, syscall.SIGHUP)
 			},
 			s.serveControl(g),
+			s.pruneLoop(scanned),
 		},
 	}
 	return s.run(ctx, hooks)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/tracesync/tracesync/internal/control"
 	"github.com/tracesync/tracesync/store"
@@ -24,7 +25,10 @@ func newStateCmd(g *globals) *cobra.Command {
 		Use:   "compact",
 		Short: "Rewrite the state file offline to reclaim space; reports sizes before and after",
 		Long: `compact rewrites the state file (bbolt's compact) into a new file that
-atomically replaces it, and prints its size before and after. It works offline:
+atomically replaces it, and prints its size before and after: first the
+space it takes on disk (allocated blocks, what df and du count), then its
+apparent size (what ls -l shows; bbolt reserves 16 MiB up front in a sparse
+file, so the apparent size of a new state file overstates it). It works offline:
 while a daemon (or any tracesync) holds the state, it refuses and changes nothing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -41,15 +45,36 @@ while a daemon (or any tracesync) holds the state, it refuses and changes nothin
 			} else if !errors.Is(err, control.ErrNoDaemon) {
 				return err
 			}
+			file := filepath.Join(dir, store.FileName)
+			diskBefore, diskErr := allocatedSize(file)
 			before, after, err := store.Compact(dir)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "compacted %s: %s -> %s\n", filepath.Join(dir, store.FileName), compactSize(before), compactSize(after))
+			diskAfter, err := allocatedSize(file)
+			if err == nil {
+				err = diskErr
+			}
+			if err != nil {
+				return fmt.Errorf("compacted %s, but cannot read its size on disk: %w", file, err)
+			}
+			fmt.Fprintf(g.stdout, "compacted %s: %s -> %s on disk (allocated blocks); apparent size %s -> %s\n",
+				file, compactSize(diskBefore), compactSize(diskAfter), compactSize(before), compactSize(after))
 			return nil
 		},
 	})
 	return cmd
+}
+
+// allocatedSize returns the space file takes on disk (st_blocks * 512),
+// which for the sparse state file is far below its apparent size (a new
+// state file is 16 MiB apparent and a few KiB allocated).
+func allocatedSize(file string) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(file, &st); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", file, err)
+	}
+	return st.Blocks * 512, nil
 }
 
 // compactSize formats a size in bytes for people: 1.5 MiB.

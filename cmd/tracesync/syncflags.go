@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tracesync/tracesync/client"
+	"github.com/tracesync/tracesync/store"
 )
 
 // syncFlags are the flags run and backfill share (check-config may reuse
@@ -33,6 +34,7 @@ type syncFlags struct {
 	followSymlinks  bool
 	poll            time.Duration
 	rootMarker      string
+	retention       time.Duration
 }
 
 // Defaults of the shared flags.
@@ -43,7 +45,14 @@ const (
 	defaultRescanInterval  = 10 * time.Minute
 	defaultMaxDelete       = 100
 	defaultShutdownTimeout = 30 * time.Second
+	defaultRetention       = store.DefaultRetention // 720h: 30 days
+	minRetention           = time.Hour
 )
+
+// alwaysIgnoredHelp lists the names the watcher always ignores
+// (watcher/filter.go, ignoredName), as --exclude's help and the README
+// give them.
+const alwaysIgnoredHelp = ".*, *.tmp, *.part, *.swp, *~, #*#"
 
 // dirsEnv is the environment variable read for the folders when no DIR
 // argument is given: a comma-separated list.
@@ -54,7 +63,7 @@ func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
 	f.maxFileSize = byteSize(client.MaxFileSize)
 	fs.IntVar(&f.workers, "workers", defaultWorkers, "uploads in flight at once")
 	fs.StringSliceVar(&f.include, "include", []string{"*.json", "*.jsonl"}, "glob of file names to sync (repeatable, or comma-separated)")
-	fs.StringSliceVar(&f.exclude, "exclude", nil, "glob of file names or paths to skip, on top of the temporary names always skipped (.*, *.tmp, *.part, *.swp, *~)")
+	fs.StringSliceVar(&f.exclude, "exclude", nil, "glob of file names or paths to skip, on top of the temporary names always skipped ("+alwaysIgnoredHelp+")")
 	fs.DurationVar(&f.settle, "settle", defaultSettle, "quiet time before a file counts as written")
 	fs.DurationVar(&f.settleTimeout, "settle-timeout", defaultSettleTimeout, "how long a file may stay incomplete (unparsable .json, .jsonl without final newline) before it is quarantined")
 	fs.DurationVar(&f.rescanInterval, "rescan-interval", defaultRescanInterval, "full rescan of every folder this often, as a safety net (0 disables)")
@@ -68,6 +77,7 @@ func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
 	fs.BoolVar(&f.followSymlinks, "follow-symlinks", false, "follow symbolic links (never out of a folder)")
 	fs.DurationVar(&f.poll, "poll", 0, "poll every INTERVAL instead of using inotify (for NFS, SMB); 0 uses inotify")
 	fs.StringVar(&f.rootMarker, "root-marker", "", "a file that must exist in each folder (like .stfolder); without it the folder counts as unmounted and nothing is deleted")
+	fs.DurationVar(&f.retention, "retention", defaultRetention, "keep records of removed files this long, then prune them and the contents no file, upload or delete refers to (run: after the first scan, then daily; backfill: at the end); 0 keeps everything")
 }
 
 // validate checks the shared flags; every error says how to fix it.
@@ -101,6 +111,9 @@ func (f *syncFlags) validate() error {
 	}
 	if f.poll < 0 || (f.poll > 0 && f.poll < 10*time.Millisecond) {
 		errs = append(errs, fmt.Errorf("--poll %s: use 0 (inotify) or an interval of at least 10ms", f.poll))
+	}
+	if f.retention < 0 || (f.retention > 0 && f.retention < minRetention) {
+		errs = append(errs, fmt.Errorf("--retention %s: use 0 (keep every record) or at least %s, e.g. 720h for 30 days", f.retention, minRetention))
 	}
 	if strings.ContainsRune(f.rootMarker, filepath.Separator) {
 		errs = append(errs, fmt.Errorf("--root-marker %q: give a file name, not a path", f.rootMarker))

@@ -63,7 +63,7 @@ func parseSyncFlags(t *testing.T, args []string, env map[string]string) (*syncFl
 	if err := cmd.ParseFlags(args); err != nil {
 		return nil, err
 	}
-	if err := applyEnv(cmd, func(k string) string { return env[k] }); err != nil {
+	if _, _, err := applyEnv(cmd, func(k string) string { return env[k] }); err != nil {
 		return nil, err
 	}
 	return &f, f.validate()

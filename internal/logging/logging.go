@@ -10,9 +10,11 @@ package logging
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,13 +27,44 @@ import (
 // Formats lists the accepted values of --log-format.
 var Formats = []string{"auto", "json", "console"}
 
+// DurationFields are the names of the duration fields tracesync logs
+// (zerolog's Dur). In JSON lines they are integer milliseconds; the console
+// format prints them for people instead ("546ms", "1.5s", "10m"). A test
+// checks that every Dur field in the repository is listed here.
+var DurationFields = []string{
+	"duration",         // one upload attempt (presign, PUT, create)
+	"retry_in",         // wait before the next attempt
+	"probe_every",      // interval of the paused pool's probe
+	"every",            // polling interval
+	"took",             // how long a scan took
+	"shutdown_timeout", // --shutdown-timeout
+	"retention",        // --retention
+	"latency",          // stratix-fake's injected latency
+}
+
+// durationsOnce sets zerolog's process-wide duration encoding once, before
+// the first logger exists: Dur fields are integer milliseconds in JSON
+// (zerolog's default is a float, e.g. 546.588233).
+var durationsOnce sync.Once
+
+func setDurationEncoding() {
+	durationsOnce.Do(func() {
+		zerolog.DurationFieldUnit = time.Millisecond
+		zerolog.DurationFieldFormat = zerolog.DurationFormatInt
+	})
+}
+
 // New returns a logger writing to w at the named level ("debug", "info",
 // "warn", "error") in the named format ("auto", "json", "console"; "" is
 // "auto"). Auto picks console when w is a terminal, JSON otherwise.
 // When w is the journal stream named by $JOURNAL_STREAM (systemd sets it
 // for a service's stdout and stderr), each line carries its priority as an
 // sd-daemon prefix, whatever the format.
+//
+// Duration fields (DurationFields) are integer milliseconds in JSON and
+// readable durations in the console format.
 func New(w io.Writer, level, format string) (zerolog.Logger, error) {
+	setDurationEncoding()
 	lvl := zerolog.InfoLevel
 	if level != "" {
 		l, err := zerolog.ParseLevel(strings.ToLower(level))
@@ -55,7 +88,7 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	switch {
 	case journal && useConsole:
 		jw := &journalWriter{out: w}
-		jw.console = &zerolog.ConsoleWriter{Out: &jw.buf, TimeFormat: time.TimeOnly, NoColor: true}
+		jw.console = &zerolog.ConsoleWriter{Out: &jw.buf, TimeFormat: time.TimeOnly, NoColor: true, FormatPrepare: readableDurations}
 		out = jw
 	case journal:
 		out = &journalWriter{out: w}
@@ -66,7 +99,52 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 }
 
 func console(w io.Writer) io.Writer {
-	return zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !IsTerminal(w)}
+	return zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !IsTerminal(w), FormatPrepare: readableDurations}
+}
+
+// readableDurations replaces, in a console line's fields, the duration
+// fields' milliseconds by a readable duration.
+func readableDurations(fields map[string]any) error {
+	for _, k := range DurationFields {
+		n, ok := fields[k].(json.Number)
+		if !ok {
+			continue
+		}
+		if ms, err := n.Int64(); err == nil {
+			fields[k] = Duration(time.Duration(ms) * time.Millisecond)
+		} else if f, err := n.Float64(); err == nil {
+			fields[k] = Duration(time.Duration(f * float64(time.Millisecond)))
+		}
+	}
+	return nil
+}
+
+// Duration formats d for people: "0ms", "546ms", "1.5s", "42s", "10m",
+// "1h30m", "720h".
+func Duration(d time.Duration) string {
+	neg := d < 0
+	if neg {
+		d = -d
+	}
+	var s string
+	switch {
+	case d < time.Second:
+		s = strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+	case d < time.Minute:
+		s = strconv.FormatFloat(d.Round(100*time.Millisecond).Seconds(), 'f', -1, 64) + "s"
+	default:
+		s = d.Round(time.Second).String() // 10m0s, 1h30m0s, 720h0m0s
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
 }
 
 // IsTerminal reports whether w is a terminal.

@@ -3,11 +3,14 @@ package logging
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -177,5 +180,124 @@ func TestNewRejectsUnknownLevelAndFormat(t *testing.T) {
 	}
 	if _, err := New(os.Stderr, "info", "xml"); err == nil || !strings.Contains(err.Error(), "auto, json or console") {
 		t.Fatalf("unknown format: got %v, want an error listing the formats", err)
+	}
+}
+
+func TestDurationsAreIntegerMillisecondsInJSON(t *testing.T) {
+	var buf strings.Builder
+	log, err := New(&buf, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Warn().Dur("retry_in", 546588233*time.Nanosecond).Dur("duration", 1500*time.Millisecond).Msg("upload failed; will retry")
+	d := json.NewDecoder(strings.NewReader(buf.String()))
+	d.UseNumber()
+	var rec map[string]any
+	if err := d.Decode(&rec); err != nil {
+		t.Fatalf("not one JSON line: %q: %v", buf.String(), err)
+	}
+	for k, want := range map[string]string{"retry_in": "546", "duration": "1500"} {
+		if got := fmt.Sprint(rec[k]); got != want {
+			t.Errorf("JSON %s = %s, want %s (integer milliseconds) in %s", k, got, want, buf.String())
+		}
+	}
+}
+
+func TestDurationsAreReadableInConsole(t *testing.T) {
+	var buf strings.Builder
+	log, err := New(&buf, "info", "console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Warn().Dur("retry_in", 546588233*time.Nanosecond).Dur("duration", 1500*time.Millisecond).
+		Dur("took", 10*time.Minute).Int("attempt", 1).Msg("upload failed; will retry")
+	line := buf.String()
+	for _, want := range []string{"retry_in=546ms", "duration=1.5s", "took=10m", "attempt=1"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("console line lacks %q: %q", want, line)
+		}
+	}
+}
+
+func TestJournalConsoleDurationsKeepPriority(t *testing.T) {
+	f, stream := journalFile(t, "journal")
+	t.Setenv("JOURNAL_STREAM", stream)
+	log, err := New(f, "info", "console")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Error().Dur("retry_in", 2500*time.Millisecond).Msg("cannot start syncing yet; retrying")
+	lines := readLines(t, f)
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "<3>") || !strings.Contains(lines[0], "retry_in=2.5s") {
+		t.Fatalf("journald console line: got %q, want <3> and retry_in=2.5s", lines)
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                            "0ms",
+		400 * time.Microsecond:       "0ms",
+		546588233:                    "546ms",
+		time.Second:                  "1s",
+		1549 * time.Millisecond:      "1.5s",
+		42 * time.Second:             "42s",
+		10 * time.Minute:             "10m",
+		90*time.Minute + time.Second: "1h30m1s",
+		90 * time.Minute:             "1h30m",
+		720 * time.Hour:              "720h",
+		-2 * time.Second:             "-2s",
+	} {
+		if got := Duration(d); got != want {
+			t.Errorf("Duration(%v) = %q, want %q", time.Duration(d), got, want)
+		}
+	}
+}
+
+// Every duration field logged anywhere in the module must be listed in
+// DurationFields, or the console prints it as bare milliseconds.
+func TestEveryDurFieldIsListed(t *testing.T) {
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not at %s: %v", root, err)
+	}
+	listed := map[string]bool{}
+	for _, k := range DurationFields {
+		listed[k] = true
+	}
+	durField := regexp.MustCompile(`\.Durs?\("([^"]+)"`)
+	found := 0
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "depstmp") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range durField.FindAllSubmatch(src, -1) {
+			found++
+			if !listed[string(m[1])] {
+				t.Errorf("%s logs the duration field %q, which DurationFields does not list", p, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found == 0 {
+		t.Fatalf("no Dur field found under %s: the scan is broken", root)
 	}
 }
