@@ -162,10 +162,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 // boots before its network, or a key rotated a moment late, does not make
 // it exit; a configuration error (no key, no such project) exits.
 func (s *syncer) connect(ctx context.Context) (*client.Client, error) {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = time.Second
-	bo.MaxInterval = time.Minute
-	bo.MaxElapsedTime = 0
+	bo := newConnectBackoff()
 	for {
 		api, err := s.g.newClient(ctx)
 		if err == nil {
@@ -189,6 +186,17 @@ func (s *syncer) connect(ctx context.Context) (*client.Client, error) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// newConnectBackoff is the daemon's wait between tries to reach the API at
+// start: 1s (randomized by half) doubling up to 1m, forever.
+func newConnectBackoff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = time.Second
+	bo.MaxInterval = time.Minute
+	bo.MaxElapsedTime = 0
+	bo.Reset() // NewExponentialBackOff started from its own 500ms default
+	return bo
 }
 
 // errStoppedConnecting: the daemon was stopped (SIGTERM, SIGINT) while it

@@ -75,7 +75,8 @@ func TestSyncFlagsDefaults(t *testing.T) {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
 	if f.workers != 4 || f.settle != time.Second || f.settleTimeout != 10*time.Minute || f.rescanInterval != 10*time.Minute ||
-		f.maxDelete != 100 || int64(f.maxFileSize) != 50<<20 || f.shutdownTimeout != 30*time.Second || f.deleteOnRemove {
+		f.maxDelete != 100 || int64(f.maxFileSize) != 50<<20 || f.shutdownTimeout != 30*time.Second || f.deleteOnRemove ||
+		f.retention != 720*time.Hour {
 		t.Fatalf("defaults: got %+v", *f)
 	}
 }
@@ -88,6 +89,7 @@ func TestSyncFlagsFromEnvironment(t *testing.T) {
 		"TRACESYNC_MAX_FILE_SIZE":    "10MiB",
 		"TRACESYNC_EXCLUDE":          "*.bak, archive/*",
 		"TRACESYNC_RATE_LIMIT":       "20",
+		"TRACESYNC_RETENTION":        "0",
 	}
 	f, err := parseSyncFlags(t, []string{"--workers", "2"}, env)
 	if err != nil {
@@ -96,7 +98,7 @@ func TestSyncFlagsFromEnvironment(t *testing.T) {
 	if f.workers != 2 {
 		t.Errorf("--workers 2 with TRACESYNC_WORKERS=8: got %d, want the flag to win", f.workers)
 	}
-	if f.settle != 250*time.Millisecond || !f.deleteOnRemove || int64(f.maxFileSize) != 10<<20 || f.rateLimit != 20 {
+	if f.settle != 250*time.Millisecond || !f.deleteOnRemove || int64(f.maxFileSize) != 10<<20 || f.rateLimit != 20 || f.retention != 0 {
 		t.Errorf("environment not applied: %+v", *f)
 	}
 	if strings.Join(f.exclude, "|") != "*.bak|archive/*" {
@@ -118,6 +120,8 @@ func TestSyncFlagsValidation(t *testing.T) {
 		{[]string{"--root-marker", "a/b"}, "give a file name"},
 		{[]string{"--include", "[x"}, `glob "[x"`},
 		{[]string{"--poll", "1ms"}, "--poll 1ms"},
+		{[]string{"--retention", "30s"}, "--retention 30s: use 0 (keep every record) or at least 1h0m0s"},
+		{[]string{"--retention", "-1h"}, "--retention -1h0m0s"},
 	} {
 		_, err := parseSyncFlags(t, tc.args, nil)
 		if err == nil {
