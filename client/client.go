@@ -29,6 +29,9 @@ const (
 	DefaultTimeout = 10 * time.Minute
 	// MaxIdleConnsPerHost sizes the keep-alive pool for ~16 concurrent workers.
 	MaxIdleConnsPerHost = 32
+	// TransportBufferSize is the size of each connection's read and write
+	// buffers.
+	TransportBufferSize = 64 << 10
 )
 
 // maxErrorBody bounds how much of an error response is read.
@@ -136,6 +139,10 @@ func NewTransport() *http.Transport {
 		MaxIdleConnsPerHost:   MaxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
+		// A small file's PUT (headers and a 4 KiB body) goes out in one
+		// write, and a large body in fewer, larger ones (the default is 4 KiB).
+		WriteBufferSize: TransportBufferSize,
+		ReadBufferSize:  TransportBufferSize,
 	}
 }
 
@@ -253,7 +260,7 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
 	}
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	raw, err := readBody(resp.Body, resp.ContentLength, maxResponseBody)
 	if err != nil {
 		return c.transportError(op, err)
 	}
@@ -264,10 +271,29 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 	if mustWrap && !wrapped {
 		return fmt.Errorf("%s: %w: body has no \"data\"", op, ErrBadResponse)
 	}
+	if rm, ok := out.(*json.RawMessage); ok {
+		// unwrap parsed the whole body, so payload is one valid JSON value
+		// (with JSON whitespace around it at most): what Unmarshal would
+		// copy into rm, without the copy (a create answer can hold 200,000 ids).
+		*rm = bytes.TrimSpace(payload)
+		return nil
+	}
 	if err := json.Unmarshal(payload, out); err != nil {
 		return fmt.Errorf("%s: %w: %v", op, ErrBadResponse, err)
 	}
 	return nil
+}
+
+// readBody reads a response body of up to limit bytes. When the length is
+// known it reads into one buffer of that size instead of growing one.
+func readBody(r io.Reader, size, limit int64) ([]byte, error) {
+	if size <= 0 || size > limit {
+		return io.ReadAll(io.LimitReader(r, limit))
+	}
+	var b bytes.Buffer
+	b.Grow(int(size) + bytes.MinRead) // room to read EOF without growing
+	_, err := b.ReadFrom(io.LimitReader(r, limit))
+	return b.Bytes(), err
 }
 
 // unwrap returns the payload of a JSON object body: its "data" when both
