@@ -77,7 +77,7 @@ func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
 	fs.BoolVar(&f.followSymlinks, "follow-symlinks", false, "follow symbolic links (never out of a folder)")
 	fs.DurationVar(&f.poll, "poll", 0, "poll every INTERVAL instead of using inotify (for NFS, SMB); 0 uses inotify")
 	fs.StringVar(&f.rootMarker, "root-marker", "", "a file that must exist in each folder (like .stfolder); without it the folder counts as unmounted and nothing is deleted")
-	fs.DurationVar(&f.retention, "retention", defaultRetention, "keep records of removed files this long, then prune them and the contents no file, upload or delete refers to (run: after the first scan, then daily; backfill: at the end); 0 keeps everything")
+	fs.DurationVar(&f.retention, "retention", defaultRetention, "keep records of removed files this long, then prune them and the contents no file, upload or delete refers to (run: after the first scan, then daily; backfill: at the end); 0 keeps everything, else at least 1h")
 }
 
 // validate checks the shared flags; every error says how to fix it.
