@@ -230,7 +230,7 @@ func TestEnvExampleCoversEveryFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	flags := []string{"workers", "include", "exclude", "settle", "settle-timeout", "rescan-interval",
-		"delete-on-remove", "max-delete", "max-file-size", "rate-limit", "metrics-addr", "shutdown-timeout",
+		"delete-on-remove", "max-delete", "retention", "max-file-size", "rate-limit", "metrics-addr", "shutdown-timeout",
 		"no-recursive", "follow-symlinks", "poll", "root-marker", "state-dir", "base-url", "api-key-file",
 		"organization-id", "project-id", "project", "log-level", "log-format"}
 	vars := []string{"TRACESYNC_DIRS", "LAYERLENS_STRATIX_API_KEY"}
