@@ -335,7 +335,7 @@ func runDryRun(ctx context.Context, g *globals, f *syncFlags, dirs []string) err
 	var db *store.DB
 	if _, err := os.Stat(filepath.Join(stateDir, store.FileName)); err == nil {
 		if db, err = store.Open(stateDir, store.Options{Log: g.log}); err != nil {
-			return err
+			return explainStateError(err, stateDir)
 		}
 		defer db.Close()
 	}

@@ -353,7 +353,11 @@ func checkState(r *checkReport, g *globals, target client.Target) {
 			p = filepath.Dir(p)
 		}
 		if err := unix.Access(p, unix.W_OK); err != nil {
-			r.fail("state", "%s does not exist and %s is not writable (%v): create it for this user, or pass --state-dir", dir, p, err)
+			if p == dir {
+				r.fail("state", "%s is not writable by this user (uid %d) (%v): fix its owner or mode, or pass --state-dir", dir, os.Getuid(), err)
+			} else {
+				r.fail("state", "%s does not exist and %s is not writable (%v): create it for this user, or pass --state-dir", dir, p, err)
+			}
 			return
 		}
 		r.ok("state", "none yet in %s: the first run creates %s", dir, store.FileName)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -116,7 +119,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		if errors.As(err, &le) && once {
 			return nil, fmt.Errorf("%w (a running `tracesync run` syncs these folders itself; to backfill with it running, give this backfill its own --state-dir)", err)
 		}
-		return nil, err
+		return nil, explainStateError(err, stateDir)
 	}
 	s.eng, err = uploader.New(uploader.Config{
 		Workers:        f.workers,
@@ -256,7 +259,7 @@ func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
 		defer stopPipe()
 		err := s.eng.Run(egCtx, events, s.resettler)
 		if err != nil && !errors.Is(err, context.Canceled) {
-			return fmt.Errorf("sync engine: %w", err)
+			return explainStateError(fmt.Errorf("sync engine: %w", err), filepath.Dir(s.db.File()))
 		}
 		return nil
 	})
@@ -385,4 +388,21 @@ func onSignal(ctx context.Context, fn func(), sig ...os.Signal) error {
 			fn()
 		}
 	}
+}
+
+// explainStateError adds what to do to an error of the state directory
+// dir: a full disk, a read-only file system, or a directory the user may
+// not write. The last is a configuration error (exit 2: systemd does not
+// restart what only a person can fix); the first two exit 1, so a disk that
+// is repaired or freed gets the daemon back by itself.
+func explainStateError(err error, dir string) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("%w: the file system holding the state directory %s is full: free space there (df -h %s), then start tracesync again; what was uploaded is recorded and will not be uploaded again", err, dir, dir)
+	case errors.Is(err, syscall.EROFS):
+		return fmt.Errorf("%w: the state directory %s is on a read-only file system: make it writable again (a disk error remounts it read-only: check dmesg) or pass --state-dir", err, dir)
+	case errors.Is(err, fs.ErrPermission):
+		return asUsage(fmt.Errorf("%w: the user running tracesync (uid %d) may not write the state directory %s: fix its owner or mode (under systemd, StateDirectory= does this) or pass --state-dir", err, os.Getuid(), dir))
+	}
+	return err
 }

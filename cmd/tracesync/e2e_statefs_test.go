@@ -154,6 +154,15 @@ func statefsWantFailure(t *testing.T, what string, code int, stderr string, want
 	if !strings.Contains(line, path) || !strings.Contains(line, cause) {
 		t.Fatalf("%s: error %q, want one naming %s and saying %q\nstderr:\n%s", what, line, path, cause, tail(stderr, 4000))
 	}
+	// The error also says what to do about it.
+	fix := map[string]string{
+		"no space left on device": "free space there",
+		"read-only file system":   "make it writable again",
+		"permission denied":       "fix its owner or mode",
+	}[cause]
+	if fix != "" && !strings.Contains(line, fix) {
+		t.Fatalf("%s: error %q does not say what to do (want %q in it)", what, line, fix)
+	}
 	t.Logf("%s: exit %d: %s", what, code, line)
 }
 
@@ -542,6 +551,12 @@ func TestE2EStateFSNotWritable(t *testing.T) {
 	}
 	var codes []int
 
+	// check-config, what an operator runs first, says the same.
+	cc := e.run("check-config", root)
+	if cc.code != exitUsage || !strings.Contains(cc.stdout, state+" is not writable by this user") {
+		t.Fatalf("check-config on an unwritable state directory: exit %d, want %d and %q in:\n%s%s", cc.code, exitUsage, state+" is not writable by this user", cc.stdout, cc.stderr)
+	}
+
 	r := e.run("run", "--settle", "100ms", "--rescan-interval", "0", root)
 	codes = append(codes, r.code)
 	statefsWantFailure(t, "first start with a state directory it may not write", r.code, r.stderr, r.code, filepath.Join(state, "state.db"), "permission denied")
@@ -575,11 +590,6 @@ func TestE2EStateFSNotWritable(t *testing.T) {
 	statefsSyncAll(t, e, root, hashes)
 
 	for i, code := range codes {
-		if code == exitFailure {
-			t.Skipf("KNOWN BUG: start %d with a state directory the user may not write exits 1 (runtime failure), want 2 (configuration error): "+
-				"store.Open's permission error is not marked asUsage in openSyncer, so systemd (Restart=on-failure, RestartPreventExitStatus=2) restarts it every 5s although only a person can fix it, "+
-				"while `tracesync check-config` reports the same directory as a configuration error (exit 2); the messages, no creates and the recovery were checked", i+1)
-		}
 		if code != exitUsage {
 			t.Errorf("start %d with a state directory the user may not write: exit %d, want %d", i+1, code, exitUsage)
 		}

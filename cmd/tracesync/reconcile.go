@@ -85,7 +85,7 @@ func runReconcile(ctx context.Context, g *globals, dirs []string, confirm, delet
 		if errors.As(err, &le) {
 			return fmt.Errorf("%w (reconcile needs the daemon stopped: systemctl stop tracesync, then start it again after)", err)
 		}
-		return err
+		return explainStateError(err, stateDir)
 	}
 	defer db.Close()
 	eng, err := uploader.New(uploader.Config{DeleteOnRemove: deleteOnRemove, RateLimit: rateLimit, Log: g.log}, db, api)
