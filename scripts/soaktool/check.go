@@ -223,6 +223,8 @@ type verdict struct {
 	lost          int // present contents without all their live traces
 	undeleted     int // retired contents with live traces left
 	remoteDeleted int // retired contents created and deleted again
+	toDelete      int // traces ever created of retired contents: each must be deleted
+	deletedOK     int // of them, deleted
 	unexpected    int // contents or traces the producer never wrote
 	problems      []problem
 }
@@ -281,6 +283,8 @@ func judge(all []*content, sv serverView) verdict {
 			continue
 		}
 		out.retired++
+		out.toDelete += sv.created[c.id]
+		out.deletedOK += sv.deleted[c.id]
 		if liveN > 0 {
 			out.undeleted++
 			out.problems = append(out.problems, problem{kind: "undeleted", content: c,

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -71,6 +73,21 @@ type producer struct {
 	nameSeq int
 	tick    int64
 	did     counts
+
+	opLog io.Writer // when set: one line per operation (ops.log in the work dir)
+}
+
+// logOp writes one line of the operation log: the UTC time (to set beside
+// the daemon's log), tick, operation, the content and the paths.
+func (p *producer) logOp(op string, c *content, paths ...string) {
+	if p.opLog == nil {
+		return
+	}
+	q := make([]string, len(paths))
+	for i, path := range paths {
+		q[i] = strconv.Quote(path)
+	}
+	fmt.Fprintf(p.opLog, "%s %7d %-9s %s %s\n", time.Now().UTC().Format("15:04:05.000"), p.tick, op, c.id, strings.Join(q, " "))
 }
 
 func newProducer(root string, seed uint64, rate float64, target, maxSlow int) *producer {
@@ -287,6 +304,7 @@ func (p *producer) create() error {
 	}
 	p.addFile(rel, c)
 	p.did.written++
+	p.logOp("write", c, rel)
 	return nil
 }
 
@@ -296,8 +314,10 @@ func (p *producer) rename() error {
 	if err := os.Rename(p.abs(old), p.abs(rel)); err != nil {
 		return err
 	}
-	p.addFile(rel, p.dropFile(old))
+	c := p.dropFile(old)
+	p.addFile(rel, c)
 	p.did.renamed++
+	p.logOp("rename", c, old, rel)
 	return nil
 }
 
@@ -325,8 +345,10 @@ func (p *producer) move() error {
 	if err := os.Rename(p.abs(old), p.abs(rel)); err != nil {
 		return err
 	}
-	p.addFile(rel, p.dropFile(old))
+	c := p.dropFile(old)
+	p.addFile(rel, c)
 	p.did.moved++
+	p.logOp("move", c, old, rel)
 	return nil
 }
 
@@ -366,6 +388,7 @@ func (p *producer) rewrite() error {
 	p.dropFile(rel)
 	p.addFile(rel, c)
 	p.did.rewritten++
+	p.logOp("rewrite", c, rel, "was "+old.id)
 	return nil
 }
 
@@ -389,6 +412,7 @@ func (p *producer) duplicate() error {
 	}
 	p.addFile(rel, c)
 	p.did.duplicated++
+	p.logOp("duplicate", c, src, rel)
 	return nil
 }
 
@@ -397,8 +421,9 @@ func (p *producer) delete() error {
 	if err := os.Remove(p.abs(rel)); err != nil {
 		return err
 	}
-	p.dropFile(rel)
+	c := p.dropFile(rel)
 	p.did.deleted++
+	p.logOp("delete", c, rel)
 	return nil
 }
 
@@ -434,6 +459,7 @@ func (p *producer) startSlow() error {
 	sw := &slowWrite{path: rel, c: c, data: data, cuts: cuts, f: f}
 	p.slow = append(p.slow, sw)
 	p.slowAt[rel] = true
+	p.logOp("slowstart", c, rel)
 	return p.writeChunk(sw)
 }
 
@@ -474,6 +500,7 @@ func (p *producer) advanceSlow() error {
 		delete(p.slowAt, sw.path)
 		p.addFile(sw.path, sw.c)
 		p.did.slowWritten++
+		p.logOp("slowdone", sw.c, sw.path)
 	}
 	clear(p.slow[len(keep):])
 	p.slow = keep

@@ -120,6 +120,14 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 
 	// The producer, for cfg.duration.
 	prod := newProducer(root, cfg.seed, cfg.rate, cfg.target, cfg.slowWriters)
+	opsFile, err := os.Create(filepath.Join(cfg.work, "ops.log"))
+	if err != nil {
+		return false, err
+	}
+	defer opsFile.Close()
+	ops := bufio.NewWriterSize(opsFile, 64<<10)
+	defer ops.Flush()
+	prod.opLog = ops
 	if err := prod.setup(); err != nil {
 		return false, err
 	}
@@ -201,6 +209,7 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 	if err := readDataLog(filepath.Join(fakeData, "traces.jsonl"), &sv); err != nil {
 		return false, fmt.Errorf("read stratix-fake's data log: %w", err)
 	}
+	calls, callsErr := readFakeLog(fakeLog.Name())
 	v := judge(prod.all, sv)
 	states, statesErr := fileStates(ctx, cfg.tracesync, state)
 	var mismatches []string
@@ -224,6 +233,15 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 	fmt.Printf("retired contents deleted remotely %d (the rest were never uploaded: gone before they settled)\n", v.remoteDeleted)
 	fmt.Printf("duplicates %d (contents created more than once; %d of them with traces live twice at the end), lost %d, undeleted %d, unexpected %d\n",
 		v.duplicates, v.liveTwice, v.lost, v.undeleted, v.unexpected)
+	fmt.Printf("deletes: %d of the %d traces ever created of gone contents deleted (%d contents)\n", v.deletedOK, v.toDelete, v.remoteDeleted+v.undeleted)
+
+	fmt.Printf("\n== faults injected ==\n")
+	if callsErr != nil {
+		fmt.Printf("stratix-fake's calls unavailable: %v\n", callsErr)
+	} else {
+		fmt.Printf("stratix-fake answered %d calls (by endpoint, status×calls):\n%s", calls.total, calls)
+		fmt.Printf("503 injected %d (%s); 429 injected %d (%s)\n", calls.status(503), calls.byStatus(503), calls.status(429), calls.byStatus(429))
+	}
 
 	fmt.Printf("\n== daemon ==\n")
 	if final != nil {
@@ -233,17 +251,25 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 		fmt.Printf("files by state: %s\n", final.labelled("tracesync_files"))
 	}
 	fmt.Printf("proxy: %d connections, %d cut (%d by reset)\n", proxy.conns.Load(), proxy.drops.Load(), proxy.resets.Load())
-	levels, top := scanLog(daemonLog.Name())
-	fmt.Printf("log lines: %s; most frequent warnings/errors:\n", levels)
-	for _, t := range top {
+	logs := scanLog(daemonLog.Name())
+	fmt.Printf("log lines: %s; most frequent warnings/errors:\n", logs.levels)
+	for _, t := range logs.top {
 		fmt.Printf("  %6d  %s\n", t.n, t.msg)
 	}
 	fmt.Printf("exit after SIGTERM: %s\n", exitString(daemonExit))
+	fmt.Printf("retried failures by cause: 503 %d, 429 %d, cut (no answer) %d, file changed %d, other %d; lost create answers recovered %d; uploads stopped before create (file changed) %d; pool paused %d times\n",
+		logs.causes["503"], logs.causes["429"], logs.causes["cut"], logs.causes["changed"], logs.causes["other"], logs.recovered, logs.changed, logs.pauses)
 
 	ss := samp.snapshot()
 	rssOK, fdOK := true, true
+	var res resources
 	if len(ss) >= 2 {
 		first, last := ss[0], ss[len(ss)-1]
+		kib := func(s sample) float64 { return float64(s.rssKiB) }
+		res = resources{ok: true, first: first, last: last, over: last.at,
+			rssKiBPerMin: slopeOf(ss, 0, kib), rssKiBPerMinHalf: slopeOf(ss, last.at/2, kib),
+			fdPerMin:     slopeOf(ss, 0, func(s sample) float64 { return float64(s.fds) }),
+			fdPerMinHalf: slopeOf(ss, last.at/2, func(s sample) float64 { return float64(s.fds) })}
 		mib := func(k int64) float64 { return float64(k) / 1024 }
 		rssAll := slopeOf(ss, 0, func(s sample) float64 { return mib(s.rssKiB) })
 		anonAll := slopeOf(ss, 0, func(s sample) float64 { return mib(s.anonKiB) })
@@ -296,6 +322,9 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 			fmt.Println(m)
 		}
 	}
+
+	fmt.Printf("\n== summary (seed %d, %s producer, %s) ==\n", cfg.seed, prodTime.Round(time.Second), cfg.duration)
+	fmt.Print(summaryTable(cfg, prod.did, v, sv, calls, callsErr == nil, proxy, logs, final, res, len(prod.files)))
 
 	fmt.Printf("\n== checks ==\n")
 	checks := []struct {
@@ -355,7 +384,7 @@ func startFake(cfg config, dataDir string, logTo io.Writer) (*exec.Cmd, string, 
 	cmd := exec.Command(cfg.fake, "--addr", "127.0.0.1:0", "--api-key", apiKey, "--data-dir", dataDir,
 		"--fail-rate", fmt.Sprint(cfg.failRate), "--rate-limit-rate", fmt.Sprint(cfg.rateLimitRate),
 		"--retry-after", cfg.retryAfter, "--latency", cfg.latency.String(),
-		"--log-level", "warn", "--log-format", "json")
+		"--log-level", "debug", "--log-format", "json") // debug: one line per call, for the fault counts
 	cmd.Stderr = logTo
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -626,12 +655,43 @@ type msgCount struct {
 	n   int
 }
 
-// scanLog counts the daemon's log lines by level and its most frequent
-// warning and error messages.
-func scanLog(name string) (levels string, top []msgCount) {
+// logStats is what the daemon's log says: lines by level, the most frequent
+// warnings and errors, the retried failures by cause, and the rule-9
+// recoveries.
+type logStats struct {
+	levels                       string
+	top                          []msgCount
+	causes                       map[string]int // "503", "429", "cut" (no HTTP answer), "changed", "other"
+	uploadRetries, deleteRetries int
+	recovered                    int // lost create answers resolved by adopting the traces
+	changed                      int // uploads stopped before create: the file changed under them (rule 7)
+	pauses                       int // the pool paused (rule 11)
+}
+
+// causeOf classifies the error of a retried failure by the fault that made it.
+func causeOf(msg string) string {
+	switch {
+	case strings.Contains(msg, "HTTP 503"):
+		return "503"
+	case strings.Contains(msg, "HTTP 429"):
+		return "429"
+	case strings.Contains(msg, "EOF"), strings.Contains(msg, "connection reset"), strings.Contains(msg, "broken pipe"),
+		strings.Contains(msg, "connection refused"), strings.Contains(msg, `: Post "`), strings.Contains(msg, `: Put "`),
+		strings.Contains(msg, `: Delete "`), strings.Contains(msg, `: Get "`):
+		return "cut"
+	case strings.Contains(msg, "changed"), strings.Contains(msg, "differs from the declared size"):
+		return "changed"
+	}
+	return "other"
+}
+
+// scanLog reads the daemon's JSON log.
+func scanLog(name string) logStats {
+	ls := logStats{causes: map[string]int{}}
 	f, err := os.Open(name)
 	if err != nil {
-		return err.Error(), nil
+		ls.levels = err.Error()
+		return ls
 	}
 	defer f.Close()
 	byLevel := map[string]int{}
@@ -652,17 +712,33 @@ func scanLog(name string) (levels string, top []msgCount) {
 		if l.Level == "warn" || l.Level == "error" {
 			byMsg[l.Level+": "+l.Message]++
 		}
+		switch {
+		case strings.HasPrefix(l.Message, "upload failed; will retry"):
+			ls.uploadRetries++
+			ls.causes[causeOf(l.Error)]++
+		case strings.HasPrefix(l.Message, "remote delete failed; will retry"):
+			ls.deleteRetries++
+			ls.causes[causeOf(l.Error)]++
+		case strings.HasPrefix(l.Message, "recovered:"):
+			ls.recovered++
+		case strings.HasPrefix(l.Message, "file changed during its upload"):
+			ls.changed++
+		case strings.HasPrefix(l.Message, "uploads paused"):
+			ls.pauses++
+		}
 	}
 	var parts []string
 	for k, v := range byLevel {
 		parts = append(parts, fmt.Sprintf("%s %d", k, v))
 	}
 	slices.Sort(parts)
+	ls.levels = strings.Join(parts, ", ")
 	for k, v := range byMsg {
-		top = append(top, msgCount{k, v})
+		ls.top = append(ls.top, msgCount{k, v})
 	}
-	slices.SortFunc(top, func(a, b msgCount) int { return b.n - a.n })
-	return strings.Join(parts, ", "), top[:min(6, len(top))]
+	slices.SortFunc(ls.top, func(a, b msgCount) int { return b.n - a.n })
+	ls.top = ls.top[:min(6, len(ls.top))]
+	return ls
 }
 
 // writeSamples keeps the samples as CSV in the work dir (for a plot).

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestReadFakeLog counts stratix-fake's debug "request" lines by endpoint
+// and status, and skips every other line.
+func TestReadFakeLog(t *testing.T) {
+	const p = "/api/v1/organizations/org-test/projects/proj-test/traces"
+	log := strings.Join([]string{
+		`{"level":"info","url":"http://127.0.0.1:1/api/v1","message":"serving; stop with Ctrl-C or SIGTERM"}`,
+		`{"level":"debug","method":"POST","path":"` + p + `/upload","status":200,"message":"request"}`,
+		`{"level":"debug","method":"POST","path":"` + p + `/upload","status":503,"message":"request"}`,
+		`{"level":"debug","method":"PUT","path":"/s3/tok/a.json","status":429,"message":"request"}`,
+		`{"level":"debug","method":"POST","path":"` + p + `","status":503,"message":"request"}`,
+		`{"level":"debug","method":"GET","path":"` + p + `","status":200,"message":"request"}`,
+		`{"level":"debug","method":"GET","path":"` + p + `/sources","status":200,"message":"request"}`,
+		`{"level":"debug","method":"GET","path":"` + p + `/tr_1","status":200,"message":"request"}`,
+		`{"level":"debug","method":"DELETE","path":"` + p + `/tr_1","status":404,"message":"request"}`,
+		`{"level":"debug","method":"GET","path":"/api/v1/organizations","status":200,"message":"request"}`,
+		`not JSON`,
+	}, "\n") + "\n"
+	name := filepath.Join(t.TempDir(), "fake.log")
+	if err := os.WriteFile(name, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fc, err := readFakeLog(name)
+	if err != nil {
+		t.Fatalf("readFakeLog: %v", err)
+	}
+	if fc.total != 9 {
+		t.Fatalf("got %d calls, want 9:\n%s", fc.total, fc)
+	}
+	want := map[string]map[int]int{
+		"presign": {200: 1, 503: 1}, "put": {429: 1}, "create": {503: 1}, "list": {200: 1},
+		"sources": {200: 1}, "get": {200: 1}, "delete": {404: 1}, "organizations": {200: 1},
+	}
+	for ep, by := range want {
+		for code, n := range by {
+			if got := fc.byEndpoint[ep][code]; got != n {
+				t.Errorf("%s %d: got %d calls, want %d", ep, code, got, n)
+			}
+		}
+	}
+	if fc.status(503) != 2 || fc.status(429) != 1 {
+		t.Errorf("got 503×%d 429×%d, want 2 and 1", fc.status(503), fc.status(429))
+	}
+	if got := fc.byStatus(503); got != "create 1, presign 1" {
+		t.Errorf("503 by endpoint: got %q", got)
+	}
+}
+
+// TestCauseOf classifies the daemon's retried failures by the fault behind them.
+func TestCauseOf(t *testing.T) {
+	for msg, want := range map[string]string{
+		"put: HTTP 503 SlowDown: injected failure: 503 Service Unavailable":                        "503",
+		"delete: HTTP 429: rate limit exceeded":                                                    "429",
+		`delete: HTTP 429: {"st`:                                                                   "429",
+		`presign: Post "http://127.0.0.1:1/api/v1/x": EOF`:                                         "cut",
+		"presign: unexpected EOF":                                                                  "cut",
+		"list: read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer":                  "cut",
+		`put: Put "http://127.0.0.1:1/s3/t/a.json": write: broken pipe`:                            "cut",
+		"put: body size differs from the declared size (the file changed while it was sent): body": "changed",
+		"create: HTTP 400: bad request":                                                            "other",
+	} {
+		if got := causeOf(msg); got != want {
+			t.Errorf("causeOf(%q) = %q, want %q", msg, got, want)
+		}
+	}
+}
+
+// TestScanLog reads the daemon's retries, recoveries, pauses and changed files.
+func TestScanLog(t *testing.T) {
+	log := strings.Join([]string{
+		`{"level":"warn","stage":"put","error":"put: HTTP 503 SlowDown: injected failure","message":"upload failed; will retry"}`,
+		`{"level":"warn","error":"delete: HTTP 429: rate limit exceeded","message":"remote delete failed; will retry"}`,
+		`{"level":"warn","error":"create: unexpected EOF","message":"upload failed; will retry"}`,
+		`{"level":"info","message":"recovered: adopted the traces of an upload whose create ran before a crash (no second create)"}`,
+		`{"level":"warn","message":"file changed during its upload: create not called, back to settling"}`,
+		`{"level":"error","message":"uploads paused: the API is unreachable (3 connection failures in a row)"}`,
+		`{"level":"info","message":"uploaded"}`,
+	}, "\n") + "\n"
+	name := filepath.Join(t.TempDir(), "tracesync.log")
+	if err := os.WriteFile(name, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ls := scanLog(name)
+	if ls.uploadRetries != 2 || ls.deleteRetries != 1 {
+		t.Errorf("retries: got %d uploads and %d deletes, want 2 and 1", ls.uploadRetries, ls.deleteRetries)
+	}
+	if ls.causes["503"] != 1 || ls.causes["429"] != 1 || ls.causes["cut"] != 1 {
+		t.Errorf("causes: got %v, want 503, 429 and cut once each", ls.causes)
+	}
+	if ls.recovered != 1 || ls.changed != 1 || ls.pauses != 1 {
+		t.Errorf("got %d recovered, %d changed, %d pauses, want 1 each", ls.recovered, ls.changed, ls.pauses)
+	}
+	if ls.levels != "error 1, info 2, warn 4" {
+		t.Errorf("levels: got %q", ls.levels)
+	}
+}
