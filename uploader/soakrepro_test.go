@@ -1,0 +1,72 @@
+package uploader_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tracesync/tracesync/client/stratixtest"
+	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/watcher"
+)
+
+// Found by scripts/soak (seed 1 and seed 7, `scripts/soak -duration 2m
+// -seed 1`): every periodic rescan re-uploads the contents renamed in the
+// second or so before it ended. The ScanDone of a rescan removes every
+// tracked path lstat says is gone at once (removalBurst.add, ScanDone case,
+// uploader/removal.go), without the watcher's remove grace; a file renamed
+// just before is then still settling under its new name, so no Ready for
+// it has reached the engine, orphanBusy sees nothing of that size being
+// hashed, and with DeleteDelay 0 (the daemon's setting then) the content's
+// traces were deleted at once. One settle later the new name is Ready, its
+// bytes are unknown, and they are uploaded again: a rename that uploaded
+// and deleted, against rule 5 (2 creates, 1 delete of the same content).
+//
+// The sequence is the watcher's when a rescan ends between a rename and
+// the new name's settle: ScanDone (the old name is gone, the new one is
+// settling), then Ready(new) one settle after the rename, then Removed(old)
+// once the remove grace (2*settle+1s) has passed. The daemon now gives
+// orphans a DeleteDelay of one remove grace (watcher.DefaultRemoveGrace),
+// so the new name is linked before the delete is re-checked; with
+// DeleteDelay 0 this test fails (2 creates, 1 delete).
+func TestSoakReproRescanDuringRename(t *testing.T) {
+	cfg := deleteConfig()
+	// The daemon's setting (cmd/tracesync): orphans wait one remove grace.
+	cfg.DeleteDelay = watcher.DefaultRemoveGrace(time.Second)
+	h := newHarness(t, cfg, stratixtest.Options{})
+	old := h.write("trace-000942.json", traceA)
+	h.ready(old)
+	h.waitState(old, store.StateUploaded)
+
+	renamed := filepath.Join(h.root, "trace-001003.json")
+	if err := os.Rename(old, renamed); err != nil {
+		t.Fatal(err)
+	}
+	// The rescan ends: it saw one file (the new name, handed to the settler).
+	h.scanDone(watcher.ScanSummary{Files: 1, RootDev: h.rootDev()})
+	// The watcher's settle (the daemon's default, 1s) before the new name is
+	// Ready: the engine may act on the scan meanwhile, as it does in the soak.
+	// This wait is the environment's timing, not an assertion.
+	settleEnd := time.Now().Add(time.Second)
+	for time.Now().Before(settleEnd) && len(h.srv.Deleted()) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.ready(renamed)
+	h.removed(old) // after the remove grace
+
+	h.waitState(renamed, store.StateUploaded)
+	h.waitFor("the engine to settle down", func() bool {
+		p := h.eng.Progress()
+		return p.Hashing == 0 && p.Queued == 0 && p.InFlight == 0 && p.DeletesPending == 0
+	})
+	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
+		t.Errorf("renamed during a rescan: got %d creates of its content, want 1 (rule 5: a rename uploads nothing)", n)
+	}
+	if d := h.srv.Deleted(); len(d) != 0 {
+		t.Errorf("renamed during a rescan: got %d traces deleted (%v), want none (rule 5: a rename deletes nothing)", len(d), d)
+	}
+	if n := len(h.srv.Traces()); n != 1 {
+		t.Errorf("renamed during a rescan: got %d live traces, want 1", n)
+	}
+}
