@@ -147,7 +147,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.SettleTimeout = DefaultSettleTimeout
 	}
 	if cfg.RemoveGrace == 0 {
-		cfg.RemoveGrace = 2*cfg.Settle + time.Second
+		cfg.RemoveGrace = DefaultRemoveGrace(cfg.Settle)
 	}
 	if cfg.RemoveGrace <= cfg.Settle {
 		return cfg, configErrorf("remove grace %v must be longer than settle %v, so a rename's new path is seen before its old path is removed", cfg.RemoveGrace, cfg.Settle)
@@ -170,4 +170,12 @@ func isUnder(p, dir string) bool {
 		return strings.HasPrefix(p, "/")
 	}
 	return strings.HasPrefix(p, dir) && len(p) > len(dir) && p[len(dir)] == filepath.Separator
+}
+
+// DefaultRemoveGrace is the remove grace for a settle time: long enough
+// for a rename's new path to settle and be reported before the old path is.
+// The engine waits as long before it deletes a content a rescan found gone
+// (a rescan reports removals at once, without this grace).
+func DefaultRemoveGrace(settle time.Duration) time.Duration {
+	return 2*settle + time.Second
 }

@@ -126,10 +126,15 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		MaxFileSize:    int64(f.maxFileSize),
 		DeleteOnRemove: f.deleteOnRemove && !once,
 		MaxDelete:      f.maxDelete,
-		RateLimit:      f.rateLimit,
-		OneShot:        once,
-		Log:            g.log,
-		Metrics:        uploader.NewMetrics(s.reg),
+		// A rescan reports a renamed file's old path gone at once, while
+		// its new path may still be settling: wait one remove grace before
+		// deleting, so the new path links to the content (rule 5) instead
+		// of uploading it again after its traces were deleted.
+		DeleteDelay: watcher.DefaultRemoveGrace(f.settle),
+		RateLimit:   f.rateLimit,
+		OneShot:     once,
+		Log:         g.log,
+		Metrics:     uploader.NewMetrics(s.reg),
 	}, s.db, s.api)
 	if err != nil {
 		return nil, asUsage(err)
