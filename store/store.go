@@ -77,6 +77,7 @@ type DB struct {
 
 	commitInterval time.Duration
 	maxBatch       int
+	readOnly       bool // OpenReadOnly: no writer, no pid file
 
 	// mu guards closed; Update holds it for reading while it hands a
 	// request to the writer, so that Close, which takes it for writing,
@@ -174,6 +175,10 @@ func (db *DB) Close() error {
 		db.mu.Lock()
 		db.closed = true
 		db.mu.Unlock()
+		if db.readOnly {
+			db.closeErr = db.bolt.Close()
+			return
+		}
 		close(db.quit)
 		<-db.writerDone
 		db.closeErr = db.bolt.Close()

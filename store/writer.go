@@ -35,6 +35,9 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	if db.target == "" {
 		return ErrNoTarget
 	}
+	if db.readOnly {
+		return fmt.Errorf("%w (%s): this command needs the state directory writable", ErrReadOnly, db.file)
+	}
 	r := &request{fn: fn, done: make(chan error, 1)}
 	db.mu.RLock()
 	if db.closed {

@@ -611,9 +611,8 @@ func TestE2EStateFSReadCommandsOnReadOnlyState(t *testing.T) {
 
 	statefsRemount(t, mnt, true)
 	r := e.run("status", "--json")
-	if r.code != 0 && strings.Contains(r.stderr, "read-only file system") {
-		t.Skipf("KNOWN BUG: `tracesync status` on a state directory whose file system is read-only exits %d: %s "+
-			"(store.Open opens the state file read-write even for the read commands, and has no read-only fallback)", r.code, strings.TrimSpace(r.stderr))
+	if r.code != 0 {
+		t.Fatalf("status on a read-only state directory: exit %d: %s", r.code, r.stderr)
 	}
 	st := e.status()
 	if st.Files["uploaded"] != len(hashes) || st.Intents != 0 {
@@ -622,5 +621,13 @@ func TestE2EStateFSReadCommandsOnReadOnlyState(t *testing.T) {
 	rows := e.files()
 	if len(rows) != len(hashes) {
 		t.Errorf("files on a read-only state: %d rows, want %d", len(rows), len(hashes))
+	}
+	// A command that writes says why it cannot.
+	for p := range rows {
+		r = e.run("forget", p)
+		if r.code == 0 || !strings.Contains(r.stderr, "read-only") {
+			t.Errorf("forget on a read-only state: exit %d, want a failure saying read-only:\n%s", r.code, r.stderr)
+		}
+		break
 	}
 }

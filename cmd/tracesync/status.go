@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -44,6 +45,12 @@ func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), e
 		return nil, file, nil, fmt.Errorf("%w at %s", errNoState, file)
 	}
 	db, err := store.Open(dir, store.Options{Log: g.log})
+	if errors.Is(err, syscall.EROFS) {
+		// A state disk that turned read-only: status and files still
+		// answer (retry and forget say they need it writable).
+		g.log.Warn().Str("state", file).Msg("the state directory is on a read-only file system: showing the state read-only")
+		db, err = store.OpenReadOnly(dir, store.Options{Log: g.log})
+	}
 	if err != nil {
 		return nil, file, nil, err // a *store.LockedError names the holder and what to do
 	}

@@ -1,0 +1,75 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrReadOnly is returned by Update on a store opened with OpenReadOnly.
+var ErrReadOnly = errors.New("the state store is open read-only")
+
+// OpenReadOnly opens the existing state file in dir for reading only: no
+// directory or pid file is created, nothing is migrated, recovered or
+// written. It is how the read commands (status, files) still answer when
+// the state directory's file system is read-only, which is when an
+// operator needs them most. The last used target is shown unless
+// opts.Target names another. A file bbolt cannot read is reported, not
+// moved aside; a file of an older or newer schema is refused (a read-write
+// Open migrates it).
+func OpenReadOnly(dir string, opts Options) (*DB, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	file := filepath.Join(dir, FileName)
+	if _, err := os.Stat(file); err != nil {
+		return nil, fmt.Errorf("open state %s: %w", file, err)
+	}
+	var bdb *bolt.DB
+	err := protect(func() error {
+		var err error
+		// A shared lock: a running daemon's exclusive lock makes this wait
+		// for Timeout, then fail with a LockedError naming it.
+		bdb, err = bolt.Open(file, 0o600, &bolt.Options{ReadOnly: true, Timeout: opts.Timeout})
+		return err
+	})
+	if err != nil {
+		return nil, classifyOpenError(file, err)
+	}
+	db := &DB{bolt: bdb, dir: dir, file: file, pidFile: filepath.Join(dir, PIDFileName), now: opts.Now, log: opts.Log, readOnly: true}
+	err = protect(func() error {
+		return bdb.View(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil {
+				return fmt.Errorf("open state %s: %w", file, ErrNotStateFile)
+			}
+			raw := meta.Get(keySchema)
+			if len(raw) != 4 {
+				return fmt.Errorf("open state %s: %w (no schema version)", file, ErrNotStateFile)
+			}
+			if v := binary.BigEndian.Uint32(raw); v > SchemaVersion {
+				return &SchemaError{File: file, Found: v, Known: SchemaVersion}
+			} else if v < SchemaVersion {
+				return fmt.Errorf("open state %s: written by schema %d, and a read-only open cannot migrate it to %d: make the state directory writable and run tracesync once", file, v, SchemaVersion)
+			}
+			db.target = opts.Target
+			if db.target == "" {
+				db.target = string(meta.Get(keyLastTarget))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
+	return db, nil
+}
