@@ -2,6 +2,7 @@ package uploader_test
 
 import (
 	"bytes"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -86,5 +87,28 @@ func TestConnectionFailuresPausePool(t *testing.T) {
 	}
 	if strings.Contains(out, stratixtest.DefaultAPIKey) {
 		t.Fatalf("the API key appears in the logs")
+	}
+}
+
+// The path record keeps how many attempts its upload took, as the
+// "uploaded" log line says (`tracesync files` shows it); a path linked to
+// bytes already uploaded took none.
+func TestUploadedPathKeepsItsAttempts(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	h.srv.FailNext(stratixtest.EndpointPresign, 2, http.StatusServiceUnavailable)
+	a := h.write("a.json", traceA)
+	h.ready(a)
+	if r := h.waitState(a, store.StateUploaded); r.Attempts != 3 {
+		t.Fatalf("uploaded after two 503s: record says %d attempts, want 3", r.Attempts)
+	}
+	b := h.write("b.json", traceB)
+	h.ready(b)
+	if r := h.waitState(b, store.StateUploaded); r.Attempts != 1 {
+		t.Fatalf("uploaded at once: record says %d attempts, want 1", r.Attempts)
+	}
+	c := h.write("copy/a.json", traceA)
+	h.ready(c)
+	if r := h.waitState(c, store.StateUploaded); r.Attempts != 0 {
+		t.Fatalf("linked to uploaded bytes: record says %d attempts, want 0", r.Attempts)
 	}
 }

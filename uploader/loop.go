@@ -927,7 +927,7 @@ func (l *loop) onResult(r workResult) {
 			log.Info().Str("path", s.path).Str("hash", s.hash.String()).Strs("trace_ids", r.ids).
 				Msg("recovered: adopted the traces of an upload whose create ran before a crash (no second create)")
 		}
-		l.writes = append(l.writes, &uploadedOp{recordOp: recordOp{hash: u.hash, filename: s.filename, size: s.size, ids: r.ids}, u: u, r: r})
+		l.writes = append(l.writes, &uploadedOp{recordOp: recordOp{hash: u.hash, filename: s.filename, size: s.size, ids: r.ids, attempts: u.attempts + 1}, u: u, r: r})
 		return
 	case resResolvedNone:
 		l.resolving--

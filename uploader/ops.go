@@ -141,6 +141,7 @@ type recordOp struct {
 	filename string
 	size     int64
 	ids      []string
+	attempts int // the attempts the upload took, kept on the paths it uploaded
 	// outputs
 	paths []string // paths set to uploaded
 }
@@ -169,7 +170,7 @@ func (o *recordOp) apply(tx *store.Tx, now time.Time) error {
 		if rec.State != store.StatePending && rec.State != store.StateRetrying {
 			continue
 		}
-		rec.State, rec.Attempts, rec.NextAttempt, rec.LastError, rec.UpdatedAt = store.StateUploaded, 0, time.Time{}, "", now
+		rec.State, rec.Attempts, rec.NextAttempt, rec.LastError, rec.UpdatedAt = store.StateUploaded, o.attempts, time.Time{}, "", now
 		if err := tx.PutPath(rec); err != nil {
 			return err
 		}
