@@ -2,44 +2,66 @@ package client
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
-var decodeIDsCases = []string{
+var createAnswerCases = []string{
 	`[]`, ` [ ] `, `["a"]`, `["a","b"]`, " [\n\"tr_1\" ,\t\"tr_2\"\r] ", `[""]`, `["a",]`, `[,"a"]`, `["a" "b"]`, `["a"`, `["a]`,
 	`[1]`, `["a",1]`, `[null]`, `null`, `{}`, `"a"`, `["a\"b"]`, `["\u00e9"]`, `["é"]`, "[\"\xff\"]", "[\"a\tb\"]",
 	`["a"] x`, `["a"]]`, `[["a"]]`,
+	`{"trace_ids":["a","b"]}`, ` { "trace_ids" : [ "a" , "b" ] } `, `{"trace_ids":[]}`, `{"trace_ids":null}`, `{"trace_ids":[1]}`,
+	`{"TRACE_IDS":["a"]}`, `{"trace_ids":["a"],"trace_ids":["b"]}`, `{"trace_ids":["a"],"x":1}`, `{"x":1,"trace_ids":["a"]}`,
+	`{"trace_ids":["a\u0041"]}`, `{"trace_ids":["a"]`, `{"trace_ids":"a"}`, `{"trace_ids" ["a"]}`,
 }
 
-// decodeIDs must decode exactly as json.Unmarshal into []string does.
-func checkDecodeIDs(t *testing.T, in []byte) {
+// refParseCreateIDs is parseCreateIDs as encoding/json alone would do it.
+func refParseCreateIDs(raw []byte) ([]string, error) {
+	if strings.HasPrefix(strings.TrimSpace(string(raw)), "[") {
+		var ids []string
+		err := json.Unmarshal(raw, &ids)
+		return ids, err
+	}
+	var obj struct {
+		TraceIDs *[]string `json:"trace_ids"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return nil, err
+	}
+	if obj.TraceIDs == nil {
+		return nil, errors.New("no trace_ids in the answer")
+	}
+	return *obj.TraceIDs, nil
+}
+
+func checkParseCreateIDs(t *testing.T, in []byte) {
 	t.Helper()
-	var want []string
-	wantErr := json.Unmarshal(in, &want)
-	got, err := decodeIDs(in)
+	want, wantErr := refParseCreateIDs(in)
+	got, err := parseCreateIDs(in)
 	if (err != nil) != (wantErr != nil) {
-		t.Fatalf("decodeIDs(%q): error %v, json.Unmarshal: %v", in, err, wantErr)
+		t.Fatalf("parseCreateIDs(%q): error %v, encoding/json: %v", in, err, wantErr)
 	}
 	if err == nil && !reflect.DeepEqual(got, want) {
-		t.Fatalf("decodeIDs(%q) = %q, json.Unmarshal gives %q", in, got, want)
+		t.Fatalf("parseCreateIDs(%q) = %q, encoding/json gives %q", in, got, want)
 	}
 }
 
-func TestDecodeIDsMatchesEncodingJSON(t *testing.T) {
-	for _, in := range decodeIDsCases {
-		checkDecodeIDs(t, []byte(in))
+func TestParseCreateIDsMatchesEncodingJSON(t *testing.T) {
+	for _, in := range createAnswerCases {
+		checkParseCreateIDs(t, []byte(in))
 	}
 }
 
-func FuzzDecodeIDs(f *testing.F) {
-	for _, in := range decodeIDsCases {
+func FuzzParseCreateIDs(f *testing.F) {
+	for _, in := range createAnswerCases {
 		f.Add([]byte(in))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if !json.Valid(in) {
-			return // decodeIDs is only given valid JSON (the body was parsed already)
+			return // parseCreateIDs is only given valid JSON (do parsed the body already)
 		}
-		checkDecodeIDs(t, in)
+		checkParseCreateIDs(t, in)
 	})
 }

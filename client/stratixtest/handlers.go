@@ -543,6 +543,7 @@ const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
 func splitTraces(data []byte, contentType string) ([][]byte, error) {
 	var out [][]byte
 	if contentType == "application/jsonl" {
+		out = make([][]byte, 0, bytes.Count(data, []byte{'\n'})+1)
 		line := 0
 		for rest := data; len(rest) > 0; {
 			line++
