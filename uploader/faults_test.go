@@ -50,8 +50,8 @@ func TestExpiredURLPresignedAgain(t *testing.T) {
 	if n := h.srv.Calls(stratixtest.EndpointPresign); n != 2 {
 		t.Fatalf("expired URL: %d presigns, want 2", n)
 	}
-	if r.Attempts != 0 || r.LastError != "" {
-		t.Fatalf("expired URL counted as a failure: attempts %d, last error %q", r.Attempts, r.LastError)
+	if r.Attempts != 1 || r.LastError != "" {
+		t.Fatalf("expired URL counted as a failure: attempts %d (want 1), last error %q", r.Attempts, r.LastError)
 	}
 	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
 		t.Fatalf("creates %d, want 1", n)
