@@ -23,7 +23,10 @@ type pathJob struct {
 	rehash   bool    // a newer Ready came while busy: hash again afterwards
 	force    bool    // `tracesync retry`
 	job      *upload // the upload this path waits for
-	size     int64
+	// size is the hashed size, or, until the hash is done, the size the
+	// watcher saw: orphanBusy compares it from the moment the path is
+	// queued for hashing, not only once a hash worker has it.
+	size int64
 }
 
 func (p *pathJob) busy() bool { return p.hashing || p.deciding || p.job != nil }
@@ -735,6 +738,7 @@ func (l *loop) onReady(path, root string, size int64, force bool) {
 			return
 		}
 	}
+	p.size = size
 	l.startHash(path, p)
 }
 

@@ -339,3 +339,39 @@ func TestSameBasenameNeverInFlightTogether(t *testing.T) {
 		}
 	}
 }
+
+// Rule 5 with a backlog: the renamed file waits in the hash queue behind
+// other files when the old name's removal arrives. The orphaned content
+// must wait for it (a queued path of the same size may be the same bytes),
+// not be deleted and then uploaded again.
+func TestRenameQueuedBehindBacklogNoUploadNoDelete(t *testing.T) {
+	cfg := deleteConfig()
+	cfg.HashWorkers = 1
+	h := newHarness(t, cfg, stratixtest.Options{})
+	old := h.write("old.json", traceA)
+	h.ready(old)
+	h.waitState(old, store.StateUploaded)
+	// A backlog for the single hash worker: 1 MiB files (not traceA's size).
+	filler := "[" + strings.Repeat(`{"k":"`+strings.Repeat("x", 1000)+`"},`, 1000) + `{}]`
+	var backlog []string
+	for i := range 24 {
+		backlog = append(backlog, h.write(fmt.Sprintf("backlog/%02d.json", i), filler))
+	}
+	renamed := filepath.Join(h.root, "new-name.json")
+	if err := os.Rename(old, renamed); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range backlog {
+		h.ready(p)
+	}
+	h.ready(renamed)
+	h.removed(old)
+	h.waitState(renamed, store.StateUploaded)
+	h.idle()
+	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
+		t.Fatalf("rename behind a hash backlog: %d creates of its content, want 1", n)
+	}
+	if d := h.srv.Deleted(); len(d) != 0 {
+		t.Fatalf("rename behind a hash backlog deleted traces %v", d)
+	}
+}
