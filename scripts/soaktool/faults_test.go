@@ -1,10 +1,12 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestReadFakeLog counts stratix-fake's debug "request" lines by endpoint
@@ -100,5 +102,41 @@ func TestScanLog(t *testing.T) {
 	}
 	if ls.levels != "error 1, info 2, warn 4" {
 		t.Errorf("levels: got %q", ls.levels)
+	}
+}
+
+// TestSteadySlopes judges the slopes only over the steady part: a working
+// set that grows during warm-up is not a leak, and a run too short to have
+// a steady part is not judged at all.
+func TestSteadySlopes(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Ten minutes, a sample every 10 s: RSS grows 1 MiB/min for the first
+	// 3 minutes (warm-up), then stays flat; fds likewise.
+	var ss []sample
+	for sec := 0; sec <= 600; sec += 10 {
+		grown := min(sec, 180)
+		ss = append(ss, sample{at: time.Duration(sec) * time.Second, rssKiB: 10240 + int64(grown)*1024/60, anonKiB: 2048, fds: 15 + grown/60})
+	}
+	r := judgeResources(ss, steadyFrom(ss, start.Add(3*time.Minute), start))
+	if !r.judged || r.steadyFrom != 5*time.Minute {
+		t.Fatalf("steady part: judged %v from %s (%s), want judged from 5m (the second half)", r.judged, r.steadyFrom, r.why)
+	}
+	if math.Abs(r.rssKiBPerMinSteady) > 1e-6 || math.Abs(r.fdPerMinSteady) > 1e-6 {
+		t.Errorf("steady part: RSS %+.3f KiB/min, fds %+.3f /min, want 0 and 0", r.rssKiBPerMinSteady, r.fdPerMinSteady)
+	}
+	if r.rssKiBPerMin <= 0 {
+		t.Errorf("whole run: RSS slope %+.3f KiB/min, want the warm-up to show", r.rssKiBPerMin)
+	}
+	// The working set reached late: the steady part starts there.
+	if got := steadyFrom(ss, start.Add(7*time.Minute), start); got != 7*time.Minute {
+		t.Errorf("working set at 7m: steady from %s, want 7m", got)
+	}
+	// Never reached, or too short: not judged.
+	if r := judgeResources(ss, steadyFrom(ss, time.Time{}, start)); r.judged || r.why == "" {
+		t.Errorf("working set never reached: judged %v (%q), want not judged with a reason", r.judged, r.why)
+	}
+	short := ss[:19] // 3 minutes: second half 1m30s
+	if r := judgeResources(short, steadyFrom(short, start.Add(time.Minute), start)); r.judged {
+		t.Errorf("3-minute run: judged over %s, want not judged (under %s)", short[len(short)-1].at-r.steadyFrom, minSteady)
 	}
 }

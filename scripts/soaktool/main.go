@@ -102,8 +102,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.retryAfter, "retry-after", "1", "stratix-fake --retry-after of the 429s")
 	fs.DurationVar(&c.latency, "latency", 2*time.Millisecond, "stratix-fake --latency: delay of every call")
 	fs.Float64Var(&c.dropRate, "drop-rate", 0.01, "the proxy's chance, per chunk it forwards, of cutting the connection there (half of them with a TCP reset)")
-	fs.Float64Var(&c.maxRSSSlope, "max-rss-slope", 1.0, "fail when RSS grows faster than this many MiB/min over the second half of the run (0: no check)")
-	fs.Float64Var(&c.maxFDSlope, "max-fd-slope", 1.0, "fail when open fds grow faster than this many per minute over the second half of the run (0: no check)")
+	fs.Float64Var(&c.maxRSSSlope, "max-rss-slope", 1.0, "fail when RSS grows faster than this many MiB/min over the steady part of the run: from when the folder holds its working set, at least the second half, 2m or more (0: no check)")
+	fs.Float64Var(&c.maxFDSlope, "max-fd-slope", 1.0, "fail when open fds grow faster than this many per minute over the steady part of the run (0: no check)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

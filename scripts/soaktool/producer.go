@@ -75,6 +75,9 @@ type producer struct {
 	did     counts
 
 	opLog io.Writer // when set: one line per operation (ops.log in the work dir)
+	// steadyAt is when the folder first held 90% of target files: from
+	// then on the working set no longer grows (zero: never).
+	steadyAt time.Time
 }
 
 // logOp writes one line of the operation log: the UTC time (to set beside
@@ -140,6 +143,9 @@ func (p *producer) Run(ctx context.Context, progress func(*producer)) error {
 		}
 		if err := p.step(); err != nil {
 			return fmt.Errorf("tick %d: %w", p.tick, err)
+		}
+		if p.steadyAt.IsZero() && len(p.files) >= p.target*9/10 {
+			p.steadyAt = time.Now()
 		}
 		if progress != nil {
 			progress(p)

@@ -264,28 +264,25 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 	rssOK, fdOK := true, true
 	var res resources
 	if len(ss) >= 2 {
-		first, last := ss[0], ss[len(ss)-1]
-		kib := func(s sample) float64 { return float64(s.rssKiB) }
-		res = resources{ok: true, first: first, last: last, over: last.at,
-			rssKiBPerMin: slopeOf(ss, 0, kib), rssKiBPerMinHalf: slopeOf(ss, last.at/2, kib),
-			fdPerMin:     slopeOf(ss, 0, func(s sample) float64 { return float64(s.fds) }),
-			fdPerMinHalf: slopeOf(ss, last.at/2, func(s sample) float64 { return float64(s.fds) })}
+		res = judgeResources(ss, steadyFrom(ss, prod.steadyAt, started))
+		first, last := res.first, res.last
 		mib := func(k int64) float64 { return float64(k) / 1024 }
-		rssAll := slopeOf(ss, 0, func(s sample) float64 { return mib(s.rssKiB) })
-		anonAll := slopeOf(ss, 0, func(s sample) float64 { return mib(s.anonKiB) })
-		fdAll := slopeOf(ss, 0, func(s sample) float64 { return float64(s.fds) })
-		half := last.at / 2
-		rssHalf := slopeOf(ss, half, func(s sample) float64 { return mib(s.rssKiB) })
-		anonHalf := slopeOf(ss, half, func(s sample) float64 { return mib(s.anonKiB) })
-		fdHalf := slopeOf(ss, half, func(s sample) float64 { return float64(s.fds) })
 		maxRSS := slices.MaxFunc(ss, func(a, b sample) int { return int(a.rssKiB - b.rssKiB) })
 		maxFD := slices.MaxFunc(ss, func(a, b sample) int { return a.fds - b.fds })
-		fmt.Printf("\n== RSS and fds (%d samples every %s over %s) ==\n", len(ss), cfg.sample, last.at.Round(time.Second))
-		fmt.Printf("RSS   start %.1f MiB, end %.1f MiB, max %.1f MiB; slope %+.3f MiB/min (second half %+.3f)\n", mib(first.rssKiB), mib(last.rssKiB), mib(maxRSS.rssKiB), rssAll, rssHalf)
-		fmt.Printf("  of which anon (heap, stacks) start %.1f, end %.1f MiB; slope %+.3f MiB/min (second half %+.3f); file-backed end %.1f MiB\n", mib(first.anonKiB), mib(last.anonKiB), anonAll, anonHalf, mib(last.fileKiB))
-		fmt.Printf("fds   start %d, end %d, max %d; slope %+.3f /min (second half %+.3f)\n", first.fds, last.fds, maxFD.fds, fdAll, fdHalf)
-		rssOK = cfg.maxRSSSlope == 0 || rssHalf <= cfg.maxRSSSlope
-		fdOK = cfg.maxFDSlope == 0 || fdHalf <= cfg.maxFDSlope
+		steady := "not judged: " + res.why
+		if res.judged {
+			steady = fmt.Sprintf("steady part, from %s", res.steadyFrom.Round(time.Second))
+		}
+		fmt.Printf("\n== RSS and fds (%d samples every %s over %s; %s) ==\n", len(ss), cfg.sample, last.at.Round(time.Second), steady)
+		fmt.Printf("RSS   start %.1f MiB, end %.1f MiB, max %.1f MiB; slope %+.0f KiB/min (steady part %+.0f)\n",
+			mib(first.rssKiB), mib(last.rssKiB), mib(maxRSS.rssKiB), res.rssKiBPerMin, res.rssKiBPerMinSteady)
+		fmt.Printf("  of which anon (heap, stacks) start %.1f, end %.1f MiB; slope %+.0f KiB/min (steady part %+.0f); file-backed (binary, bbolt mmap) end %.1f MiB, steady part %+.0f KiB/min\n",
+			mib(first.anonKiB), mib(last.anonKiB), res.anonKiBPerMin, res.anonKiBPerMinSteady, mib(last.fileKiB), res.fileKiBPerMinSteady)
+		fmt.Printf("fds   start %d, end %d, max %d; slope %+.2f /min (steady part %+.2f)\n", first.fds, last.fds, maxFD.fds, res.fdPerMin, res.fdPerMinSteady)
+		if res.judged {
+			rssOK = cfg.maxRSSSlope == 0 || res.rssKiBPerMinSteady <= cfg.maxRSSSlope*1024
+			fdOK = cfg.maxFDSlope == 0 || res.fdPerMinSteady <= cfg.maxFDSlope
+		}
 		if err := writeSamples(filepath.Join(cfg.work, "samples.csv"), ss); err != nil {
 			fmt.Printf("samples.csv: %v\n", err)
 		}
@@ -327,6 +324,10 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 	fmt.Print(summaryTable(cfg, prod.did, v, sv, calls, callsErr == nil, proxy, logs, final, res, len(prod.files)))
 
 	fmt.Printf("\n== checks ==\n")
+	slopeCheck := "steady part"
+	if !res.judged {
+		slopeCheck = "not judged (" + res.why + ")"
+	}
 	checks := []struct {
 		name string
 		ok   bool
@@ -338,8 +339,8 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 		{fmt.Sprintf("every removed content deleted (%d undeleted)", v.undeleted), v.undeleted == 0},
 		{fmt.Sprintf("nothing unexpected (%d)", v.unexpected), v.unexpected == 0},
 		{fmt.Sprintf("folder (%d files) matches the producer's record and the daemon's store (%d mismatches)", folderFiles, len(mismatches)), statesErr == nil && len(mismatches) == 0},
-		{fmt.Sprintf("RSS slope, second half, <= %g MiB/min", cfg.maxRSSSlope), rssOK},
-		{fmt.Sprintf("fd slope, second half, <= %g /min", cfg.maxFDSlope), fdOK},
+		{fmt.Sprintf("RSS slope, %s, <= %g MiB/min", slopeCheck, cfg.maxRSSSlope), rssOK},
+		{fmt.Sprintf("fd slope, %s, <= %g /min", slopeCheck, cfg.maxFDSlope), fdOK},
 	}
 	ok = true
 	for _, c := range checks {

@@ -12,8 +12,55 @@ type resources struct {
 	first, last sample
 	over        time.Duration
 
-	rssKiBPerMin, rssKiBPerMinHalf float64 // all samples, second half
-	fdPerMin, fdPerMinHalf         float64
+	// The steady part: from steadyFrom to the end. judged is false when it
+	// is shorter than minSteady (why says so): the slopes of a working set
+	// still growing say nothing of a leak.
+	steadyFrom time.Duration
+	judged     bool
+	why        string
+
+	rssKiBPerMin, rssKiBPerMinSteady   float64 // all samples, the steady part
+	anonKiBPerMin, anonKiBPerMinSteady float64
+	fileKiBPerMinSteady                float64
+	fdPerMin, fdPerMinSteady           float64
+}
+
+// minSteady is the shortest steady part whose slopes are judged.
+const minSteady = 2 * time.Minute
+
+// steadyFrom is where the steady part of the samples starts: the later of
+// the run's second half and the moment the producer's folder reached its
+// working set (steadyAt, zero if never: then nothing is steady).
+func steadyFrom(ss []sample, steadyAt, daemonStart time.Time) time.Duration {
+	last := ss[len(ss)-1].at
+	if steadyAt.IsZero() {
+		return last
+	}
+	return max(last/2, steadyAt.Sub(daemonStart))
+}
+
+// judgeResources computes the slopes of ss (at least two samples), overall
+// and from steady on.
+func judgeResources(ss []sample, steady time.Duration) resources {
+	first, last := ss[0], ss[len(ss)-1]
+	rss := func(s sample) float64 { return float64(s.rssKiB) }
+	anon := func(s sample) float64 { return float64(s.anonKiB) }
+	file := func(s sample) float64 { return float64(s.fileKiB) }
+	fds := func(s sample) float64 { return float64(s.fds) }
+	r := resources{ok: true, first: first, last: last, over: last.at, steadyFrom: steady,
+		rssKiBPerMin: slopeOf(ss, 0, rss), rssKiBPerMinSteady: slopeOf(ss, steady, rss),
+		anonKiBPerMin: slopeOf(ss, 0, anon), anonKiBPerMinSteady: slopeOf(ss, steady, anon),
+		fileKiBPerMinSteady: slopeOf(ss, steady, file),
+		fdPerMin:            slopeOf(ss, 0, fds), fdPerMinSteady: slopeOf(ss, steady, fds)}
+	switch {
+	case steady >= last.at:
+		r.why = "the folder never reached its working set (-files); run longer or lower -files"
+	case last.at-steady < minSteady:
+		r.why = fmt.Sprintf("steady for %s only, less than %s; run longer", (last.at - steady).Round(time.Second), minSteady)
+	default:
+		r.judged = true
+	}
+	return r
 }
 
 // summaryTable is the run as a Markdown table, one row per fault or
@@ -60,11 +107,16 @@ func summaryTable(cfg config, d counts, v verdict, sv serverView, calls fakeCall
 		fmt.Sprintf("deleted %d of %d expected traces (%d gone contents); %d contents with traces left",
 			v.deletedOK, v.toDelete, v.remoteDeleted+v.undeleted, v.undeleted))
 	if res.ok {
+		steady := fmt.Sprintf("steady part from %s", res.steadyFrom.Round(time.Second))
+		if !res.judged {
+			steady = "steady part not judged: " + res.why
+		}
 		row(fmt.Sprintf("RSS over %s (%s samples)", res.over.Round(time.Second), cfg.sample),
-			fmt.Sprintf("slope %+.0f KiB/min (second half %+.0f)", res.rssKiBPerMin, res.rssKiBPerMinHalf),
+			fmt.Sprintf("slope %+.0f KiB/min; %s: %+.0f KiB/min (anon %+.0f, file-backed %+.0f)",
+				res.rssKiBPerMin, steady, res.rssKiBPerMinSteady, res.anonKiBPerMinSteady, res.fileKiBPerMinSteady),
 			fmt.Sprintf("start %d KiB, end %d KiB", res.first.rssKiB, res.last.rssKiB))
 		row("open fds",
-			fmt.Sprintf("slope %+.2f /min (second half %+.2f)", res.fdPerMin, res.fdPerMinHalf),
+			fmt.Sprintf("slope %+.2f /min (steady part %+.2f)", res.fdPerMin, res.fdPerMinSteady),
 			fmt.Sprintf("start %d, end %d", res.first.fds, res.last.fds))
 	}
 
