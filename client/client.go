@@ -264,6 +264,15 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 	if err != nil {
 		return c.transportError(op, err)
 	}
+	ca, isCreate := out.(*createAnswer)
+	if isCreate && !mustWrap {
+		// The usual answer, {"trace_ids": [...]} alone: no envelope to
+		// unwrap, and no need to parse a 5 MB list twice.
+		if ids, ok := plainTraceIDsObject(raw); ok {
+			ca.ids = ids
+			return nil
+		}
+	}
 	payload, wrapped, err := unwrap(raw)
 	if err != nil {
 		return fmt.Errorf("%s: %w: %v", op, ErrBadResponse, err)
@@ -271,11 +280,11 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 	if mustWrap && !wrapped {
 		return fmt.Errorf("%s: %w: body has no \"data\"", op, ErrBadResponse)
 	}
-	if rm, ok := out.(*json.RawMessage); ok {
+	if isCreate {
 		// unwrap parsed the whole body, so payload is one valid JSON value
 		// (with JSON whitespace around it at most): what Unmarshal would
-		// copy into rm, without the copy (a create answer can hold 200,000 ids).
-		*rm = bytes.TrimSpace(payload)
+		// copy into a RawMessage, without the copy.
+		ca.payload = bytes.TrimSpace(payload)
 		return nil
 	}
 	if err := json.Unmarshal(payload, out); err != nil {

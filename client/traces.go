@@ -207,15 +207,26 @@ func (c *Client) Create(ctx context.Context, filename string) ([]string, error) 
 	req := struct {
 		Filename string `json:"filename"`
 	}{basename(filename)}
-	var raw json.RawMessage
-	if err := c.do(ctx, "create", http.MethodPost, base, req, &raw, false); err != nil {
+	var ans createAnswer
+	if err := c.do(ctx, "create", http.MethodPost, base, req, &ans, false); err != nil {
 		return nil, err
 	}
-	ids, err := parseCreateIDs(raw)
+	if ans.ids != nil {
+		return ans.ids, nil
+	}
+	ids, err := parseCreateIDs(ans.payload)
 	if err != nil {
 		return nil, fmt.Errorf("create: %w: %v", ErrBadResponse, err)
 	}
 	return ids, nil
+}
+
+// createAnswer is what do decodes a create answer into: the ids, when the
+// body is {"trace_ids": [...]} alone with plain ids, else the payload (the
+// body, or the envelope's data) for parseCreateIDs.
+type createAnswer struct {
+	ids     []string
+	payload json.RawMessage
 }
 
 func parseCreateIDs(raw json.RawMessage) ([]string, error) {
@@ -248,29 +259,38 @@ func parseCreateIDs(raw json.RawMessage) ([]string, error) {
 // the list. false means "not sure": parseCreateIDs then uses encoding/json,
 // which decides.
 func plainCreateAnswer(raw []byte) ([]string, bool) {
-	i := skipJSONSpace(raw, 0)
-	if i < len(raw) && raw[i] == '{' {
-		i = skipJSONSpace(raw, i+1)
-		const key = `"trace_ids"`
-		if !bytes.HasPrefix(raw[i:], []byte(key)) {
-			return nil, false
-		}
-		i = skipJSONSpace(raw, i+len(key))
-		if i == len(raw) || raw[i] != ':' {
-			return nil, false
-		}
-		ids, end, ok := plainStringList(raw, skipJSONSpace(raw, i+1))
-		if !ok {
-			return nil, false
-		}
-		end = skipJSONSpace(raw, end)
-		if end == len(raw) || raw[end] != '}' || skipJSONSpace(raw, end+1) != len(raw) {
-			return nil, false
-		}
+	if ids, ok := plainTraceIDsObject(raw); ok {
 		return ids, true
 	}
-	ids, end, ok := plainStringList(raw, i)
+	ids, end, ok := plainStringList(raw, skipJSONSpace(raw, 0))
 	if !ok || skipJSONSpace(raw, end) != len(raw) {
+		return nil, false
+	}
+	return ids, true
+}
+
+// plainTraceIDsObject decodes raw when it is {"trace_ids": [...]} alone
+// (JSON whitespace allowed) with plain ids (see plainStringList).
+func plainTraceIDsObject(raw []byte) ([]string, bool) {
+	i := skipJSONSpace(raw, 0)
+	if i == len(raw) || raw[i] != '{' {
+		return nil, false
+	}
+	i = skipJSONSpace(raw, i+1)
+	const key = `"trace_ids"`
+	if !bytes.HasPrefix(raw[i:], []byte(key)) {
+		return nil, false
+	}
+	i = skipJSONSpace(raw, i+len(key))
+	if i == len(raw) || raw[i] != ':' {
+		return nil, false
+	}
+	ids, end, ok := plainStringList(raw, skipJSONSpace(raw, i+1))
+	if !ok {
+		return nil, false
+	}
+	end = skipJSONSpace(raw, end)
+	if end == len(raw) || raw[end] != '}' || skipJSONSpace(raw, end+1) != len(raw) {
 		return nil, false
 	}
 	return ids, true

@@ -101,7 +101,7 @@ func (e *Engine) fail(r workResult, stage string, err error) workResult {
 	return r
 }
 
-func (e *Engine) runUpload(it workItem) workResult {
+func (e *Engine) runUpload(it workItem) (res workResult) {
 	ctx := e.workCtx
 	s := it.spec
 	r := workResult{item: it, started: time.Now()}
@@ -120,6 +120,50 @@ func (e *Engine) runUpload(it workItem) workResult {
 			r.kind, r.dur = resResolvedNone, time.Since(r.started)
 			return r
 		}
+	}
+	// Rule 9: the create-phase intent is durable before create. It is
+	// written while presign and the PUT run, so that its fsync overlaps
+	// them instead of adding to every upload's time (and intents of
+	// several workers share one commit). A create-phase intent must exist
+	// only while a create may have run: recovery adopts the unrecorded
+	// traces of its basename, and the basename lock (rule 8) is released
+	// after a failure before create. So when this attempt fails before
+	// create, the intent goes back to the presign phase before the worker
+	// returns (and if that write fails, the result says a create may have
+	// run, which keeps the lock until a listing resolved it). The worker
+	// always waits for these writes before returning: the loop never acts
+	// on a result before they ended. A recovery in progress (needResolve)
+	// keeps the intent it resolves and writes the new one before create.
+	early := !s.needResolve
+	intentDone := make(chan error, 1)
+	var intentErr error
+	intentWaited := false
+	waitIntent := func() error {
+		if !intentWaited {
+			intentErr, intentWaited = <-intentDone, true
+		}
+		return intentErr
+	}
+	in := store.Intent{Hash: s.hash, Path: s.path, Filename: s.filename, Size: s.size, Phase: store.PhaseCreate}
+	writeIntent := func() {
+		r.createAt = e.cfg.Now()
+		in.StartedAt = r.createAt
+		go func(in store.Intent) {
+			intentDone <- e.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error { return tx.PutIntent(in) })
+		}(in)
+	}
+	if early {
+		writeIntent()
+		defer func() {
+			if waitIntent() != nil || res.mayHaveCreated {
+				return
+			}
+			back := in
+			back.Phase = store.PhasePresign
+			if err := e.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error { return tx.PutIntent(back) }); err != nil {
+				res.mayHaveCreated = true
+			}
+		}()
 	}
 	for represign := 0; ; represign++ {
 		if err := e.wait(ctx); err != nil {
@@ -174,9 +218,10 @@ func (e *Engine) runUpload(it workItem) workResult {
 		break
 	}
 	// Rule 9: before create, the intent says create may run.
-	r.createAt = e.cfg.Now()
-	in := store.Intent{Hash: s.hash, Path: s.path, Filename: s.filename, Size: s.size, Phase: store.PhaseCreate, StartedAt: r.createAt}
-	if err := e.st.Update(context.WithoutCancel(ctx), func(tx *store.Tx) error { return tx.PutIntent(in) }); err != nil {
+	if !early {
+		writeIntent()
+	}
+	if err := waitIntent(); err != nil {
 		r.kind, r.stage, r.err, r.class = resFailed, "store", fmt.Errorf("record upload intent: %w", err), client.ClassTransient
 		r.mayHaveCreated = s.needResolve
 		return r
