@@ -221,6 +221,19 @@ func (c *Client) Create(ctx context.Context, filename string) ([]string, error) 
 	return ids, nil
 }
 
+// eachID calls fn with the bytes of each string of list, a JSON array of
+// strings without escapes.
+func eachID(list []byte, fn func(id []byte)) {
+	for i := 0; i < len(list); i++ {
+		if list[i] != '"' {
+			continue
+		}
+		j := i + 1 + bytes.IndexByte(list[i+1:], '"')
+		fn(list[i+1 : j])
+		i = j
+	}
+}
+
 // createAnswer is what do decodes a create answer into: the ids, when the
 // body is {"trace_ids": [...]} alone with plain ids, else the payload (the
 // body, or the envelope's data) for parseCreateIDs.
@@ -346,26 +359,17 @@ func plainStringList(b []byte, i int) (ids []string, end int, ok bool) {
 		}
 		i = skipJSONSpace(b, i+1)
 	}
-	// Second pass: copy the ids into one string; the shape is known good.
+	// The shape is known good: copy the ids into one string, then slice it.
 	var all strings.Builder
 	all.Grow(total)
-	lens := make([]int, 0, count)
-	for i = start; i < end; i++ {
-		if b[i] != '"' {
-			continue
-		}
-		j := i + 1 + bytes.IndexByte(b[i+1:end], '"')
-		all.Write(b[i+1 : j])
-		lens = append(lens, j-i-1)
-		i = j
-	}
+	eachID(b[start:end], func(id []byte) { all.Write(id) })
 	joined := all.String()
-	ids = make([]string, count)
+	ids = make([]string, 0, count)
 	off := 0
-	for k, n := range lens {
-		ids[k] = joined[off : off+n]
-		off += n
-	}
+	eachID(b[start:end], func(id []byte) {
+		ids = append(ids, joined[off:off+len(id)])
+		off += len(id)
+	})
 	return ids, end, true
 }
 

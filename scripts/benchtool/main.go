@@ -49,6 +49,19 @@ type config struct {
 	drops           int
 	settle          time.Duration
 	workers         int
+	tracesyncEnv    []string // extra KEY=VALUE for tracesync only
+}
+
+// envList is a repeatable KEY=VALUE flag.
+type envList []string
+
+func (l *envList) String() string { return strings.Join(*l, " ") }
+func (l *envList) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("%q: want KEY=VALUE", v)
+	}
+	*l = append(*l, v)
+	return nil
 }
 
 func run() error {
@@ -64,7 +77,10 @@ func run() error {
 	flag.IntVar(&c.drops, "drops", 100, "files dropped one by one per latency run")
 	flag.DurationVar(&c.settle, "settle", 100*time.Millisecond, "--settle of the latency runs")
 	flag.IntVar(&c.workers, "workers", 4, "--workers")
+	var extraEnv envList
+	flag.Var(&extraEnv, "tracesync-env", "KEY=VALUE added to tracesync's environment only, not stratix-fake's (repeatable; e.g. GOMEMLIMIT=40MiB)")
 	flag.Parse()
+	c.tracesyncEnv = extraEnv
 	if c.tracesync == "" || c.fake == "" || c.work == "" {
 		return errors.New("need --tracesync, --fake and --work")
 	}
@@ -77,7 +93,11 @@ func run() error {
 		_ = fake.Process.Signal(syscall.SIGTERM)
 		_ = fake.Wait()
 	}()
-	fmt.Printf("stratix-fake at %s; %d runs per figure, --workers %d; GOMAXPROCS machine: %d CPUs\n\n", url, c.runs, c.workers, numCPU())
+	fmt.Printf("stratix-fake at %s; %d runs per figure, --workers %d; GOMAXPROCS machine: %d CPUs\n", url, c.runs, c.workers, numCPU())
+	if len(c.tracesyncEnv) > 0 {
+		fmt.Printf("tracesync's extra environment: %s\n", strings.Join(c.tracesyncEnv, " "))
+	}
+	fmt.Println()
 
 	small := filepath.Join(c.work, "small")
 	if err := makeFiles(small, c.smallFiles, c.smallSize); err != nil {
@@ -191,13 +211,13 @@ func makeFiles(dir string, n, size int) error {
 }
 
 func env(c config, url, state string) []string {
-	return append(os.Environ(),
+	return append(append(os.Environ(),
 		"LAYERLENS_STRATIX_API_KEY=bench-key",
 		"LAYERLENS_STRATIX_BASE_URL="+url,
 		"TRACESYNC_STATE_DIR="+state,
 		"TRACESYNC_LOG_LEVEL=warn",
 		"TRACESYNC_LOG_FORMAT=json",
-	)
+	), c.tracesyncEnv...)
 }
 
 // runResult is what one backfill measured.
