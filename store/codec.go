@@ -195,7 +195,14 @@ func decodePath(key, v []byte) (PathRecord, error) {
 
 // encodeContent encodes a Content; the hash is the key.
 func encodeContent(c *Content) []byte {
-	e := encoder{b: make([]byte, 0, 64+len(c.Filename)+40*len(c.TraceIDs))}
+	// Exact room for the ids (a 50 MiB JSONL file can hold hundreds of
+	// thousands): each is a length varint (at most 2 bytes for an id under
+	// 16 KiB; append grows it for longer ones) and its bytes.
+	n := 64 + len(c.Filename)
+	for _, id := range c.TraceIDs {
+		n += 2 + len(id)
+	}
+	e := encoder{b: make([]byte, 0, n)}
 	e.byte1(recordFormat)
 	e.str(c.Filename)
 	e.varint(c.Size)
