@@ -102,6 +102,16 @@ func (d *decoder) str() string {
 	return s
 }
 
+// skipStr steps over a string without copying it.
+func (d *decoder) skipStr() {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail()
+		return
+	}
+	d.b = d.b[n:]
+}
+
 func (d *decoder) strs() []string {
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(d.b)) { // each string takes at least one byte
@@ -224,6 +234,28 @@ func decodeContent(key, v []byte) (Content, error) {
 	c.TraceIDs = d.strs()
 	c.UploadedAt = d.time()
 	return c, d.finish("content", key)
+}
+
+// contentTraceCount is len(decodeContent(key, v).TraceIDs), with the same
+// checks, without copying the ids out: status and every metrics scrape
+// count the traces of all contents.
+func contentTraceCount(key, v []byte) (int, error) {
+	if len(key) != len(Hash{}) {
+		return 0, fmt.Errorf("decode content key %x: %w", key, ErrCorrupt)
+	}
+	d := decoder{b: v}
+	d.start()
+	d.skipStr() // filename
+	d.varint()  // size
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail()
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		d.skipStr()
+	}
+	d.time() // uploaded at
+	return int(n), d.finish("content", key)
 }
 
 // encodeIntent encodes an Intent; the hash is the key.

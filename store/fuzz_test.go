@@ -35,6 +35,10 @@ func FuzzDecodeRecord(f *testing.F) {
 			}
 		case 1:
 			c, err := decodeContent(key, v)
+			// The counting decoder agrees with the full one, error or not.
+			if n, cerr := contentTraceCount(key, v); (cerr == nil) != (err == nil) || (err == nil && n != len(c.TraceIDs)) {
+				t.Fatalf("content %q: contentTraceCount = %d, %v; decodeContent has %d ids, %v", v, n, cerr, len(c.TraceIDs), err)
+			}
 			if checkDecodeErr(t, "content", v, err) {
 				c2, err := decodeContent(key, encodeContent(&c))
 				if err != nil || !reflect.DeepEqual(c, c2) {

@@ -198,12 +198,12 @@ func (db *DB) Counts() (Counts, error) {
 			if isRefKey(k) {
 				return nil
 			}
-			content, err := decodeContent(k, v)
+			n, err := contentTraceCount(k, v)
 			if err != nil {
 				return err
 			}
 			c.Contents++
-			c.Traces += len(content.TraceIDs)
+			c.Traces += n
 			return nil
 		})
 		if err != nil {
