@@ -1094,6 +1094,9 @@ func (l *loop) onUploaded(o *uploadedOp) {
 			l.release(path, p)
 		}
 	}
+	if o.orphaned {
+		l.orphan(u.hash, u.size) // re-checked when due: a path may come back
+	}
 }
 
 func (l *loop) onDeleteResult(r workResult) {

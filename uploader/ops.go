@@ -143,11 +143,12 @@ type recordOp struct {
 	ids      []string
 	attempts int // the attempts the upload took, kept on the paths it uploaded
 	// outputs
-	paths []string // paths set to uploaded
+	paths    []string // paths set to uploaded
+	orphaned bool     // no path holds the content any more (removed while it was uploaded)
 }
 
 func (o *recordOp) apply(tx *store.Tx, now time.Time) error {
-	o.paths = nil
+	o.paths, o.orphaned = nil, false
 	c := store.Content{Hash: o.hash, Filename: o.filename, Size: o.size, TraceIDs: o.ids, UploadedAt: now}
 	if old, err := tx.GetContent(o.hash); err == nil {
 		// Never forget trace ids already recorded for these bytes.
@@ -176,6 +177,10 @@ func (o *recordOp) apply(tx *store.Tx, now time.Time) error {
 		}
 		o.paths = append(o.paths, p)
 	}
+	// Every path of these bytes went while the upload (or the resolution
+	// of a lost create) ran: the removal found no content to orphan then,
+	// so the traces recorded now must be orphaned here (rule 4).
+	o.orphaned = tx.RefCount(o.hash) == 0
 	return tx.DeleteIntent(o.hash)
 }
 

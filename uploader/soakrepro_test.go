@@ -78,11 +78,11 @@ func TestSoakReproRescanDuringRename(t *testing.T) {
 // waited to resolve that create (rule 9), and then recovery adopted the
 // traces: recordOp (uploader/ops.go) records the content even though no
 // live path refers to it any more, and nothing orphans it, so its traces
-// stay on the server for good (rule 4: with delete-on-remove, a content
+// stayed on the server for good (rule 4: with delete-on-remove, a content
 // without paths has its traces deleted). The removal itself orphaned
-// nothing: the content was not recorded yet.
+// nothing: the content was not recorded yet. Fixed: recordOp reports a
+// content no path holds, and the loop orphans it.
 func TestSoakReproRemovedWhileResolvingLostCreate(t *testing.T) {
-	t.Skip("REPRO: a file removed while its lost create is being resolved keeps its adopted traces forever (rule 4); see the comment above, owner uploader/ops.go and loop.go")
 	cfg := deleteConfig()
 	cfg.DeleteDelay = watcher.DefaultRemoveGrace(time.Second) // the daemon's setting
 	h := newHarness(t, cfg, stratixtest.Options{})
