@@ -198,6 +198,9 @@ func (c *Client) Discover(ctx context.Context) (Target, error) {
 		default:
 			projectID = org.Projects[0].ID
 		}
+		if projectID == "" {
+			return Target{}, fmt.Errorf("organizations: %w: organization %s lists a project without an id (pass --project-id)", ErrBadResponse, orgID)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
