@@ -56,10 +56,15 @@ type upload struct {
 	state       jobState
 	needResolve bool
 	resolveOnly bool
-	intentAt    time.Time
-	locked      bool // holds the basename lock
-	dropped     bool // removed from jobs; skip wherever it is still queued
-	firstTry    time.Time
+	// background: a resolve-only job made while running, for bytes that
+	// lost their last path while a create of them may have run. It is
+	// queued with the uploads and does not hold them back (l.resolving
+	// counts only the start's leftover intents).
+	background bool
+	intentAt   time.Time
+	locked     bool // holds the basename lock
+	dropped    bool // removed from jobs; skip wherever it is still queued
+	firstTry   time.Time
 }
 
 // delJob is one remote delete.
@@ -416,7 +421,7 @@ func (l *loop) orphanBusy(h store.Hash, size int64) bool {
 func (l *loop) enqueue(u *upload, front bool) {
 	u.state = jobQueued
 	q := &l.readyQ
-	if u.resolveOnly {
+	if u.resolveOnly && !u.background {
 		q = &l.resolveQ
 	}
 	if front {
@@ -500,7 +505,7 @@ func (l *loop) dispatched(it workItem) {
 		return
 	}
 	u := it.up
-	if u.resolveOnly {
+	if u.resolveOnly && !u.background {
 		l.resolveQ = l.resolveQ[1:]
 	} else {
 		l.readyQ = l.readyQ[1:]
@@ -756,6 +761,10 @@ func (l *loop) detach(path string, p *pathJob) {
 	}
 	delete(u.paths, path)
 	if len(u.paths) == 0 && u.state != jobRunning && u.state != jobRecording {
+		if u.needResolve {
+			l.resolveInBackground(u)
+			return
+		}
 		l.dropJob(u)
 		return
 	}
@@ -767,12 +776,33 @@ func (l *loop) detach(path string, p *pathJob) {
 	}
 }
 
+// resolveInBackground keeps a job whose bytes lost their last path while a
+// create of them may have run: it lists and adopts those traces (rule 9)
+// now, with delete-on-remove then deletes them (rule 4), and holds the
+// basename (rule 8) until then; a job dropped here would leave its intent
+// for the next start to resolve.
+func (l *loop) resolveInBackground(u *upload) {
+	if u.resolveOnly {
+		return
+	}
+	u.resolveOnly, u.background = true, true
+}
+
+// noteCreateAt keeps the earliest time a create of u may have run, so a
+// later resolve lists the basename's traces from then (less the allowed
+// skew), not from the beginning of time.
+func (l *loop) noteCreateAt(u *upload, r workResult) {
+	if r.mayHaveCreated && !r.createAt.IsZero() && (u.intentAt.IsZero() || r.createAt.Before(u.intentAt)) {
+		u.intentAt = r.createAt
+	}
+}
+
 func (l *loop) dropJob(u *upload) {
 	u.dropped = true
 	if l.jobs[u.hash] == u {
 		delete(l.jobs, u.hash)
 	}
-	if u.resolveOnly && l.resolving > 0 {
+	if u.resolveOnly && !u.background && l.resolving > 0 {
 		l.resolving--
 	}
 	l.unlock(u)
@@ -934,8 +964,10 @@ func (l *loop) onResult(r workResult) {
 		l.writes = append(l.writes, &uploadedOp{recordOp: recordOp{hash: u.hash, filename: s.filename, size: s.size, ids: r.ids, attempts: u.attempts + 1}, u: u, r: r})
 		return
 	case resResolvedNone:
-		l.resolving--
-		u.needResolve, u.resolveOnly = false, false
+		if !u.background {
+			l.resolving--
+		}
+		u.needResolve, u.resolveOnly, u.background = false, false, false
 		l.unlock(u)
 		l.writes = append(l.writes, &intentOp{intent: store.Intent{Hash: u.hash}, clear: true})
 		if len(u.paths) == 0 {
@@ -946,6 +978,7 @@ func (l *loop) onResult(r workResult) {
 		return
 	case resChanged, resVanished, resUnreadable:
 		u.needResolve = u.needResolve || r.mayHaveCreated
+		l.noteCreateAt(u, r)
 		l.e.m.failures.WithLabelValues(map[resultKind]string{resChanged: "changed", resVanished: "vanished", resUnreadable: "unreadable"}[r.kind]).Inc()
 		src := s.path
 		if p := l.paths[src]; p != nil && p.job == u {
@@ -965,14 +998,17 @@ func (l *loop) onResult(r workResult) {
 			l.writes = append(l.writes, &quarantineOp{path: src, root: u.root, reason: errText(r.err)})
 			l.countQuarantine(src, "unreadable", s.size, errText(r.err))
 		}
-		if u.resolveOnly {
+		if u.resolveOnly && !u.background {
 			l.resolving--
-			u.resolveOnly = false
 		}
+		u.resolveOnly, u.background = false, false
 		if len(u.paths) == 0 {
-			if !u.needResolve {
-				l.writes = append(l.writes, &intentOp{intent: store.Intent{Hash: u.hash}, clear: true})
+			if u.needResolve {
+				l.resolveInBackground(u)
+				l.enqueue(u, false)
+				return
 			}
+			l.writes = append(l.writes, &intentOp{intent: store.Intent{Hash: u.hash}, clear: true})
 			l.dropJob(u)
 			return
 		}
@@ -992,11 +1028,13 @@ func (l *loop) onResult(r workResult) {
 
 	// resFailed
 	u.needResolve = u.needResolve || r.mayHaveCreated
+	l.noteCreateAt(u, r)
 	switch r.class {
 	case client.ClassCanceled:
 		// Shutting down: the store keeps the path pending and any intent.
-		if u.resolveOnly {
+		if u.resolveOnly && !u.background {
 			l.resolving--
+			u.resolveOnly = false // dropJob must not count it again
 		}
 		l.dropJob(u)
 		for path := range u.paths {
@@ -1021,8 +1059,9 @@ func (l *loop) onResult(r workResult) {
 		l.e.m.failures.WithLabelValues("permanent").Inc()
 		msg := fmt.Sprintf("rejected by the API (%s): %v; fix the file and it is retried", r.stage, r.err)
 		l.writes = append(l.writes, &failOp{hash: u.hash, state: store.StateQuarantined, lastErr: msg, deleteIntent: true})
-		if u.resolveOnly {
+		if u.resolveOnly && !u.background {
 			l.resolving--
+			u.resolveOnly = false // dropJob must not count it again
 		}
 		l.dropJob(u)
 		for path := range u.paths {

@@ -110,3 +110,37 @@ func TestSoakReproRemovedWhileResolvingLostCreate(t *testing.T) {
 		t.Errorf("got %d creates, want 1 (rule 9: the lost create is adopted, not repeated)", n)
 	}
 }
+
+// Found by the 10-minute soak at 69d429f (c0002149): a create whose answer
+// was lost, then the file rewritten before the next attempt resolved it.
+// The job for the old bytes lost its last path and was dropped with its
+// intent kept, so its traces were found and deleted only at the next start.
+// While the daemon runs, the old bytes' create must be resolved (listing,
+// rule 9) and, with delete-on-remove, its traces deleted; the new bytes are
+// uploaded once.
+func TestSoakReproRewrittenWhileLostCreateUnresolved(t *testing.T) {
+	cfg := deleteConfig()
+	// The retry after the lost create waits long enough for the rewrite.
+	cfg.InitialBackoff, cfg.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
+	h := newHarness(t, cfg, stratixtest.Options{})
+	h.srv.LoseCreateResponseNext(1)
+	p := h.write("a.json", traceA)
+	h.ready(p)
+	h.waitFor("the lost create", func() bool { return h.srv.CreatesByHash()[hexHash(traceA)] == 1 })
+	h.write("a.json", traceB) // rewritten: the old bytes have no path left
+	h.ready(p)
+	h.waitFor("the new bytes uploaded", func() bool {
+		r := h.rec(p)
+		return r.State == store.StateUploaded && r.Hash.String() == hexHash(traceB)
+	})
+	h.waitFor("the old bytes' trace deleted (one live trace, the new bytes')", func() bool { return len(h.srv.Traces()) == 1 })
+	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
+		t.Fatalf("old bytes created %d times, want 1", n)
+	}
+	if n := h.srv.CreatesByHash()[hexHash(traceB)]; n != 1 {
+		t.Fatalf("new bytes created %d times, want 1", n)
+	}
+	if ins, _ := h.db.Intents(); len(ins) != 0 {
+		t.Fatalf("intents left: %v", ins)
+	}
+}
