@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -51,13 +50,11 @@ func OpenReadOnly(dir string, opts Options) (*DB, error) {
 			if meta == nil {
 				return fmt.Errorf("open state %s: %w", file, ErrNotStateFile)
 			}
-			raw := meta.Get(keySchema)
-			if len(raw) != 4 {
-				return fmt.Errorf("open state %s: %w (no schema version)", file, ErrNotStateFile)
+			v, err := schemaVersion(meta, file)
+			if err != nil {
+				return err
 			}
-			if v := binary.BigEndian.Uint32(raw); v > SchemaVersion {
-				return &SchemaError{File: file, Found: v, Known: SchemaVersion}
-			} else if v < SchemaVersion {
+			if v < SchemaVersion {
 				return fmt.Errorf("open state %s: written by schema %d, and a read-only open cannot migrate it to %d: make the state directory writable and run tracesync once", file, v, SchemaVersion)
 			}
 			db.target = opts.Target

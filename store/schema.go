@@ -101,13 +101,9 @@ func (db *DB) initSchema(bdb *bolt.DB, target string) error {
 				return err
 			}
 		}
-		raw := meta.Get(keySchema)
-		if len(raw) != 4 {
-			return fmt.Errorf("open state %s: %w (no schema version); move it away or pass --state-dir", db.file, ErrNotStateFile)
-		}
-		version := binary.BigEndian.Uint32(raw)
-		if version > SchemaVersion {
-			return &SchemaError{File: db.file, Found: version, Known: SchemaVersion}
+		version, err := schemaVersion(meta, db.file)
+		if err != nil {
+			return err
 		}
 		for v := version; v < SchemaVersion; v++ {
 			step, ok := migrations[v]
@@ -158,4 +154,18 @@ func createNamespace(tx *bolt.Tx, target string) error {
 		}
 	}
 	return nil
+}
+
+// schemaVersion reads the schema version of the state file file from its
+// meta bucket, refusing a file without one and a file of a newer schema.
+func schemaVersion(meta *bolt.Bucket, file string) (uint32, error) {
+	raw := meta.Get(keySchema)
+	if len(raw) != 4 {
+		return 0, fmt.Errorf("open state %s: %w (no schema version); move it away or pass --state-dir", file, ErrNotStateFile)
+	}
+	version := binary.BigEndian.Uint32(raw)
+	if version > SchemaVersion {
+		return 0, &SchemaError{File: file, Found: version, Known: SchemaVersion}
+	}
+	return version, nil
 }
