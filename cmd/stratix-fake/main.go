@@ -20,6 +20,7 @@ import (
 
 	"github.com/tracesync/tracesync/client/stratixtest"
 	"github.com/tracesync/tracesync/internal/logging"
+	"github.com/tracesync/tracesync/internal/profiling"
 )
 
 const (
@@ -49,6 +50,8 @@ type config struct {
 	dataDir       string
 	logLevel      string
 	logFormat     string
+	cpuProfile    string
+	memProfile    string
 }
 
 // usageError is a bad command line: exit code 2.
@@ -75,6 +78,10 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (co
 	fs.StringVar(&cfg.dataDir, "data-dir", "", "keep traces in this directory so they survive a restart (default: in memory only)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn, error")
 	fs.StringVar(&cfg.logFormat, "log-format", "auto", "log format: auto, json, console")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file (for developers)")
+	fs.StringVar(&cfg.memProfile, "memprofile", "", "write a Go heap profile to this file at exit (for developers)")
+	_ = fs.MarkHidden("cpuprofile")
+	_ = fs.MarkHidden("memprofile")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return cfg, err
@@ -117,7 +124,16 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		fmt.Fprintf(stderr, "stratix-fake: %v\n", err)
 		return exitUsage
 	}
-	if err := run(ctx, cfg, stdout, stderr); err != nil {
+	stopProfile, err := profiling.Start(cfg.cpuProfile, cfg.memProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "stratix-fake: %v\n", err)
+		return exitUsage
+	}
+	err = run(ctx, cfg, stdout, stderr)
+	if perr := stopProfile(); perr != nil {
+		fmt.Fprintf(stderr, "stratix-fake: %v\n", perr)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "stratix-fake: %v\n", err)
 		var ue usageError
 		if errors.As(err, &ue) {

@@ -10,10 +10,12 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/tracesync/tracesync/internal/logging"
+	"github.com/tracesync/tracesync/internal/profiling"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -68,6 +70,9 @@ type globals struct {
 	stateDir       string
 	logLevel       string
 	logFormat      string
+	cpuProfile     string
+	memProfile     string
+	stopProfile    func() error
 
 	log zerolog.Logger // built in PersistentPreRunE
 
@@ -85,6 +90,11 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
+	if g.stopProfile != nil {
+		if perr := g.stopProfile(); perr != nil {
+			fmt.Fprintf(stderr, "tracesync: %v\n", perr)
+		}
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -135,6 +145,11 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 				return asUsage(err)
 			}
 			g.log = log
+			if g.cpuProfile != "" || g.memProfile != "" {
+				if g.stopProfile, err = profiling.Start(g.cpuProfile, g.memProfile); err != nil {
+					return asUsage(err)
+				}
+			}
 			for _, name := range ignored {
 				flag := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "TRACESYNC_"), "_", "-"))
 				log.Warn().Str("variable", name).Msgf("%s is ignored: --%s is read only from the command line", name, flag)
@@ -151,6 +166,10 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 	pf.StringVar(&g.stateDir, "state-dir", "", "state directory (env TRACESYNC_STATE_DIR; default $STATE_DIRECTORY, else $XDG_STATE_HOME/tracesync, else ~/.local/state/tracesync)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&g.logFormat, "log-format", "auto", "log format: auto (console on a terminal, JSON otherwise), json, console")
+	pf.StringVar(&g.cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file (for developers)")
+	pf.StringVar(&g.memProfile, "memprofile", "", "write a Go heap profile to this file at exit (for developers)")
+	_ = pf.MarkHidden("cpuprofile")
+	_ = pf.MarkHidden("memprofile")
 
 	root.AddCommand(
 		newVersionCmd(g),
