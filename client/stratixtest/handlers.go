@@ -508,7 +508,7 @@ func (s *Server) newTracesLocked(now time.Time, project, filename string, datas 
 	allIDs := string(idBuf)
 	ids := make([]string, len(datas))
 	block := make([]trace, len(datas))
-	s.traces = slices.Grow(s.traces, len(datas))
+	s.traces = growDoubling(s.traces, len(datas))
 	start := 0
 	for i, d := range datas {
 		if !now.After(s.lastCreated) {
@@ -521,16 +521,26 @@ func (s *Server) newTracesLocked(now time.Time, project, filename string, datas 
 		t := &block[i]
 		*t = trace{id: ids[i], project: project, createdAt: now, filename: filename, data: d}
 		s.traces = append(s.traces, t)
-		s.byID[t.id] = t
+		s.byID.put(t)
 		s.persistCreateLocked(t)
 	}
 	s.sources[sourceKey{project, filename}] += len(datas)
 	return ids
 }
 
+// growDoubling is slices.Grow that at least doubles the capacity when it
+// must grow: slices.Grow grows to just what is asked, so growing the list
+// of all traces by each create's count copied the whole list every time.
+func growDoubling[T any](s []T, n int) []T {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	return slices.Grow(s, max(n, cap(s)))
+}
+
 func (s *Server) addTraceLocked(t *trace) {
 	s.traces = append(s.traces, t)
-	s.byID[t.id] = t
+	s.byID.put(t)
 	s.sources[sourceKey{t.project, t.filename}]++
 }
 
@@ -637,7 +647,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	t := s.byID[r.PathValue("id")]
+	t := s.byID.get(r.PathValue("id"))
 	var out wireTrace
 	if t != nil && t.project == project {
 		out = s.wire(t)
@@ -657,7 +667,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	s.mu.Lock()
-	t := s.byID[id]
+	t := s.byID.get(id)
 	found := t != nil && t.project == project
 	if found {
 		s.deleteLocked(t)
@@ -676,7 +686,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) deleteLocked(t *trace) {
 	t.deleted = true
-	delete(s.byID, t.id)
+	s.byID.del(t.id)
 	k := sourceKey{t.project, t.filename}
 	if s.sources[k]--; s.sources[k] <= 0 {
 		delete(s.sources, k)

@@ -110,13 +110,13 @@ func (s *Server) load(name string) error {
 				}
 			}
 		case "delete":
-			if t := s.byID[rec.ID]; t != nil {
+			if t := s.byID.get(rec.ID); t != nil {
 				s.deleteLocked(t)
 			}
 		}
 	}
 	s.deleted = nil // deletions of earlier runs are not this run's
-	s.log.Info().Int("traces", len(s.byID)).Int("skipped_lines", skipped).Str("file", name).Msg("stratixtest: loaded data log")
+	s.log.Info().Int("traces", s.byID.len()).Int("skipped_lines", skipped).Str("file", name).Msg("stratixtest: loaded data log")
 	return nil
 }
 

@@ -126,7 +126,7 @@ type Server struct {
 	mu                sync.Mutex // guards everything below
 	traces            []*trace   // by created_at, ascending; deleted ones are removed lazily
 	nDeleted          int        // deleted entries still in traces
-	byID              map[string]*trace
+	byID              traceIndex
 	sources           map[sourceKey]int // live traces per project and filename
 	tokens            map[string]*presignedURL
 	inflight          map[string][]*presignedURL // open uploads per basename: presigned, not yet created
@@ -220,7 +220,6 @@ func New(opts Options) (*Server, error) {
 		opts:              opts,
 		now:               opts.Now,
 		ttl:               opts.URLTTL,
-		byID:              make(map[string]*trace),
 		sources:           make(map[sourceKey]int),
 		tokens:            make(map[string]*presignedURL),
 		inflight:          make(map[string][]*presignedURL),
@@ -266,6 +265,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("stratixtest: random: %w", err)
 	}
 	s.idPrefix = "tr_" + hex.EncodeToString(rnd[:]) + "_"
+	s.byID = newTraceIndex(s.idPrefix)
 	if opts.DataDir != "" {
 		if err := s.openPersist(opts.DataDir); err != nil {
 			return nil, err
@@ -384,7 +384,7 @@ func (s *Server) Calls(ep Endpoint) int { return int(s.calls[ep.index()].Load())
 func (s *Server) Traces() []client.Trace {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]client.Trace, 0, len(s.byID))
+	out := make([]client.Trace, 0, s.byID.len())
 	for _, t := range s.traces {
 		if t.deleted {
 			continue
@@ -452,8 +452,8 @@ func (s *Server) Deleted() []string {
 func (s *Server) AddEvaluation(traceID string, e client.Evaluation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok := s.byID[traceID]
-	if !ok {
+	t := s.byID.get(traceID)
+	if t == nil {
 		return fmt.Errorf("stratixtest: no trace %s", traceID)
 	}
 	if e.CreatedAt.IsZero() {
