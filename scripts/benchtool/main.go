@@ -85,15 +85,7 @@ func run() error {
 		return errors.New("need --tracesync, --fake and --work")
 	}
 
-	fake, url, err := startFake(c.fake)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		_ = fake.Process.Signal(syscall.SIGTERM)
-		_ = fake.Wait()
-	}()
-	fmt.Printf("stratix-fake at %s; %d runs per figure, --workers %d; GOMAXPROCS machine: %d CPUs\n", url, c.runs, c.workers, numCPU())
+	fmt.Printf("%d runs per figure, --workers %d; GOMAXPROCS machine: %d CPUs; a fresh stratix-fake per run\n", c.runs, c.workers, numCPU())
 	if len(c.tracesyncEnv) > 0 {
 		fmt.Printf("tracesync's extra environment: %s\n", strings.Join(c.tracesyncEnv, " "))
 	}
@@ -105,7 +97,7 @@ func run() error {
 	}
 	var fps, smallRSS []float64
 	for i := range c.runs {
-		r, err := backfill(c, fake.Process.Pid, url, small, fmt.Sprintf("small-%d", i))
+		r, err := backfill(c, small, fmt.Sprintf("small-%d", i))
 		if err != nil {
 			return err
 		}
@@ -126,7 +118,7 @@ func run() error {
 	var mbps, largeRSS []float64
 	total := float64(c.largeFiles) * float64(c.largeSize)
 	for i := range c.runs {
-		r, err := backfill(c, fake.Process.Pid, url, large, fmt.Sprintf("large-%d", i))
+		r, err := backfill(c, large, fmt.Sprintf("large-%d", i))
 		if err != nil {
 			return err
 		}
@@ -143,7 +135,7 @@ func run() error {
 	var p50s, p99s []float64
 	latRuns := min(c.runs, 3)
 	for i := range latRuns {
-		lat, err := latency(c, url, fmt.Sprintf("latency-%d", i))
+		lat, err := latency(c, fmt.Sprintf("latency-%d", i))
 		if err != nil {
 			return err
 		}
@@ -156,8 +148,26 @@ func run() error {
 	return nil
 }
 
-// startFake starts stratix-fake on a free port and returns its base URL.
-func startFake(bin string) (*exec.Cmd, string, error) {
+// startFake starts stratix-fake on a free port and returns its base URL,
+// a function that reads the CPU time it has used so far, and one that
+// stops it. Each run gets a fresh one: the fake keeps every trace and body
+// in memory (each large-file run leaves 1.5 million traces and 400 MiB),
+// and a fake shared by all runs made each later run pay for the earlier
+// ones: its garbage collector scanning them, and the latency runs' polling
+// lists walking them.
+func startFake(bin string) (url string, cpu func() time.Duration, stop func(), err error) {
+	cmd, url, err := launchFake(bin)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	pid := cmd.Process.Pid
+	return url, func() time.Duration { return procCPU(pid) }, func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}, nil
+}
+
+func launchFake(bin string) (*exec.Cmd, string, error) {
 	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--log-level", "warn", "--api-key", "bench-key", "--envelope=false")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -231,7 +241,12 @@ type runResult struct {
 // backfill runs one backfill of dir with a fresh state directory and
 // returns its wall time, tracesync's peak RSS and CPU, and stratix-fake's
 // CPU over the same time.
-func backfill(c config, fakePID int, url, dir, name string) (runResult, error) {
+func backfill(c config, dir, name string) (runResult, error) {
+	url, fakeCPUNow, stopFake, err := startFake(c.fake)
+	if err != nil {
+		return runResult{}, err
+	}
+	defer stopFake()
 	state := filepath.Join(c.work, "state-"+name)
 	cmd := exec.Command(c.tracesync, "backfill", "--workers", fmt.Sprint(c.workers), dir)
 	cmd.Env = env(c, url, state)
@@ -239,15 +254,15 @@ func backfill(c config, fakePID int, url, dir, name string) (runResult, error) {
 	cmd.Stderr = &stderr
 	cmd.Stdout = io.Discard
 	quiesce()
-	fake0 := procCPU(fakePID)
+	fake0 := fakeCPUNow()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return runResult{}, fmt.Errorf("backfill %s: %w", dir, err)
 	}
 	peak := watchPeakRSS(cmd.Process.Pid)
-	err := cmd.Wait()
+	err = cmd.Wait()
 	el := time.Since(start)
-	fakeCPU := procCPU(fakePID) - fake0
+	fakeCPU := fakeCPUNow() - fake0
 	if err != nil {
 		return runResult{}, fmt.Errorf("backfill %s: %w\n%s", dir, err, stderr.String())
 	}
@@ -331,7 +346,12 @@ func procCPU(pid int) time.Duration {
 // latency starts the daemon on an empty folder and drops files one at a
 // time (a temporary name renamed into place), each once the previous was
 // created; a drop's latency is the server's created_at minus the rename.
-func latency(c config, url, name string) ([]float64, error) {
+func latency(c config, name string) ([]float64, error) {
+	url, _, stopFake, err := startFake(c.fake)
+	if err != nil {
+		return nil, err
+	}
+	defer stopFake()
 	state := filepath.Join(c.work, "state-"+name)
 	drop := filepath.Join(c.work, "drop-"+name)
 	if err := os.MkdirAll(drop, 0o755); err != nil {
@@ -393,10 +413,8 @@ func latency(c config, url, name string) ([]float64, error) {
 }
 
 // quiesce flushes every dirty page to disk before a measured run, so that
-// the run's fsyncs do not wait behind the writeback of what the bench wrote
-// before it (400 MiB of large files, the previous run's state): without it,
-// the latency runs after the large-file runs measured 120-137 ms at p50
-// where the same runs alone measured 105.
+// the run's fsyncs do not queue behind the writeback of what was written
+// before it (400 MiB of large files, the previous run's state).
 func quiesce() {
 	syscall.Sync()
 	time.Sleep(200 * time.Millisecond)
