@@ -1,8 +1,10 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -121,6 +123,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		commitInterval: opts.CommitInterval,
 		maxBatch:       opts.MaxBatch,
 	}
+	restarted := false
 	for {
 		bdb, err := openBolt(db.file, opts.Timeout)
 		if err == nil {
@@ -130,6 +133,20 @@ func Open(dir string, opts Options) (*DB, error) {
 			}
 		}
 		var ce *corruptError
+		if err != nil && errors.As(err, &ce) && db.recovered == "" && !restarted {
+			if size, stub := creationStub(db.file); stub {
+				// Not corruption: bbolt writes a new file's first 4 pages
+				// at once, and that write was cut short (a full disk).
+				// No transaction ever ran in it, so no record is lost.
+				if rerr := os.Remove(db.file); rerr != nil {
+					return nil, fmt.Errorf("state %s was never completely created (%d bytes) and could not be removed: %w", db.file, size, rerr)
+				}
+				restarted = true
+				db.log.Warn().Str("state", db.file).Int64("bytes", size).
+					Msg("state file was never completely created (its first write was cut short, e.g. by a full disk) and never held a record: created it afresh")
+				continue
+			}
+		}
 		if err != nil && errors.As(err, &ce) && db.recovered == "" {
 			moved, merr := moveAside(db.file, db.now())
 			if merr != nil {
@@ -362,6 +379,31 @@ func readPID(pidFile string) int {
 }
 
 // moveAside renames a corrupt file to FILE.corrupt-<UTC timestamp>.
+// creationStub reports a state file that is the start of what bbolt writes
+// when it creates a file, cut short: shorter than those first 4 pages, and
+// beginning with bbolt's first meta page (page id 0, meta flag, magic). No
+// transaction ever ran in it. It also returns the file's size. Anything
+// else that fails to open is treated as corrupt.
+func creationStub(file string) (int64, bool) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() >= int64(4*os.Getpagesize()) {
+		return 0, false
+	}
+	var head [20]byte
+	if _, err := io.ReadFull(f, head[:]); err != nil {
+		return fi.Size(), false
+	}
+	const metaFlag, magic = 0x04, 0xED0CDAED
+	ne := binary.NativeEndian
+	ok := ne.Uint64(head[0:8]) == 0 && ne.Uint16(head[8:10]) == metaFlag && ne.Uint32(head[16:20]) == magic
+	return fi.Size(), ok
+}
+
 func moveAside(file string, now time.Time) (string, error) {
 	dst := file + ".corrupt-" + now.UTC().Format("20060102T150405.000000000Z")
 	if err := os.Rename(file, dst); err != nil {
