@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
-
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
