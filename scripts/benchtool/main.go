@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -25,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -95,6 +97,16 @@ func run() error {
 	if err := makeFiles(small, c.smallFiles, c.smallSize); err != nil {
 		return err
 	}
+	var cps []float64
+	for i := range c.runs {
+		r, cpu, err := callsOnly(c, small)
+		if err != nil {
+			return err
+		}
+		cps = append(cps, r)
+		fmt.Printf("  calls-only run %d: %.0f uploads/s; CPU benchtool %.2fs, stratix-fake %.2fs\n", i+1, r, cpu[0].Seconds(), cpu[1].Seconds())
+	}
+	fmt.Printf("presign+PUT+create alone (%d concurrent clients, no tracesync), the same %d files: median %.0f uploads/s\n\n", c.workers, c.smallFiles, median(cps))
 	var fps, smallRSS []float64
 	for i := range c.runs {
 		r, err := backfill(c, small, fmt.Sprintf("small-%d", i))
@@ -228,6 +240,66 @@ func env(c config, url, state string) []string {
 		"TRACESYNC_LOG_LEVEL=warn",
 		"TRACESYNC_LOG_FORMAT=json",
 	), c.tracesyncEnv...)
+}
+
+// callsOnly uploads every file of dir with c.workers concurrent clients
+// straight through the client package (presign, PUT, create; no hashing, no
+// store, no tracesync) against a fresh stratix-fake, and returns uploads/s
+// and the CPU time of benchtool and of the fake. It is the ceiling the
+// engine's per-file overhead is measured against.
+func callsOnly(c config, dir string) (float64, [2]time.Duration, error) {
+	url, fakeCPUNow, stopFake, err := startFake(c.fake)
+	if err != nil {
+		return 0, [2]time.Duration{}, err
+	}
+	defer stopFake()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, [2]time.Duration{}, err
+	}
+	bodies := make([][]byte, len(entries))
+	for i, e := range entries {
+		if bodies[i], err = os.ReadFile(filepath.Join(dir, e.Name())); err != nil {
+			return 0, [2]time.Duration{}, err
+		}
+	}
+	api, err := client.New(client.Config{BaseURL: url, APIKey: "bench-key", HTTPClient: &http.Client{Transport: client.NewTransport()}})
+	if err != nil {
+		return 0, [2]time.Duration{}, err
+	}
+	ctx := context.Background()
+	if _, err := api.Discover(ctx); err != nil {
+		return 0, [2]time.Duration{}, err
+	}
+	quiesce()
+	var next atomic.Int64
+	errs := make(chan error, c.workers)
+	fake0, self0 := fakeCPUNow(), procCPU(os.Getpid())
+	start := time.Now()
+	for range c.workers {
+		go func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(bodies) {
+					errs <- nil
+					return
+				}
+				if _, err := api.Upload(ctx, entries[i].Name(), bytes.NewReader(bodies[i]), int64(len(bodies[i]))); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var first error
+	for range c.workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	el := time.Since(start)
+	cpu := [2]time.Duration{procCPU(os.Getpid()) - self0, fakeCPUNow() - fake0}
+	return float64(len(bodies)) / el.Seconds(), cpu, first
 }
 
 // runResult is what one backfill measured.
