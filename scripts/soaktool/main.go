@@ -65,6 +65,7 @@ type config struct {
 
 	maxRSSSlope float64
 	maxFDSlope  float64
+	profiles    bool
 
 	args    []string // the command line, for the repeat hint
 	seedSet bool     // -seed was given
@@ -104,6 +105,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.dropRate, "drop-rate", 0.01, "the proxy's chance, per chunk it forwards, of cutting the connection there (half of them with a TCP reset)")
 	fs.Float64Var(&c.maxRSSSlope, "max-rss-slope", 1.0, "fail when RSS grows faster than this many MiB/min over the steady part of the run: from when the folder holds its working set, at least the second half, 2m or more (0: no check)")
 	fs.Float64Var(&c.maxFDSlope, "max-fd-slope", 1.0, "fail when open fds grow faster than this many per minute over the steady part of the run (0: no check)")
+	fs.BoolVar(&c.profiles, "profiles", false, "have the daemon write Go CPU and heap profiles (tracesync.cpu.prof, tracesync.mem.prof, the heap at its exit) into the work dir")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

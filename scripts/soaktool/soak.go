@@ -90,6 +90,10 @@ func soak(ctx context.Context, cfg config) (ok bool, err error) {
 		"--state-dir", state, "--base-url", proxyURL, "--metrics-addr", metricsAddr,
 		"--workers", strconv.Itoa(cfg.workers), "--settle", cfg.settle.String(),
 		"--rescan-interval", cfg.rescanInterval.String(), "--log-format", "json", "--log-level", "info", root)
+	if cfg.profiles {
+		daemon.Args = append(daemon.Args[:len(daemon.Args)-1], "--cpuprofile", filepath.Join(cfg.work, "tracesync.cpu.prof"),
+			"--memprofile", filepath.Join(cfg.work, "tracesync.mem.prof"), root)
+	}
 	daemon.Env = daemonEnv()
 	daemon.Stdout = daemonLog
 	daemon.Stderr = daemonLog
