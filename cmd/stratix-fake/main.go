@@ -79,7 +79,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (co
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log level: debug (one line per request), info, warn, error")
 	fs.StringVar(&cfg.logFormat, "log-format", "auto", "log format: auto, json, console")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file (for developers)")
-	fs.StringVar(&cfg.memProfile, "memprofile", "", "write a Go heap profile to this file at exit (for developers)")
+	fs.StringVar(&cfg.memProfile, "memprofile", "", "write a Go heap profile to this file when asked to stop (SIGTERM, Ctrl-C), else at exit (for developers)")
 	_ = fs.MarkHidden("cpuprofile")
 	_ = fs.MarkHidden("memprofile")
 	if err := fs.Parse(args); err != nil {
@@ -124,7 +124,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, getenv f
 		fmt.Fprintf(stderr, "stratix-fake: %v\n", err)
 		return exitUsage
 	}
-	stopProfile, err := profiling.Start(cfg.cpuProfile, cfg.memProfile)
+	stopProfile, err := profiling.Start(ctx, cfg.cpuProfile, cfg.memProfile)
 	if err != nil {
 		fmt.Fprintf(stderr, "stratix-fake: %v\n", err)
 		return exitUsage

@@ -145,7 +145,7 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 			}
 			g.log = log
 			if g.cpuProfile != "" || g.memProfile != "" {
-				if g.stopProfile, err = profiling.Start(g.cpuProfile, g.memProfile); err != nil {
+				if g.stopProfile, err = profiling.Start(cmd.Context(), g.cpuProfile, g.memProfile); err != nil {
 					return asUsage(err)
 				}
 			}
@@ -166,7 +166,7 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&g.logFormat, "log-format", "auto", "log format: auto (console on a terminal, JSON otherwise), json, console")
 	pf.StringVar(&g.cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file (for developers)")
-	pf.StringVar(&g.memProfile, "memprofile", "", "write a Go heap profile to this file at exit (for developers)")
+	pf.StringVar(&g.memProfile, "memprofile", "", "write a Go heap profile to this file when asked to stop (SIGTERM, Ctrl-C), else at exit (for developers)")
 	_ = pf.MarkHidden("cpuprofile")
 	_ = pf.MarkHidden("memprofile")
 

@@ -5,17 +5,21 @@
 package profiling
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"sync"
 )
 
 // Start begins a CPU profile into cpuFile (when not empty) and returns a
-// function that stops it and, when memFile is not empty, writes a heap
-// profile there. The returned function is safe to call more than once.
-func Start(cpuFile, memFile string) (stop func() error, err error) {
+// function that stops it. When memFile is not empty, a heap profile is
+// written there the moment ctx is done (a daemon's SIGTERM: the heap while
+// everything is still live, before the shutdown releases it), or else by
+// the returned function. That function is safe to call more than once.
+func Start(ctx context.Context, cpuFile, memFile string) (stop func() error, err error) {
 	var cpu *os.File
 	if cpuFile != "" {
 		cpu, err = os.Create(cpuFile)
@@ -27,21 +31,38 @@ func Start(cpuFile, memFile string) (stop func() error, err error) {
 			return nil, fmt.Errorf("--cpuprofile %s: %w", cpuFile, err)
 		}
 	}
-	done := false
-	return func() error {
-		if done {
-			return nil
-		}
-		done = true
-		var errs []error
-		if cpu != nil {
-			pprof.StopCPUProfile()
-			errs = append(errs, cpu.Close())
-		}
+	var heapOnce sync.Once
+	var heapErr error
+	heap := func() error {
 		if memFile != "" {
-			errs = append(errs, writeHeap(memFile))
+			heapOnce.Do(func() { heapErr = writeHeap(memFile) })
 		}
-		return errors.Join(errs...)
+		return heapErr
+	}
+	stopped := make(chan struct{})
+	if memFile != "" {
+		go func() {
+			select {
+			case <-ctx.Done():
+				_ = heap()
+			case <-stopped:
+			}
+		}()
+	}
+	var stopOnce sync.Once
+	var stopErr error
+	return func() error {
+		stopOnce.Do(func() {
+			close(stopped)
+			var errs []error
+			if cpu != nil {
+				pprof.StopCPUProfile()
+				errs = append(errs, cpu.Close())
+			}
+			errs = append(errs, heap())
+			stopErr = errors.Join(errs...)
+		})
+		return stopErr
 	}, nil
 }
 
