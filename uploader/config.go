@@ -62,6 +62,11 @@ type Config struct {
 	// HashWorkers is how many files are hashed and validated at once; 0
 	// means 2.
 	HashWorkers int
+	// MaxUploadJobs is how many contents may wait for (or be in) an
+	// upload before the engine stops hashing more files; the rest wait in
+	// line unhashed, which keeps memory flat through a backfill of a large
+	// archive. 0 means 2048.
+	MaxUploadJobs int
 	// MaxFileSize is the largest file uploaded; larger files are
 	// quarantined before they are read. 0 means client.MaxFileSize, which
 	// is also the most allowed.
@@ -116,6 +121,9 @@ func (c *Config) setDefaults() error {
 	if c.HashWorkers == 0 {
 		c.HashWorkers = 2
 	}
+	if c.MaxUploadJobs == 0 {
+		c.MaxUploadJobs = 2048
+	}
 	if c.MaxFileSize == 0 {
 		c.MaxFileSize = client.MaxFileSize
 	}
@@ -148,6 +156,8 @@ func (c *Config) setDefaults() error {
 		return errorsJoin("workers must be at least 1")
 	case c.HashWorkers < 0:
 		return errorsJoin("hash workers must be at least 1")
+	case c.MaxUploadJobs < 0:
+		return errorsJoin("max upload jobs must be at least 1")
 	case c.MaxFileSize < 0 || c.MaxFileSize > client.MaxFileSize:
 		return errorsJoin("max file size must be between 1 byte and 50 MiB (the API's limit)")
 	case c.MaxDelete < 0:

@@ -132,6 +132,7 @@ type loop struct {
 
 	inflight  int
 	hashing   int
+	deciding  int // decideOps on their way to the store
 	resolving int
 	paused    bool
 	pauseWhy  string
@@ -240,7 +241,11 @@ func (l *loop) run(ctx context.Context) error {
 		// What can be sent now.
 		var hashIn chan hashReq
 		var nextHash hashReq
-		if len(l.hashQ) > 0 && !l.stopping {
+		if len(l.hashQ) > 0 && !l.stopping && len(l.jobs)+l.hashing+l.deciding < e.cfg.MaxUploadJobs {
+			// With MaxUploadJobs uploads waiting, paths wait unhashed: a
+			// path in line costs a small note, an upload job ten times
+			// more, and a backfill of a large archive hashes far faster
+			// than it uploads.
 			hashIn, nextHash = l.hashIn, l.hashQ[0]
 		}
 		var workIn chan workItem
@@ -854,6 +859,7 @@ func (l *loop) onHashed(d hashDone) {
 	}
 	p.force = false
 	p.deciding = true
+	l.deciding++
 	l.writes = append(l.writes, op)
 }
 
@@ -865,6 +871,7 @@ func (l *loop) onDecided(o *decideOp) {
 		l.paths[path] = p
 	}
 	p.deciding = false
+	l.deciding--
 	size := o.res.ID.Size
 	log := l.e.log
 	switch o.dec {
@@ -928,7 +935,6 @@ func (l *loop) attach(path string, p *pathJob, o *decideOp) {
 				u.filename = o.intent.Filename
 			}
 		}
-		u.bo = l.newBackoff(u.attempts)
 		l.jobs[h] = u
 		if o.next.After(l.now()) {
 			l.schedule(u, o.next)
@@ -1083,6 +1089,11 @@ func (l *loop) onResult(r workResult) {
 		}
 	}
 	u.attempts++
+	if u.bo == nil {
+		// Made at the first failure, not with the job: most jobs never
+		// fail, and a backlog of queued jobs should not carry one each.
+		u.bo = l.newBackoff(u.attempts - 1)
+	}
 	wait := u.bo.NextBackOff()
 	if ra := client.RetryAfter(r.err); ra > wait {
 		wait = ra
@@ -1277,7 +1288,6 @@ func (l *loop) startup() error {
 		ct, _ := client.ContentType(in.Filename)
 		u := &upload{hash: in.Hash, path: in.Path, filename: in.Filename, contentType: ct, size: in.Size,
 			paths: map[string]bool{}, needResolve: true, resolveOnly: true, intentAt: in.StartedAt}
-		u.bo = l.newBackoff(0)
 		l.jobs[in.Hash] = u
 		l.resolving++
 		l.enqueue(u, false)

@@ -1,0 +1,63 @@
+package uploader_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tracesync/tracesync/client/stratixtest"
+	"github.com/tracesync/tracesync/store"
+)
+
+// TestBacklogHashedOnlyAsUploadsDrain: with MaxUploadJobs contents waiting
+// for an upload, the engine hashes no more files; the rest wait in line
+// unhashed (a small note each, not an upload job), so a backfill of a large
+// archive does not hold the whole archive in memory as jobs. Every file is
+// still uploaded, once.
+func TestBacklogHashedOnlyAsUploadsDrain(t *testing.T) {
+	const files, maxJobs = 40, 5
+	cfg := fastConfig()
+	cfg.Workers = 2
+	cfg.MaxUploadJobs = maxJobs
+	h := newHarness(t, cfg, stratixtest.Options{})
+	h.srv.SetLatency(stratixtest.EndpointCreate, 20*time.Millisecond)
+	var paths []string
+	for i := range files {
+		paths = append(paths, h.write(fmt.Sprintf("f%02d.json", i), fmt.Sprintf(`{"trace_id":"backlog-%d"}`, i)))
+	}
+	for _, p := range paths {
+		h.ready(p)
+	}
+	heldBack := false
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p := h.eng.Progress()
+		if jobs := p.Queued + p.InFlight; jobs > maxJobs {
+			t.Fatalf("%d uploads queued or in flight, more than MaxUploadJobs %d (progress %+v)", jobs, maxJobs, p)
+		}
+		if p.Hashing > 0 && p.Queued+p.InFlight == maxJobs {
+			heldBack = true
+		}
+		if p.Uploaded == files {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not all uploaded within 30s: %+v", p)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if !heldBack {
+		t.Error("never saw files waiting unhashed behind a full set of upload jobs")
+	}
+	for _, p := range paths {
+		h.waitState(p, store.StateUploaded)
+	}
+	for hash, n := range h.srv.CreatesByHash() {
+		if n != 1 {
+			t.Errorf("content %s created %d times", hash, n)
+		}
+	}
+	if n := len(h.srv.CreatesByHash()); n != files {
+		t.Errorf("%d contents created, want %d", n, files)
+	}
+}
