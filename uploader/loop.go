@@ -33,6 +33,14 @@ func (p *pathJob) busy() bool { return p.hashing || p.deciding || p.job != nil }
 
 type jobState uint8
 
+type stageState uint8
+
+const (
+	stageNone stageState = iota
+	stageWriting
+	stageDurable
+)
+
 const (
 	jobQueued    jobState = iota + 1 // in readyQ (or blocked on its basename)
 	jobScheduled                     // waiting for its next attempt time
@@ -63,8 +71,14 @@ type upload struct {
 	background bool
 	intentAt   time.Time
 	locked     bool // holds the basename lock
-	dropped    bool // removed from jobs; skip wherever it is still queued
-	firstTry   time.Time
+	// staged: the create-phase intent of this job's next attempt is being
+	// written (stageWriting) or is durable (stageDurable) ahead of its
+	// dispatch, so the worker that takes it does not wait for a commit of
+	// its own; set while the job waits in stagedQ (see stageMore).
+	staged   stageState
+	stagedAt time.Time // that intent's StartedAt
+	dropped  bool      // removed from jobs; skip wherever it is still queued
+	firstTry time.Time
 }
 
 // delJob is one remote delete.
@@ -120,6 +134,7 @@ type loop struct {
 	jobs     map[store.Hash]*upload
 	readyQ   []*upload
 	resolveQ []*upload
+	stagedQ  []*upload            // jobs taken from readyQ whose intent is written ahead (stageMore)
 	blocked  map[string][]*upload // by basename, waiting for the lock
 	locks    map[string]*upload
 	sched    schedHeap
@@ -238,6 +253,7 @@ func (l *loop) run(ctx context.Context) error {
 		now := l.now()
 		l.fire(now)
 
+		l.stageMore()
 		// What can be sent now.
 		var hashIn chan hashReq
 		var nextHash hashReq
@@ -334,6 +350,15 @@ func (l *loop) run(ctx context.Context) error {
 
 func (l *loop) stop() {
 	l.stopping = true
+	// Staged intents go back to the presign phase: no create of them ran,
+	// and the next start should not have to list for them.
+	for _, u := range l.stagedQ {
+		if !u.dropped && u.staged != stageNone {
+			u.staged = stageNone
+			l.writes = append(l.writes, &unstageOp{u: u, hash: u.hash, at: u.stagedAt})
+		}
+	}
+	l.stagedQ = nil
 	l.e.log.Info().Int("in_flight", l.inflight).Msg("stopping: no new work; waiting for uploads in flight")
 }
 
@@ -464,6 +489,17 @@ func (l *loop) peekWork() (workItem, bool) {
 			return it, true
 		}
 	}
+	for len(l.stagedQ) > 0 {
+		u := l.stagedQ[0]
+		if u.dropped || u.state != jobQueued || u.staged == stageNone {
+			l.stagedQ = l.stagedQ[1:]
+			continue
+		}
+		if u.staged == stageDurable {
+			return workItem{up: u, spec: l.spec(u)}, true
+		}
+		break // its intent is still being written: meanwhile, readyQ
+	}
 	for len(l.readyQ) > 0 {
 		u := l.readyQ[0]
 		if u.dropped || u.state != jobQueued {
@@ -497,6 +533,9 @@ func (l *loop) peekDelete() (workItem, bool) {
 func (l *loop) spec(u *upload) uploadSpec {
 	s := uploadSpec{hash: u.hash, path: u.path, filename: u.filename, contentType: u.contentType, size: u.size,
 		needResolve: u.needResolve, resolveOnly: u.resolveOnly, intentAt: u.intentAt, attempt: u.attempts + 1}
+	if u.staged == stageDurable {
+		s.stagedAt = u.stagedAt
+	}
 	return s
 }
 
@@ -510,9 +549,14 @@ func (l *loop) dispatched(it workItem) {
 		return
 	}
 	u := it.up
-	if u.resolveOnly && !u.background {
+	switch {
+	case u.staged != stageNone:
+		l.stagedQ = l.stagedQ[1:]
+		u.staged = stageNone // its intent is the worker's now
+		l.preferDel = len(l.delQ) > 0
+	case u.resolveOnly && !u.background:
 		l.resolveQ = l.resolveQ[1:]
-	} else {
+	default:
 		l.readyQ = l.readyQ[1:]
 		l.preferDel = len(l.delQ) > 0
 	}
@@ -810,7 +854,64 @@ func (l *loop) dropJob(u *upload) {
 	if u.resolveOnly && !u.background && l.resolving > 0 {
 		l.resolving--
 	}
+	if u.staged != stageNone {
+		// Its create-phase intent was written ahead, but no create ran:
+		// back to the presign phase, and the basename (rule 8) is held
+		// until that is durable, so that no other upload of the name can
+		// meet a create-phase intent that is not its own.
+		u.staged = stageNone
+		l.writes = append(l.writes, &unstageOp{u: u, hash: u.hash, at: u.stagedAt})
+		return
+	}
 	l.unlock(u)
+}
+
+// maxStaged is how many jobs stageMore keeps ready ahead of the workers:
+// one per worker.
+func (l *loop) maxStaged() int { return 2 * l.e.cfg.Workers }
+
+// stageMore writes ahead, with the loop's other writes (one commit for
+// many), the create-phase intents (rule 9) of the next queued uploads
+// while every worker is busy, and takes their basename locks (rule 8)
+// from then. A worker that takes a staged job goes straight to presign,
+// PUT and create: without it, each upload's own intent commit, queued
+// behind the other commits, was the largest part of a worker's turn in a
+// backfill of small files (1.8 of 4.7 ms). Jobs are staged only when no
+// worker is free: an upload that can start now writes its own intent
+// while its presign and PUT run, which is quicker for a single file.
+func (l *loop) stageMore() {
+	if l.stopping || l.paused || l.fatal != nil || l.resolving > 0 || l.inflight < l.e.cfg.Workers {
+		return
+	}
+	staged := 0
+	for _, u := range l.stagedQ {
+		if !u.dropped && u.staged != stageNone {
+			staged++
+		}
+	}
+	now := l.now()
+	for staged < l.maxStaged() && len(l.readyQ) > 0 {
+		u := l.readyQ[0]
+		if u.dropped || u.state != jobQueued {
+			l.readyQ = l.readyQ[1:]
+			continue
+		}
+		if u.needResolve || u.resolveOnly {
+			return // it must list first: the worker handles it as before
+		}
+		l.readyQ = l.readyQ[1:]
+		if h, ok := l.locks[u.filename]; ok && h != u {
+			// Rule 8: it waits for its basename, as in peekWork.
+			l.blocked[u.filename] = append(l.blocked[u.filename], u)
+			continue
+		}
+		l.locks[u.filename], u.locked = u, true
+		u.staged, u.stagedAt = stageWriting, now
+		l.stagedQ = append(l.stagedQ, u)
+		in := store.Intent{Hash: u.hash, Path: u.path, Filename: u.filename, Size: u.size, Phase: store.PhaseCreate, StartedAt: now}
+		l.writes = append(l.writes, &stageOp{u: u, intent: in})
+		staged++
+	}
 }
 
 // release forgets a path's note when nothing is under way for it.
@@ -1260,6 +1361,12 @@ func (l *loop) onWritten(d writeDone) {
 			for _, rec := range o.recs {
 				l.onReady(rec.Path, rec.Root, rec.Size, true)
 			}
+		case *stageOp:
+			if o.u.staged == stageWriting && o.u.stagedAt.Equal(o.intent.StartedAt) {
+				o.u.staged = stageDurable
+			}
+		case *unstageOp:
+			l.unlock(o.u)
 		}
 	}
 }

@@ -382,6 +382,40 @@ func (o *requeueOp) apply(tx *store.Tx, now time.Time) error {
 	return nil
 }
 
+// stageOp writes the create-phase intent of a job staged ahead of its
+// dispatch (loop.stageMore).
+type stageOp struct {
+	u      *upload
+	intent store.Intent
+}
+
+func (o *stageOp) apply(tx *store.Tx, _ time.Time) error { return tx.PutIntent(o.intent) }
+
+// unstageOp puts a staged job's intent back in the presign phase when the
+// job was dropped before a worker took it (no create ran). It changes only
+// that intent: another job of the same bytes (under another basename) may
+// have written its own since.
+type unstageOp struct {
+	u    *upload
+	hash store.Hash
+	at   time.Time
+}
+
+func (o *unstageOp) apply(tx *store.Tx, _ time.Time) error {
+	in, err := tx.GetIntent(o.hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if in.Phase != store.PhaseCreate || !in.StartedAt.Equal(o.at) {
+		return nil
+	}
+	in.Phase = store.PhasePresign
+	return tx.PutIntent(in)
+}
+
 // intentOp writes or clears one intent.
 type intentOp struct {
 	intent store.Intent

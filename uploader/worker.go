@@ -27,7 +27,10 @@ type uploadSpec struct {
 	needResolve bool      // a create-phase intent exists: look for its traces first (rule 9)
 	resolveOnly bool      // start-up recovery: resolve, do not upload
 	intentAt    time.Time // when that create phase began
-	attempt     int
+	// stagedAt is set when the loop wrote this attempt's create-phase
+	// intent ahead (stageMore), with that StartedAt: it is durable.
+	stagedAt time.Time
+	attempt  int
 }
 
 // workItem is one job for a worker: an upload or a delete.
@@ -153,7 +156,12 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 		}(in)
 	}
 	if early {
-		writeIntent()
+		if s.stagedAt.IsZero() {
+			writeIntent()
+		} else {
+			r.createAt, in.StartedAt = s.stagedAt, s.stagedAt
+			intentDone <- nil
+		}
 		defer func() {
 			if waitIntent() != nil || res.mayHaveCreated {
 				return
