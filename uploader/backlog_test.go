@@ -35,7 +35,9 @@ func TestBacklogHashedOnlyAsUploadsDrain(t *testing.T) {
 		if jobs := p.Queued + p.InFlight; jobs > maxJobs {
 			t.Fatalf("%d uploads queued or in flight, more than MaxUploadJobs %d (progress %+v)", jobs, maxJobs, p)
 		}
-		if p.Hashing > 0 && p.Queued+p.InFlight == maxJobs {
+		// Hashing is fast: without the limit every file is hashed long
+		// before the first upload is done.
+		if p.Hashing > 2 && p.Uploaded > 0 {
 			heldBack = true
 		}
 		if p.Uploaded == files {
@@ -47,7 +49,7 @@ func TestBacklogHashedOnlyAsUploadsDrain(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 	if !heldBack {
-		t.Error("never saw files waiting unhashed behind a full set of upload jobs")
+		t.Error("never saw files waiting unhashed once uploads were done")
 	}
 	for _, p := range paths {
 		h.waitState(p, store.StateUploaded)
