@@ -9,6 +9,20 @@ import (
 	"github.com/tracesync/tracesync/store"
 )
 
+// writeReady writes n files named nameFmt with bodies bodyFmt (each given
+// the file's number) and reports each ready; it returns their paths.
+func (h *harness) writeReady(n int, nameFmt, bodyFmt string) []string {
+	h.t.Helper()
+	var paths []string
+	for i := range n {
+		paths = append(paths, h.write(fmt.Sprintf(nameFmt, i), fmt.Sprintf(bodyFmt, i)))
+	}
+	for _, p := range paths {
+		h.ready(p)
+	}
+	return paths
+}
+
 // TestBacklogHashedOnlyAsUploadsDrain: with MaxUploadJobs contents waiting
 // for an upload, the engine hashes no more files; the rest wait in line
 // unhashed (a small note each, not an upload job), so a backfill of a large
@@ -21,13 +35,7 @@ func TestBacklogHashedOnlyAsUploadsDrain(t *testing.T) {
 	cfg.MaxUploadJobs = maxJobs
 	h := newHarness(t, cfg, stratixtest.Options{})
 	h.srv.SetLatency(stratixtest.EndpointCreate, 20*time.Millisecond)
-	var paths []string
-	for i := range files {
-		paths = append(paths, h.write(fmt.Sprintf("f%02d.json", i), fmt.Sprintf(`{"trace_id":"backlog-%d"}`, i)))
-	}
-	for _, p := range paths {
-		h.ready(p)
-	}
+	paths := h.writeReady(files, "f%02d.json", `{"trace_id":"backlog-%d"}`)
 	heldBack := false
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -34,13 +34,7 @@ func stagingHarness(t *testing.T, n int) (*harness, []string) {
 	cfg.Workers = 1
 	h := newHarness(t, cfg, stratixtest.Options{})
 	h.srv.SetLatency(stratixtest.EndpointPresign, 300*time.Millisecond)
-	var paths []string
-	for i := range n {
-		paths = append(paths, h.write(fmt.Sprintf("s%d.json", i), fmt.Sprintf(`{"trace_id":"staged-%d"}`, i)))
-	}
-	for _, p := range paths {
-		h.ready(p)
-	}
+	paths := h.writeReady(n, "s%d.json", `{"trace_id":"staged-%d"}`)
 	// One worker: more than one create-phase intent means uploads were
 	// staged ahead of it.
 	h.waitFor("intents written ahead of the one worker", func() bool { return len(createPhase(t, h.db)) >= 3 })
