@@ -139,7 +139,7 @@ func Open(dir string, opts Options) (*DB, error) {
 				// at once, and that write was cut short (a full disk).
 				// No transaction ever ran in it, so no record is lost.
 				if rerr := os.Remove(db.file); rerr != nil {
-					return nil, fmt.Errorf("state %s was never completely created (%d bytes) and could not be removed: %w", db.file, size, rerr)
+					return nil, fmt.Errorf("state %s was never completely created (%d bytes, it holds no record) and could not be removed: %w; remove it by hand and start again", db.file, size, rerr)
 				}
 				restarted = true
 				db.log.Warn().Str("state", db.file).Int64("bytes", size).

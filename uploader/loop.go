@@ -354,8 +354,7 @@ func (l *loop) stop() {
 	// and the next start should not have to list for them.
 	for _, u := range l.stagedQ {
 		if !u.dropped && u.staged != stageNone {
-			u.staged = stageNone
-			l.writes = append(l.writes, &unstageOp{u: u, hash: u.hash, at: u.stagedAt})
+			l.unstage(u)
 		}
 	}
 	l.stagedQ = nil
@@ -861,11 +860,17 @@ func (l *loop) dropJob(u *upload) {
 		// back to the presign phase, and the basename (rule 8) is held
 		// until that is durable, so that no other upload of the name can
 		// meet a create-phase intent that is not its own.
-		u.staged = stageNone
-		l.writes = append(l.writes, &unstageOp{u: u, hash: u.hash, at: u.stagedAt})
+		l.unstage(u)
 		return
 	}
 	l.unlock(u)
+}
+
+// unstage puts a staged job's intent back in the presign phase; the job's
+// basename lock is released when that is durable (onWritten).
+func (l *loop) unstage(u *upload) {
+	u.staged = stageNone
+	l.writes = append(l.writes, &unstageOp{u: u, hash: u.hash, at: u.stagedAt})
 }
 
 // maxStaged is how many jobs stageMore keeps ready ahead of the workers:

@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -342,30 +341,13 @@ func TestOnceMode(t *testing.T) {
 
 	var mu sync.Mutex
 	asked := map[string]int{}
-	w, err := New(Config{Roots: []string{root, missing}, Once: true, Settle: testSettle,
+	evs := runOnce(t, Config{Roots: []string{root, missing},
 		Known: func(p string, st Stat) bool {
 			mu.Lock()
 			asked[p]++
 			mu.Unlock()
 			return p == known
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var evs []Event
-	for ev := range w.Events() {
-		evs = append(evs, ev)
-	}
-	if err := <-done; err != nil {
-		t.Fatalf("Run in Once mode: %v", err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("Once mode did not finish by itself:\n%s", dump(evs))
-	}
 	if n := count(evs, Ready, fresh); n != 1 {
 		t.Fatalf("Once: %s Ready %d times, want 1:\n%s", fresh, n, dump(evs))
 	}

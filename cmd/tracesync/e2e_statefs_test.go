@@ -119,6 +119,20 @@ func (e *e2eEnv) statefsUseState(stateDir string) {
 
 // statefsWriteFiles writes n distinct small traces named prefix-NNN.json
 // into root and returns their hashes.
+// statefsCreatesInFlight starts a daemon on root that has uploaded 3 files,
+// then slows creates down and writes 4 more, and returns once creates of
+// those are running on the server: the daemon and every file's hash.
+func (e *e2eEnv) statefsCreatesInFlight(t *testing.T, root string) (*proc, []string) {
+	t.Helper()
+	hashes := statefsWriteFiles(t, root, "before", 3)
+	p := e.start("run", "--settle", "100ms", "--rescan-interval", "0", root)
+	p.waitFor("the first files created", statefsLimit, func() bool { return allCreatedOnce(e.srv, hashes) })
+	e.srv.SetLatency(stratixtest.EndpointCreate, 1500*time.Millisecond)
+	hashes = append(hashes, statefsWriteFiles(t, root, "inflight", 4)...)
+	p.waitFor("a create in flight", statefsLimit, func() bool { return e.srv.Calls(stratixtest.EndpointCreate) > 3 })
+	return p, hashes
+}
+
 func statefsWriteFiles(t *testing.T, root, prefix string, n int) []string {
 	t.Helper()
 	hashes := make([]string, 0, n)
@@ -243,17 +257,10 @@ func TestE2EStateFSFull(t *testing.T) {
 	stateFile := filepath.Join(e.state, "state.db")
 	root := t.TempDir()
 
-	// A daemon that has been syncing for a while.
-	hashes := statefsWriteFiles(t, root, "before", 3)
-	p := e.start("run", "--settle", "100ms", "--rescan-interval", "0", root)
-	p.waitFor("the first files created", statefsLimit, func() bool { return allCreatedOnce(e.srv, hashes) })
-
 	// Uploads are in flight when the disk fills up: their creates run on
 	// the server, and recording their traces needs the full disk (rule 9's
 	// crash window, under a real ENOSPC).
-	e.srv.SetLatency(stratixtest.EndpointCreate, 1500*time.Millisecond)
-	hashes = append(hashes, statefsWriteFiles(t, root, "inflight", 4)...)
-	p.waitFor("a create in flight", statefsLimit, func() bool { return e.srv.Calls(stratixtest.EndpointCreate) > 3 })
+	p, hashes := e.statefsCreatesInFlight(t, root)
 	filler := statefsFill(t, filepath.Join(mnt, "filler"))
 	// New files keep arriving. Recording 200 of them needs more pages than
 	// the state file's freed ones: bbolt must grow it.
@@ -438,14 +445,8 @@ func TestE2EStateFSReadOnlyWhileRunning(t *testing.T) {
 	stateFile := filepath.Join(e.state, "state.db")
 	root := t.TempDir()
 
-	hashes := statefsWriteFiles(t, root, "before", 3)
-	p := e.start("run", "--settle", "100ms", "--rescan-interval", "0", root)
-	p.waitFor("the first files created", statefsLimit, func() bool { return allCreatedOnce(e.srv, hashes) })
-
 	// As above, uploads are in flight when the disk turns read-only.
-	e.srv.SetLatency(stratixtest.EndpointCreate, 1500*time.Millisecond)
-	hashes = append(hashes, statefsWriteFiles(t, root, "inflight", 4)...)
-	p.waitFor("a create in flight", statefsLimit, func() bool { return e.srv.Calls(stratixtest.EndpointCreate) > 3 })
+	p, hashes := e.statefsCreatesInFlight(t, root)
 	if err := os.WriteFile(trigger, []byte("1"), 0); err != nil {
 		t.Fatalf("make the state file system fail: %v", err)
 	}
