@@ -345,3 +345,20 @@ func (h *timerHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return t
 }
+
+// wakeEarly is how long before a settle timer is due the event loop's Go
+// timer fires; onTime sleeps the rest. It covers the Go runtime's lateness:
+// an idle process waits for its timers in epoll_wait, whose timeout is in
+// whole milliseconds, so a timer ends up to 1 ms late (half of one on
+// average, all of it added to every file's latency).
+const wakeEarly = time.Millisecond
+
+// onTime returns at due: it sleeps what is left (at most wakeEarly, plus
+// a little for a late wake-up) with a precise sleep that blocks the event
+// loop, which is cheaper than the runtime's coarse wait: events that
+// arrive meanwhile wait in the queue, for less than wakeEarly.
+func onTime(due time.Time) {
+	if d := time.Until(due); d > 0 {
+		sleepShort(min(d, 2*wakeEarly))
+	}
+}

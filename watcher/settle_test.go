@@ -1,8 +1,11 @@
 package watcher
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -389,5 +392,54 @@ func TestSettleWriterCheckOnlyAfterWrites(t *testing.T) {
 	h.advance(uSettle)
 	if n := h.count(Ready, inPlace); n != 1 {
 		t.Fatalf("after its writer closed it: %d Ready, want 1", n)
+	}
+}
+
+// TestSettleNeverEndsEarly: the event loop's timer is set to wake before a
+// settle period ends and sleeps the rest precisely (onTime). A file must
+// still never be Ready before a whole settle time has passed since the
+// rename that brought it in.
+func TestSettleNeverEndsEarly(t *testing.T) {
+	root := tempRoot(t)
+	const settle = 15 * time.Millisecond
+	w, err := New(Config{Roots: []string{root}, Settle: settle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for ev := range w.Events() {
+		if ev.Kind == ScanDone {
+			break
+		}
+	}
+	for i := range 30 {
+		tmp := filepath.Join(root, fmt.Sprintf(".t%d.tmp", i))
+		final := filepath.Join(root, fmt.Sprintf("f%d.json", i))
+		writeFile(t, tmp, `{"i":1}`)
+		start := time.Now()
+		if err := os.Rename(tmp, final); err != nil {
+			t.Fatal(err)
+		}
+		for ev := range w.Events() {
+			if ev.Kind == Ready && ev.Path == final {
+				if got := time.Since(start); got < settle {
+					t.Fatalf("rename %d: Ready %v after the rename, before the settle time %v", i, got, settle)
+				}
+				break
+			}
+		}
+	}
+}
+
+func TestOnTimeReturnsAtDueNotBefore(t *testing.T) {
+	for _, d := range []time.Duration{-time.Millisecond, 0, 50 * time.Microsecond, 700 * time.Microsecond, wakeEarly, 1500 * time.Microsecond} {
+		due := time.Now().Add(d)
+		onTime(due)
+		if now := time.Now(); now.Before(due) {
+			t.Errorf("onTime(now+%v) returned %v before due", d, due.Sub(now))
+		}
 	}
 }
