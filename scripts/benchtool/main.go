@@ -52,6 +52,7 @@ type config struct {
 	settle          time.Duration
 	workers         int
 	tracesyncEnv    []string // extra KEY=VALUE for tracesync only
+	only            string   // comma-separated figures to measure; empty: all
 }
 
 // envList is a repeatable KEY=VALUE flag.
@@ -79,6 +80,7 @@ func run() error {
 	flag.IntVar(&c.drops, "drops", 100, "files dropped one by one per latency run")
 	flag.DurationVar(&c.settle, "settle", 100*time.Millisecond, "--settle of the latency runs")
 	flag.IntVar(&c.workers, "workers", 4, "--workers")
+	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency (default: all)")
 	var extraEnv envList
 	flag.Var(&extraEnv, "tracesync-env", "KEY=VALUE added to tracesync's environment only, not stratix-fake's (repeatable; e.g. GOMEMLIMIT=40MiB)")
 	flag.Parse()
@@ -93,10 +95,46 @@ func run() error {
 	}
 	fmt.Println()
 
+	want := func(what string) bool { return c.only == "" || slices.Contains(strings.Split(c.only, ","), what) }
+	for w := range strings.SplitSeq(c.only, ",") {
+		if c.only != "" && !slices.Contains([]string{"calls", "small", "large", "latency"}, w) {
+			return fmt.Errorf("-only %q: want calls, small, large or latency", w)
+		}
+	}
+	if want("calls") || want("small") {
+		if err := smallRuns(c, want("calls"), want("small")); err != nil {
+			return err
+		}
+	}
+	if want("large") {
+		if err := largeRuns(c); err != nil {
+			return err
+		}
+	}
+	if want("latency") {
+		return latencyRuns(c)
+	}
+	return nil
+}
+
+func smallRuns(c config, calls, backfills bool) error {
 	small := filepath.Join(c.work, "small")
 	if err := makeFiles(small, c.smallFiles, c.smallSize); err != nil {
 		return err
 	}
+	defer os.RemoveAll(small)
+	if calls {
+		if err := callsRuns(c, small); err != nil {
+			return err
+		}
+	}
+	if !backfills {
+		return nil
+	}
+	return smallBackfills(c, small)
+}
+
+func callsRuns(c config, small string) error {
 	var cps []float64
 	for i := range c.runs {
 		r, cpu, err := callsOnly(c, small)
@@ -107,6 +145,10 @@ func run() error {
 		fmt.Printf("  calls-only run %d: %.0f uploads/s; CPU benchtool %.2fs, stratix-fake %.2fs\n", i+1, r, cpu[0].Seconds(), cpu[1].Seconds())
 	}
 	fmt.Printf("presign+PUT+create alone (%d concurrent clients, no tracesync), the same %d files: median %.0f uploads/s\n\n", c.workers, c.smallFiles, median(cps))
+	return nil
+}
+
+func smallBackfills(c config, small string) error {
 	var fps, smallRSS []float64
 	for i := range c.runs {
 		r, err := backfill(c, small, fmt.Sprintf("small-%d", i))
@@ -119,10 +161,10 @@ func run() error {
 			i+1, c.smallFiles, r.elapsed.Round(time.Millisecond), fps[i], r.rssMiB, r.cpu.Seconds(), r.fakeCPU.Seconds())
 	}
 	fmt.Printf("backfill, %d files of %d KiB: median %.0f files/s (target >= 4000); peak RSS median %.1f MiB\n\n", c.smallFiles, c.smallSize>>10, median(fps), median(smallRSS))
-	if err := os.RemoveAll(small); err != nil {
-		return err
-	}
+	return nil
+}
 
+func largeRuns(c config) error {
 	large := filepath.Join(c.work, "large")
 	if err := makeFiles(large, c.largeFiles, c.largeSize); err != nil {
 		return err
@@ -140,10 +182,10 @@ func run() error {
 			i+1, c.largeFiles, c.largeSize>>20, r.elapsed.Round(time.Millisecond), mbps[i], r.rssMiB, r.cpu.Seconds(), r.fakeCPU.Seconds())
 	}
 	fmt.Printf("backfill, %d files of %d MiB: median %.0f MB/s (target >= 400); peak RSS median %.1f MiB (target < 64)\n\n", c.largeFiles, c.largeSize>>20, median(mbps), median(largeRSS))
-	if err := os.RemoveAll(large); err != nil {
-		return err
-	}
+	return os.RemoveAll(large)
+}
 
+func latencyRuns(c config) error {
 	var p50s, p99s []float64
 	latRuns := min(c.runs, 3)
 	for i := range latRuns {
