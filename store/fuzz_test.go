@@ -18,6 +18,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	h := Hash{1, 2, 3}
 	f.Add(uint8(0), []byte("/r/a.json"), encodePath(&PathRecord{Path: "/r/a.json", Root: "/r", Hash: h, Size: 10, ModTime: now, Dev: 1, Ino: 2, State: StateUploaded, FirstSeen: now}))
 	f.Add(uint8(1), h[:], encodeContent(&Content{Hash: h, Filename: "a.json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
+	f.Add(uint8(1), h[:], encodeContentV1(&Content{Hash: h, Filename: "a.json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
 	f.Add(uint8(2), h[:], encodeIntent(&Intent{Hash: h, Path: "/r/a.json", Filename: "a.json", Size: 10, Phase: PhaseCreate, StartedAt: now}))
 	f.Add(uint8(3), []byte("t1"), encodeDelete(&Delete{TraceID: "t1", Hash: h, Attempts: 3, NextAttempt: now, LastError: "503", QueuedAt: now}))
 	f.Add(uint8(0), []byte("k"), []byte{})

@@ -54,7 +54,7 @@ func OpenReadOnly(dir string, opts Options) (*DB, error) {
 			if err != nil {
 				return err
 			}
-			if v < SchemaVersion {
+			if v < readableFrom {
 				return fmt.Errorf("open state %s: written by schema %d, and a read-only open cannot migrate it to %d: make the state directory writable and run tracesync once", file, v, SchemaVersion)
 			}
 			db.target = opts.Target

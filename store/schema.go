@@ -41,7 +41,16 @@ var (
 //     content were found by scanning every path record.
 //   - 2: adds the refs index (hash+path keys beside each content record),
 //     built from the path records by migrate1to2.
-const SchemaVersion uint32 = 2
+//   - 3: content records written since are contentFormat (front-coded trace
+//     ids). Format 1 records decode as before and are left as they are, so
+//     the step writes only the version: what it changes is that a build
+//     of schema 2, which would call the new records corrupt, refuses the
+//     file as too new instead.
+const SchemaVersion uint32 = 3
+
+// readableFrom is the oldest schema this build reads without migrating it
+// (a read-only open cannot migrate): every step after it only writes.
+const readableFrom uint32 = 2
 
 // migrations[v] upgrades a file from schema v to v+1, inside the open
 // transaction. Open runs every step from the file's version up to
@@ -49,6 +58,7 @@ const SchemaVersion uint32 = 2
 // version intact.
 var migrations = map[uint32]func(tx *bolt.Tx) error{
 	1: migrate1to2,
+	2: func(*bolt.Tx) error { return nil }, // see SchemaVersion 3
 }
 
 // migrate1to2 builds the refs index of every target from its path records.
