@@ -3,7 +3,6 @@ package stratixtest
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // maxFileSize is the API's limit (50 MiB), restated here so the fake does not
@@ -398,21 +399,20 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		hijackClose(w)
 		return
 	}
-	// Hash the body as it arrives, each chunk while it is still in cache.
+	// The ETag (S3 sends the MD5 of the body; clients treat it as opaque)
+	// is a fast non-cryptographic hash taken as the body arrives.
 	data := make([]byte, r.ContentLength)
-	h := sha256.New()
+	h := xxhash.New()
 	for off := 0; off < len(data); {
 		n, err := r.Body.Read(data[off:min(off+putChunk, len(data))])
-		h.Write(data[off : off+n])
+		_, _ = h.Write(data[off : off+n])
 		off += n
 		if err != nil && off < len(data) {
 			fail(http.StatusBadRequest, "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header.")
 			return
 		}
 	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	obj := &object{data: data, hash: hex.EncodeToString(sum[:]), contentType: u.contentType}
+	obj := &object{data: data, etag: fmt.Sprintf("%016x%016x", h.Sum64(), uint64(len(data))), contentType: u.contentType}
 	s.mu.Lock()
 	s.objects[objectKey{u.project, u.filename}] = obj
 	u.stored = true
@@ -420,7 +420,7 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
 		u.conn = ci
 	}
 	s.mu.Unlock()
-	w.Header().Set("ETag", `"`+obj.hash[:32]+`"`)
+	w.Header().Set("ETag", `"`+obj.etag+`"`)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusOK)
 }
@@ -475,7 +475,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	ids := s.newTracesLocked(s.now(), project, name, datas)
 	s.createsByFilename[name]++
-	s.createsByHash[obj.hash]++
+	s.created = append(s.created, obj)
 	s.mu.Unlock()
 
 	if f.kind == faultLoseResponse {

@@ -421,11 +421,51 @@ func TestCreatesByHashAndNonIdempotentCreate(t *testing.T) {
 	if n := srv.CreatesByHash()[hex.EncodeToString(sum[:])]; n != 2 {
 		t.Fatalf("CreatesByHash: %d, want 2", n)
 	}
-	if n := srv.CreatesByFilename()["a.jsonl"]; n != 2 || len(srv.Traces()) != 2 {
-		t.Fatalf("CreatesByFilename %d, traces %d; want 2 and 2", n, len(srv.Traces()))
+	// A new upload of the name with other bytes counts under its own hash;
+	// the hashes already taken are not taken again wrong.
+	other := "{\"x\":2}\n"
+	rc.upload("a.jsonl", "application/jsonl", other)
+	osum := sha256.Sum256([]byte(other))
+	for range 2 {
+		got := srv.CreatesByHash()
+		if got[hex.EncodeToString(sum[:])] != 2 || got[hex.EncodeToString(osum[:])] != 1 || len(got) != 2 {
+			t.Fatalf("CreatesByHash after another upload: %v, want 2 and 1", got)
+		}
 	}
-	if srv.Calls(stratixtest.EndpointCreate) != 2 || srv.Calls(stratixtest.EndpointPut) != 1 || srv.Calls(stratixtest.EndpointPresign) != 1 {
+	if n := srv.CreatesByFilename()["a.jsonl"]; n != 3 || len(srv.Traces()) != 3 {
+		t.Fatalf("CreatesByFilename %d, traces %d; want 3 and 3", n, len(srv.Traces()))
+	}
+	if srv.Calls(stratixtest.EndpointCreate) != 3 || srv.Calls(stratixtest.EndpointPut) != 2 || srv.Calls(stratixtest.EndpointPresign) != 2 {
 		t.Fatalf("calls: create %d put %d presign %d", srv.Calls(stratixtest.EndpointCreate), srv.Calls(stratixtest.EndpointPut), srv.Calls(stratixtest.EndpointPresign))
+	}
+}
+
+// The PUT answers with an ETag, as S3 does: quoted, the same for the same
+// bytes and different for others.
+func TestPutETag(t *testing.T) {
+	srv := stratixtest.NewServer(stratixtest.Options{})
+	defer srv.Close()
+	rc := newRaw(t, srv)
+	put := func(content string) string {
+		st, p := rc.call("POST", rc.traces()+"/upload", map[string]any{"filename": "e.jsonl", "type": "application/jsonl", "size": len(content)})
+		if st != 200 {
+			t.Fatalf("presign: %d %v", st, p)
+		}
+		req, _ := http.NewRequest("PUT", p["url"].(string), strings.NewReader(content))
+		req.Header.Set("Content-Type", "application/jsonl")
+		resp, err := rc.hc.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("put: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("ETag")
+	}
+	a, b, c := put("{\"x\":1}\n"), put("{\"x\":1}\n"), put("{\"x\":2}\n")
+	if len(a) < 3 || a[0] != '"' || a[len(a)-1] != '"' {
+		t.Fatalf("ETag %q is not a quoted tag", a)
+	}
+	if a != b || a == c {
+		t.Fatalf("ETags %q, %q (same bytes), %q (other bytes)", a, b, c)
 	}
 }
 
