@@ -353,12 +353,23 @@ func (h *timerHeap) Pop() any {
 // average, all of it added to every file's latency).
 const wakeEarly = time.Millisecond
 
-// onTime returns at due: it sleeps what is left (at most wakeEarly, plus
-// a little for a late wake-up) with a precise sleep that blocks the event
-// loop, which is cheaper than the runtime's coarse wait: events that
-// arrive meanwhile wait in the queue, for less than wakeEarly.
-func onTime(due time.Time) {
-	if d := time.Until(due); d > 0 {
-		sleepShort(min(d, 2*wakeEarly))
+// preciseEvery bounds how often the event loop sleeps out the end of a
+// settle timer (onTime): while files settle a few per millisecond, the
+// loop would otherwise spend most of its time asleep, with events
+// waiting. Past that rate the timers end as late as the Go runtime makes
+// them, which the load hides anyway.
+const preciseEvery = 5 * time.Millisecond
+
+// onTime returns at due by now's clock: it sleeps what is left (at most
+// wakeEarly, plus a little for a late wake-up) with a precise sleep that
+// blocks the event loop, which is cheaper than the runtime's coarse wait:
+// events that arrive meanwhile wait in the queue, for less than wakeEarly.
+// It reports whether it slept.
+func onTime(due time.Time, now func() time.Time) bool {
+	d := due.Sub(now())
+	if d <= 0 {
+		return false
 	}
+	sleepShort(min(d, 2*wakeEarly))
+	return true
 }

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -437,9 +438,69 @@ func TestSettleNeverEndsEarly(t *testing.T) {
 func TestOnTimeReturnsAtDueNotBefore(t *testing.T) {
 	for _, d := range []time.Duration{-time.Millisecond, 0, 50 * time.Microsecond, 700 * time.Microsecond, wakeEarly, 1500 * time.Microsecond} {
 		due := time.Now().Add(d)
-		onTime(due)
+		onTime(due, time.Now)
 		if now := time.Now(); now.Before(due) {
 			t.Errorf("onTime(now+%v) returned %v before due", d, due.Sub(now))
 		}
 	}
+}
+
+// While files settle a few per millisecond, the event loop sleeps out the
+// end of a settle timer at most once per preciseEvery, so that it is not
+// asleep most of the time with events waiting; every file is still Ready,
+// none early.
+func TestPreciseWakeBounded(t *testing.T) {
+	root := tempRoot(t)
+	const settle = 15 * time.Millisecond
+	w, err := New(Config{Roots: []string{root}, Settle: settle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sleeps atomic.Int64
+	w.testPreciseSleep = func() { sleeps.Add(1) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for ev := range w.Events() {
+		if ev.Kind == ScanDone {
+			break
+		}
+	}
+	const n = 300
+	renamed := make(map[string]time.Time, n)
+	start := time.Now()
+	for i := range n {
+		tmp := filepath.Join(root, fmt.Sprintf(".t%d.tmp", i))
+		final := filepath.Join(root, fmt.Sprintf("f%d.json", i))
+		writeFile(t, tmp, `{"i":1}`)
+		renamed[final] = time.Now()
+		if err := os.Rename(tmp, final); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ev := range w.Events() {
+		if ev.Kind != Ready {
+			continue
+		}
+		at, ok := renamed[ev.Path]
+		if !ok {
+			t.Fatalf("Ready for %s, not dropped", ev.Path)
+		}
+		if got := time.Since(at); got < settle {
+			t.Fatalf("%s Ready %v after its rename, before the settle time", ev.Path, got)
+		}
+		delete(renamed, ev.Path)
+		if len(renamed) == 0 {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	if max := int64(elapsed/preciseEvery) + 2; sleeps.Load() > max {
+		t.Errorf("%d precise sleeps in %v for %d files; want at most %d (one per %v)", sleeps.Load(), elapsed, n, max, preciseEvery)
+	}
+	if sleeps.Load() == 0 {
+		t.Error("no precise sleep at all")
+	}
+	t.Logf("%d files in %v: %d precise sleeps", n, elapsed.Round(time.Millisecond), sleeps.Load())
 }

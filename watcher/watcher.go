@@ -62,6 +62,9 @@ type Watcher struct {
 	// timer woke the event goroutine (the Go runtime's timer lateness),
 	// so a benchmark can tell it from the watcher's own work.
 	testTimerLate func(time.Duration)
+	// testPreciseSleep, when set before Run, is called each time the
+	// event loop sleeps out the end of a settle timer (onTime).
+	testPreciseSleep func()
 	// testEventSeen, when set before Run, is told when the event
 	// goroutine handles an fsnotify event (for the latency benchmark).
 	testEventSeen func(path string)
@@ -402,6 +405,7 @@ func (l *loop) run(ctx context.Context) error {
 		}
 	}()
 	var fsBuf []fsnotify.Event
+	var preciseAt time.Time // when onTime last slept
 	for {
 		if l.cfg.Once && l.onceFinished() {
 			return nil
@@ -409,8 +413,13 @@ func (l *loop) run(ctx context.Context) error {
 		if due, ok := l.s.next(); ok {
 			// The Go timer wakes the loop wakeEarly before the first
 			// timer is due, and the rest is slept precisely (onTime):
-			// a runtime timer alone ends up to 1 ms late.
-			timer.Reset(max(due.Sub(now())-wakeEarly, 0))
+			// a runtime timer alone ends up to 1 ms late. At most once
+			// per preciseEvery; else the timer is set for when it is due.
+			early := time.Duration(0)
+			if due.Add(-wakeEarly).Sub(preciseAt) >= preciseEvery {
+				early = wakeEarly
+			}
+			timer.Reset(max(due.Sub(now())-early, 0))
 		} else {
 			timer.Stop()
 		}
@@ -464,7 +473,12 @@ func (l *loop) run(ctx context.Context) error {
 			}
 		case <-timer.C:
 			if due, ok := l.s.next(); ok {
-				onTime(due)
+				if now().Sub(preciseAt) >= preciseEvery && onTime(due, now) {
+					preciseAt = now()
+					if l.w.testPreciseSleep != nil {
+						l.w.testPreciseSleep()
+					}
+				}
 				if l.w.testTimerLate != nil {
 					l.w.testTimerLate(now().Sub(due))
 				}
