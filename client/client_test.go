@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -902,5 +903,60 @@ func TestListQuery(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("list queries:\n got %v\nwant %v", got, want)
+	}
+}
+
+// countingConn counts the writes made on a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// A small file's PUT leaves in one write, headers and body together (the
+// server then reads it at once); a large one still streams, and both send
+// the declared bytes.
+func TestPutSmallBodyOneWrite(t *testing.T) {
+	var writes atomic.Int64
+	tr := client.NewTransport()
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{Conn: conn, writes: &writes}, nil
+	}
+	srv, c := start(t, stratixtest.Options{}, client.Config{HTTPClient: &http.Client{Transport: tr}})
+	ctx := context.Background()
+	for _, size := range []int{1, 4 << 10, 32 << 10, 32<<10 + 1, 1 << 20} {
+		body := strings.Repeat("x", size-1) + "\n"
+		body = "{" + body[1:]
+		p, err := c.Presign(ctx, "w.jsonl", "application/jsonl", int64(size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := writes.Load()
+		sum, err := c.Put(ctx, p.URL, "application/jsonl", strings.NewReader(body), int64(size))
+		if err != nil {
+			t.Fatalf("put of %d bytes: %v", size, err)
+		}
+		if sum != sha256.Sum256([]byte(body)) {
+			t.Fatalf("put of %d bytes: hash %x", size, sum)
+		}
+		n := writes.Load() - before
+		if size <= 32<<10 && n != 1 {
+			t.Errorf("put of %d bytes took %d writes, want 1", size, n)
+		}
+		if size > 32<<10 && n < 2 {
+			t.Errorf("put of %d bytes took %d write: not streamed", size, n)
+		}
+	}
+	if got := srv.Calls(stratixtest.EndpointPut); got != 5 {
+		t.Fatalf("server saw %d PUTs, want 5", got)
 	}
 }

@@ -66,6 +66,9 @@ func (c *Client) Put(ctx context.Context, u, contentType string, body io.Reader,
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
+	if size > 0 && size <= smallPut {
+		return c.putSmall(ctx, u, contentType, body, size)
+	}
 	hr := &hashingReader{r: body, remaining: size, size: size, h: sha256.New()}
 	var rd io.Reader = hr
 	if size == 0 {
@@ -110,6 +113,47 @@ func (c *Client) Put(ctx context.Context, u, contentType string, body io.Reader,
 		// The server answered 2xx before taking the whole body: not stored as meant.
 		return [32]byte{}, fmt.Errorf("put: %w: server answered after %d of %d bytes", ErrBodySize, size-remaining, size)
 	}
+	return sum, nil
+}
+
+// smallPut is the largest body Put reads whole before sending it. net/http
+// writes the headers of a body it cannot see in memory on their own, before
+// the body, so that every PUT of a small file cost two writes here and two
+// reads (two wake-ups) at the server; a body in memory goes out with its
+// headers in one write.
+const smallPut = 32 << 10
+
+// putSmall is Put for a body of 1 to smallPut bytes: it reads exactly size
+// bytes, checks the source ends there, hashes them and sends them. A body
+// of the wrong size is refused before anything is sent. The buffer is not
+// reused: net/http may still read it after Do returns.
+func (c *Client) putSmall(ctx context.Context, u, contentType string, body io.Reader, size int64) ([32]byte, error) {
+	buf := make([]byte, size)
+	if n, err := io.ReadFull(body, buf); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return [32]byte{}, fmt.Errorf("put: %w: body ended after %d of %d bytes", ErrBodySize, n, size)
+		}
+		return [32]byte{}, fmt.Errorf("put: read body: %w", err)
+	}
+	if err := (&hashingReader{r: body, size: size}).checkEmpty(); err != nil {
+		return [32]byte{}, fmt.Errorf("put: %w", err)
+	}
+	sum := sha256.Sum256(buf)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(buf))
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("put: invalid URL: %w", redactURLErr(err))
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return [32]byte{}, c.transportError("put", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return [32]byte{}, c.readAPIError("put", resp)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	return sum, nil
 }
 
