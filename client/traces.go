@@ -79,13 +79,11 @@ func (c *Client) Put(ctx context.Context, u, contentType string, body io.Reader,
 		}
 		rd = http.NoBody
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, rd)
+	req, err := c.newPut(ctx, u, contentType, rd)
 	if err != nil {
-		return sum, fmt.Errorf("put: invalid URL: %w", redactURLErr(err))
+		return sum, err
 	}
 	req.ContentLength = size
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.hc.Do(req)
 	// net/http may still be reading the body in another goroutine after Do
 	// returns: read hr's state under its lock.
@@ -101,14 +99,9 @@ func (c *Client) Put(ctx context.Context, u, contentType string, body io.Reader,
 		}
 		return [32]byte{}, fmt.Errorf("put: %w", bodyErr)
 	}
-	if err != nil {
-		return [32]byte{}, c.transportError("put", err)
+	if err := c.putAnswer(resp, err); err != nil {
+		return [32]byte{}, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return [32]byte{}, c.readAPIError("put", resp)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	if remaining != 0 {
 		// The server answered 2xx before taking the whole body: not stored as meant.
 		return [32]byte{}, fmt.Errorf("put: %w: server answered after %d of %d bytes", ErrBodySize, size-remaining, size)
@@ -138,23 +131,41 @@ func (c *Client) putSmall(ctx context.Context, u, contentType string, body io.Re
 	if err := (&hashingReader{r: body, size: size}).checkEmpty(); err != nil {
 		return [32]byte{}, fmt.Errorf("put: %w", err)
 	}
-	sum := sha256.Sum256(buf)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(buf))
+	req, err := c.newPut(ctx, u, contentType, bytes.NewReader(buf))
 	if err != nil {
-		return [32]byte{}, fmt.Errorf("put: invalid URL: %w", redactURLErr(err))
+		return [32]byte{}, err
+	}
+	resp, err := c.hc.Do(req)
+	if err := c.putAnswer(resp, err); err != nil {
+		return [32]byte{}, err
+	}
+	return sha256.Sum256(buf), nil
+}
+
+// newPut builds a PUT of body to the presigned URL u: the signed
+// Content-Type, no API key.
+func (c *Client) newPut(ctx context.Context, u, contentType string, body io.Reader) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("put: invalid URL: %w", redactURLErr(err))
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("User-Agent", c.userAgent)
-	resp, err := c.hc.Do(req)
+	return req, nil
+}
+
+// putAnswer reads the answer to a PUT (or the error that came instead):
+// nil for a 2xx, whose body is drained so that the connection is reused.
+func (c *Client) putAnswer(resp *http.Response, err error) error {
 	if err != nil {
-		return [32]byte{}, c.transportError("put", err)
+		return c.transportError("put", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return [32]byte{}, c.readAPIError("put", resp)
+		return c.readAPIError("put", resp)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-	return sum, nil
+	return nil
 }
 
 // redactURLErr drops the query (a presigned signature) from a URL parse error.

@@ -23,23 +23,11 @@ import (
 func BenchmarkReadyLatency(b *testing.B) {
 	root := tempRoot(b)
 	const settle = 20 * time.Millisecond
-	w, err := New(Config{Roots: []string{root}, Settle: settle})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var timerLate atomic.Int64
-	w.testTimerLate = func(d time.Duration) { timerLate.Store(int64(d)) }
-	var seenAt atomic.Int64
-	w.testEventSeen = func(string) { seenAt.Store(time.Now().UnixNano()) }
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	for ev := range w.Events() {
-		if ev.Kind == ScanDone {
-			break
-		}
-	}
+	var timerLate, seenAt atomic.Int64
+	w := runDirect(b, root, settle, func(w *Watcher) {
+		w.testTimerLate = func(d time.Duration) { timerLate.Store(int64(d)) }
+		w.testEventSeen = func(string) { seenAt.Store(time.Now().UnixNano()) }
+	})
 	var total, renameCall, late, own, toLoop, toConsumer []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -69,8 +57,6 @@ func BenchmarkReadyLatency(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	cancel()
-	<-done
 	pct := func(d []time.Duration) string {
 		slices.Sort(d)
 		return fmt.Sprintf("p50 %v p99 %v", d[len(d)/2].Round(100*time.Nanosecond), d[len(d)*99/100].Round(100*time.Nanosecond))

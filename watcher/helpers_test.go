@@ -192,3 +192,27 @@ func tempRoot(t testing.TB) string {
 	}
 	return d
 }
+
+// runDirect starts a watcher of root with the given settle time, lets set
+// adjust it before Run (test hooks; set may be nil), waits for its first
+// scan and stops it when the test ends. The caller reads w.Events().
+func runDirect(tb testing.TB, root string, settle time.Duration, set func(*Watcher)) *Watcher {
+	tb.Helper()
+	w, err := New(Config{Roots: []string{root}, Settle: settle})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if set != nil {
+		set(w)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	for ev := range w.Events() {
+		if ev.Kind == ScanDone {
+			break
+		}
+	}
+	return w
+}

@@ -1,7 +1,6 @@
 package watcher
 
 import (
-	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -403,19 +402,7 @@ func TestSettleWriterCheckOnlyAfterWrites(t *testing.T) {
 func TestSettleNeverEndsEarly(t *testing.T) {
 	root := tempRoot(t)
 	const settle = 15 * time.Millisecond
-	w, err := New(Config{Roots: []string{root}, Settle: settle})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for ev := range w.Events() {
-		if ev.Kind == ScanDone {
-			break
-		}
-	}
+	w := runDirect(t, root, settle, nil)
 	for i := range 30 {
 		tmp := filepath.Join(root, fmt.Sprintf(".t%d.tmp", i))
 		final := filepath.Join(root, fmt.Sprintf("f%d.json", i))
@@ -452,21 +439,8 @@ func TestOnTimeReturnsAtDueNotBefore(t *testing.T) {
 func TestPreciseWakeBounded(t *testing.T) {
 	root := tempRoot(t)
 	const settle = 15 * time.Millisecond
-	w, err := New(Config{Roots: []string{root}, Settle: settle})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var sleeps atomic.Int64
-	w.testPreciseSleep = func() { sleeps.Add(1) }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	for ev := range w.Events() {
-		if ev.Kind == ScanDone {
-			break
-		}
-	}
+	w := runDirect(t, root, settle, func(w *Watcher) { w.testPreciseSleep = func() { sleeps.Add(1) } })
 	const n = 300
 	renamed := make(map[string]time.Time, n)
 	start := time.Now()
