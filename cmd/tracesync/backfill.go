@@ -128,7 +128,7 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 	defer s.close()
 
 	hooks := syncHooks{extra: []func(context.Context) error{
-		s.serveControl(g),
+		s.controlGuard,
 		func(ctx context.Context) error {
 			t := time.NewTicker(interval)
 			defer t.Stop()

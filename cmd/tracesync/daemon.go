@@ -48,6 +48,13 @@ type syncer struct {
 
 	metricsLn net.Listener // nil without --metrics-addr
 
+	// The control socket is served from when the engine exists until the
+	// store is closed (startControl, close): all the while this process
+	// holds the state file's lock, including a shutdown's drain.
+	ctlStop context.CancelFunc
+	ctlDone chan struct{}
+	ctlErr  error // what the control socket's server ended with, once ctlDone is closed
+
 	scanUnchanged atomic.Int64 // files the scans found already recorded (not read again)
 	resettler     *trackingResettler
 }
@@ -139,6 +146,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 	if err != nil {
 		return nil, asUsage(err)
 	}
+	s.startControl(g)
 	s.w, err = watcher.New(watcher.Config{
 		Roots:          dirs,
 		NoRecursive:    f.noRecursive,
@@ -213,6 +221,10 @@ var errStoppedConnecting = errors.New("stopped before the API could be reached")
 
 // close releases what openSyncer opened.
 func (s *syncer) close() {
+	if s.ctlStop != nil {
+		s.ctlStop()
+		<-s.ctlDone
+	}
 	if s.metricsLn != nil {
 		_ = s.metricsLn.Close()
 	}

@@ -349,11 +349,16 @@ func TestE2ESIGTERMDrainsInFlight(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t, stratixtest.Options{})
 	root := t.TempDir()
-	e.srv.SetLatency(stratixtest.EndpointCreate, 1500*time.Millisecond)
+	e.srv.SetLatency(stratixtest.EndpointCreate, 4*time.Second)
 	p := e.start("run", "--settle", "100ms", "--shutdown-timeout", "30s", root)
 	h := writeFile(t, root, "inflight.json", traceJSON("inflight"))
 	p.waitFor("the create to be in flight", time.Minute, func() bool { return e.srv.Calls(stratixtest.EndpointCreate) >= 1 })
 	p.signal(syscall.SIGTERM)
+	// While it drains, the daemon still holds the state file: status asks
+	// it over the control socket, and sees the upload in flight.
+	if st := e.status(); !st.Daemon || st.Intents != 1 {
+		t.Errorf("status during the drain: daemon %v, %d intents; want the daemon's answer with the in-flight upload's intent", st.Daemon, st.Intents)
+	}
 	if code := p.wait(time.Minute); code != 0 {
 		t.Fatalf("SIGTERM during an upload: exit %d, want 0\n%s", code, tail(p.stderr.String(), 4000))
 	}

@@ -87,28 +87,44 @@ func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) err
 					s.w.Rescan()
 				}, syscall.SIGHUP)
 			},
-			s.serveControl(g),
+			s.controlGuard,
 			s.pruneLoop(scanned),
 		},
 	}
 	return s.run(ctx, hooks)
 }
 
-// serveControl answers `tracesync status`, `files` and `retry` on the
-// control socket beside the state file while s runs (the daemon and a
-// backfill alike: the store is locked to this process meanwhile).
-func (s *syncer) serveControl(g *globals) func(context.Context) error {
+// startControl answers `tracesync status`, `files`, `retry` and `forget`
+// on the control socket beside the state file (the daemon and a backfill
+// alike) from now until close, which stops it before the store is closed:
+// the store stays locked to this process meanwhile, through a shutdown's
+// drain too, so the read commands always have someone to ask.
+func (s *syncer) startControl(g *globals) {
 	socket := control.SocketPath(filepath.Dir(s.db.File()))
 	handler := &daemonHandler{Handler: control.NewStoreHandler(s.db), db: s.db, eng: s.eng}
-	return func(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.ctlStop, s.ctlDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.ctlDone)
 		err := control.Serve(ctx, socket, handler)
 		if errors.Is(err, control.ErrAlreadyServing) {
-			return err // another process on this state: the store lock should have caught it
+			s.ctlErr = err // another process on this state: the store lock should have caught it
+			return
 		}
 		if err != nil {
 			// status and files then fall back to "stop the daemon first"; syncing goes on.
 			g.log.Error().Err(err).Msg("control socket unavailable: tracesync status and files cannot ask this process")
 		}
+	}()
+}
+
+// controlGuard ends the sync when another process already serves this
+// state directory's control socket.
+func (s *syncer) controlGuard(ctx context.Context) error {
+	select {
+	case <-s.ctlDone:
+		return s.ctlErr
+	case <-ctx.Done():
 		return nil
 	}
 }

@@ -23,6 +23,10 @@ import (
 // commands show an empty store rather than creating one.
 var errNoState = errors.New("no state file yet")
 
+// daemonAnswerWait is how long the read commands wait for a process that
+// holds the state file to answer on its control socket.
+const daemonAnswerWait = 5 * time.Second
+
 // stateHandler returns what answers the status, files, retry and forget
 // commands: the running daemon over its control socket when one answers,
 // else the state file opened directly (the last used target). close
@@ -45,6 +49,20 @@ func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), e
 		return nil, file, nil, fmt.Errorf("%w at %s", errNoState, file)
 	}
 	db, err := store.Open(dir, store.Options{Log: g.log})
+	var locked *store.LockedError
+	for deadline := time.Now().Add(daemonAnswerWait); errors.As(err, &locked) && time.Now().Before(deadline); {
+		// Another process holds the file but did not answer on the
+		// socket: a daemon that is still opening its store (its socket
+		// comes up right after). Ask it again for a moment.
+		time.Sleep(100 * time.Millisecond)
+		if h, derr := control.Dial(control.SocketPath(dir)); derr == nil {
+			return h, file, func() {}, nil
+		}
+		db, err = store.Open(dir, store.Options{Log: g.log})
+	}
+	if errors.As(err, &locked) {
+		return nil, file, nil, fmt.Errorf("%w (it did not answer on its control socket %s within %v either)", err, control.SocketPath(dir), daemonAnswerWait)
+	}
 	if errors.Is(err, syscall.EROFS) {
 		// A state disk that turned read-only: status and files still
 		// answer (retry and forget say they need it writable).

@@ -179,6 +179,36 @@ func TestStatusLockedWithoutSocketSaysWho(t *testing.T) {
 	}
 }
 
+// A daemon that holds the state file but has no control socket yet (it is
+// still opening its store): status waits for its socket instead of saying
+// the file is held.
+func TestStatusWaitsForDaemonStarting(t *testing.T) {
+	dir := stShortDir(t)
+	db := stFill(t, dir) // held open: the file is locked, no socket yet
+	type result struct {
+		code     int
+		out, err string
+	}
+	got := make(chan result, 1)
+	go func() {
+		code, out, errOut := stRun(t, "status", "--json", "--state-dir", dir)
+		got <- result{code, out, errOut}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	stServe(t, dir, db)
+	r := <-got
+	if r.code != 0 {
+		t.Fatalf("status while the daemon starts: exit %d, stderr %q", r.code, r.err)
+	}
+	var st control.Status
+	if err := json.Unmarshal([]byte(r.out), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Daemon || st.Files[store.StateUploaded] != 2 {
+		t.Errorf("status = %+v, want the daemon's answer with 2 uploaded", st)
+	}
+}
+
 func TestStatusWithNoStateCreatesNothing(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "never-used")
 	code, out, errOut := stRun(t, "status", "--state-dir", dir)
