@@ -53,12 +53,14 @@ func (c *Client) Presign(ctx context.Context, filename, contentType string, size
 	return p, nil
 }
 
-// Put streams exactly size bytes of body to a presigned URL, with
+// Put sends exactly size bytes of body to a presigned URL, with
 // Content-Length set (never chunked), the signed contentType, and no API
-// key. It returns the SHA-256 of the bytes actually sent. A body that ends
-// early or holds more than size bytes is an error wrapping ErrBodySize, and
-// the server receives an incomplete body (it stores nothing). A retried Put
-// must be given a body that starts again from the beginning.
+// key: up to smallPut bytes read whole first, larger bodies streamed. It
+// returns the SHA-256 of the bytes actually sent. A body that ends early or
+// holds more than size bytes is an error wrapping ErrBodySize, and the
+// server stores nothing: a small body is not sent at all, a streamed one is
+// cut short. A retried Put must be given a body that starts again from the
+// beginning.
 func (c *Client) Put(ctx context.Context, u, contentType string, body io.Reader, size int64) ([32]byte, error) {
 	var sum [32]byte
 	if size > MaxFileSize {
