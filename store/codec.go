@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -22,12 +23,6 @@ func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) hash(h Hash)      { e.b = append(e.b, h[:]...) }
 func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
-func (e *encoder) strs(ss []string) {
-	e.uvarint(uint64(len(ss)))
-	for _, s := range ss {
-		e.str(s)
-	}
-}
 func (e *encoder) time(t time.Time) {
 	if t.IsZero() {
 		e.byte1(0)
@@ -282,7 +277,8 @@ func (d *decoder) startContent() byte {
 // frontCoded decodes contentFormat's id list. All ids share one string,
 // built in a second pass once the first (skipFrontCoded) has checked every
 // entry and summed their lengths: one allocation for the bytes of hundreds
-// of thousands of ids, none aliasing the bbolt page.
+// of thousands of ids, none aliasing the bbolt page. Each id is a slice of
+// what the builder holds so far (its buffer, grown once, never moves).
 func (d *decoder) frontCoded() []string {
 	n := d.uvarint()
 	start := d.b
@@ -290,27 +286,21 @@ func (d *decoder) frontCoded() []string {
 	if d.err != nil || n == 0 {
 		return nil
 	}
-	all := make([]byte, 0, total)
-	ends := make([]int, n)
-	b, prev := start, 0
-	for i := range ends {
+	var sb strings.Builder
+	sb.Grow(total)
+	out := make([]string, n)
+	b, prev := start, ""
+	for i := range out {
 		k, m := binary.Uvarint(b)
 		b = b[m:]
 		rest, m := binary.Uvarint(b)
 		b = b[m:]
-		at := len(all)
-		all = append(all, all[prev:prev+int(k)]...)
-		all = append(all, b[:rest]...)
+		at := sb.Len()
+		sb.WriteString(prev[:k])
+		sb.Write(b[:rest])
 		b = b[rest:]
-		prev = at
-		ends[i] = len(all)
-	}
-	s := string(all)
-	out := make([]string, n)
-	from := 0
-	for i, end := range ends {
-		out[i] = s[from:end]
-		from = end
+		prev = sb.String()[at:]
+		out[i] = prev
 	}
 	return out
 }

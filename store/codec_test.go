@@ -17,7 +17,10 @@ func encodeContentV1(c *Content) []byte {
 	e.byte1(recordFormat)
 	e.str(c.Filename)
 	e.varint(c.Size)
-	e.strs(c.TraceIDs)
+	e.uvarint(uint64(len(c.TraceIDs)))
+	for _, id := range c.TraceIDs {
+		e.str(id)
+	}
 	e.time(c.UploadedAt)
 	return e.b
 }
