@@ -62,6 +62,7 @@ type harness struct {
 	eng      *uploader.Engine
 	events   chan watcher.Event
 	rs       *resettles
+	readies  int // Ready events this engine has taken
 	cancel   context.CancelFunc
 	runErr   chan error
 }
@@ -117,6 +118,7 @@ func (h *harness) start() {
 	h.eng = eng
 	h.events = make(chan watcher.Event)
 	h.rs = &resettles{}
+	h.readies = 0
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.runErr = make(chan error, 1)
@@ -154,6 +156,9 @@ func (h *harness) send(ev watcher.Event) {
 	h.t.Helper()
 	select {
 	case h.events <- ev:
+		if ev.Kind == watcher.Ready {
+			h.readies++
+		}
 	case <-time.After(20 * time.Second):
 		h.t.Fatalf("engine did not take event %v %s", ev.Kind, ev.Path)
 	}
@@ -234,12 +239,16 @@ func hexHash(data string) string {
 	return hex.EncodeToString(s[:])
 }
 
-// idle waits until nothing is queued, hashing or in flight.
+// idle waits until every Ready sent has been counted and nothing is
+// queued, hashing or in flight. The engine takes an event before it counts
+// it, so without the first check idle could pass while the last Ready is
+// still in the loop's hands, and the next write would race its hash.
 func (h *harness) idle() {
 	h.t.Helper()
 	h.waitFor("the engine to be idle", func() bool {
 		p := h.eng.Progress()
-		return p.Hashing == 0 && p.Queued == 0 && p.InFlight == 0 && p.FilesDone+p.Settling >= p.FilesSeen
+		return p.FilesSeen >= h.readies &&
+			p.Hashing == 0 && p.Queued == 0 && p.InFlight == 0 && p.FilesDone+p.Settling >= p.FilesSeen
 	})
 }
 
