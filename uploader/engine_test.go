@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -56,6 +58,7 @@ type harness struct {
 	stateDir string
 	srv      *stratixtest.Server
 	api      *client.Client
+	hooks    *hookedAPI // what the engine calls: api, with the test's hooks
 	db       *store.DB
 	target   client.Target
 	cfg      uploader.Config
@@ -94,11 +97,51 @@ func newHarness(t *testing.T, cfg uploader.Config, opts stratixtest.Options) *ha
 	if err != nil {
 		t.Fatalf("discover: %v", err)
 	}
-	h := &harness{t: t, root: t.TempDir(), stateDir: t.TempDir(), srv: srv, api: api, target: target, cfg: cfg}
+	h := bareHarness(t, cfg, srv, api, target)
 	h.openStore()
 	h.start()
 	t.Cleanup(h.stop)
 	return h
+}
+
+// hookedAPI is the client with a hook per call: a test that must change
+// something at a given point of an upload (the file after it was hashed,
+// the server's clock while a PUT is on its way, the store before a create)
+// sets the hook, and the change is made when the engine reaches that call,
+// before the call goes out. A server delay to change things in instead
+// would be a race a loaded machine can lose.
+type hookedAPI struct {
+	*client.Client
+	presign, put, create atomic.Pointer[func()]
+}
+
+// once runs fn at the next call hook is for, and not again.
+func (a *hookedAPI) once(hook *atomic.Pointer[func()], fn func()) { hook.Store(&fn) }
+
+func (a *hookedAPI) run(hook *atomic.Pointer[func()]) {
+	if fn := hook.Swap(nil); fn != nil {
+		(*fn)()
+	}
+}
+
+func (a *hookedAPI) Presign(ctx context.Context, filename, contentType string, size int64) (client.Presigned, error) {
+	a.run(&a.presign)
+	return a.Client.Presign(ctx, filename, contentType, size)
+}
+
+func (a *hookedAPI) Put(ctx context.Context, url, contentType string, body io.Reader, size int64) ([32]byte, error) {
+	a.run(&a.put)
+	return a.Client.Put(ctx, url, contentType, body, size)
+}
+
+func (a *hookedAPI) Create(ctx context.Context, filename string) ([]string, error) {
+	a.run(&a.create)
+	return a.Client.Create(ctx, filename)
+}
+
+// bareHarness is a harness with fresh temp dirs, its store not open yet.
+func bareHarness(t *testing.T, cfg uploader.Config, srv *stratixtest.Server, api *client.Client, target client.Target) *harness {
+	return &harness{t: t, root: t.TempDir(), stateDir: t.TempDir(), srv: srv, api: api, hooks: &hookedAPI{Client: api}, target: target, cfg: cfg}
 }
 
 func (h *harness) openStore() {
@@ -111,7 +154,7 @@ func (h *harness) openStore() {
 
 func (h *harness) start() {
 	h.t.Helper()
-	eng, err := uploader.New(h.cfg, h.db, h.api)
+	eng, err := uploader.New(h.cfg, h.db, h.hooks)
 	if err != nil {
 		h.t.Fatalf("new engine: %v", err)
 	}

@@ -92,11 +92,16 @@ func TestFIFOAfterHashDoesNotBlockUpload(t *testing.T) {
 	cfg := fastConfig()
 	cfg.Workers = 1
 	h := newHarness(t, cfg, stratixtest.Options{})
-	h.srv.SetLatency(stratixtest.EndpointPresign, 200*time.Millisecond)
 	p := h.write("swapped.json", traceA)
+	h.hooks.once(&h.hooks.presign, func() {
+		if err := os.Remove(p); err != nil {
+			t.Error(err)
+		}
+		if err := syscall.Mkfifo(p, 0o644); err != nil {
+			t.Error(err)
+		}
+	})
 	h.ready(p)
-	h.waitFor("the presign to start", func() bool { return h.srv.Calls(stratixtest.EndpointPresign) >= 1 })
-	swapForSpecial(t, p, "fifo")
 	t.Cleanup(func() {
 		// A worker stuck in a blocking open(2) for reading waits for a
 		// writer: become one (non-blocking, so this never waits itself),
@@ -115,7 +120,6 @@ func TestFIFOAfterHashDoesNotBlockUpload(t *testing.T) {
 	if n := h.srv.Calls(stratixtest.EndpointCreate); n != 0 {
 		t.Fatalf("%d creates for a path that is now a FIFO", n)
 	}
-	h.srv.SetLatency(stratixtest.EndpointPresign, 0)
 	b := h.write("next.json", traceB)
 	h.ready(b)
 	h.waitState(b, store.StateUploaded)
@@ -134,13 +138,16 @@ func TestDeletedBetweenSettleAndUpload(t *testing.T) {
 	cfg := fastConfig()
 	cfg.Workers = 1
 	h := newHarness(t, cfg, stratixtest.Options{})
-	h.srv.SetLatency(stratixtest.EndpointPresign, 200*time.Millisecond)
 	alone := h.write("alone.json", traceB)
+	removed := make(chan struct{})
+	h.hooks.once(&h.hooks.presign, func() {
+		if err := os.Remove(alone); err != nil {
+			t.Error(err)
+		}
+		close(removed)
+	})
 	h.ready(alone)
-	h.waitFor("the presign to start", func() bool { return h.srv.Calls(stratixtest.EndpointPresign) >= 1 })
-	if err := os.Remove(alone); err != nil {
-		t.Fatal(err)
-	}
+	<-removed
 	h.waitFor("the upload of the deleted file to end", func() bool {
 		in, _ := h.db.Intents()
 		p := h.eng.Progress()
@@ -152,14 +159,19 @@ func TestDeletedBetweenSettleAndUpload(t *testing.T) {
 	h.removed(alone)
 	h.waitState(alone, store.StateRemoved)
 
-	// Two names, one content: the one being read is deleted.
+	// Two names, one content: the one being read is deleted. The presign
+	// waits until the second name is known and the first is gone.
 	first := h.write("first.json", traceA)
 	second := h.write("later/second.json", traceA)
+	presigning, goOn := make(chan struct{}), make(chan struct{})
+	h.hooks.once(&h.hooks.presign, func() { close(presigning); <-goOn })
 	h.ready(first)
-	h.waitFor("the second presign to start", func() bool { return h.srv.Calls(stratixtest.EndpointPresign) >= 2 })
+	<-presigning
 	h.ready(second)
 	h.waitFor("both paths to wait for the upload", func() bool { return h.eng.Progress().Hashing == 0 && h.rec(second).State == store.StatePending })
-	if err := os.Remove(first); err != nil {
+	err := os.Remove(first)
+	close(goOn)
+	if err != nil {
 		t.Fatal(err)
 	}
 	h.waitState(second, store.StateUploaded)
@@ -175,17 +187,16 @@ func TestDeletedBetweenSettleAndUpload(t *testing.T) {
 // path goes back to settling, and its new bytes are uploaded, once.
 func TestTruncatedBetweenSettleAndUpload(t *testing.T) {
 	h := newHarness(t, fastConfig(), stratixtest.Options{})
-	h.srv.SetLatency(stratixtest.EndpointPresign, 200*time.Millisecond)
 	full := "{\"line\":1}\n{\"line\":2}\n{\"line\":3}\n"
 	cut := "{\"line\":1}\n"
 	p := h.write("cut.jsonl", full)
+	h.hooks.once(&h.hooks.presign, func() {
+		if err := os.Truncate(p, int64(len(cut))); err != nil {
+			t.Error(err)
+		}
+	})
 	h.ready(p)
-	h.waitFor("the presign to start", func() bool { return h.srv.Calls(stratixtest.EndpointPresign) >= 1 })
-	if err := os.Truncate(p, int64(len(cut))); err != nil {
-		t.Fatal(err)
-	}
 	h.waitFor("the path to go back to settling", func() bool { return h.rs.has(p) })
-	h.srv.SetLatency(stratixtest.EndpointPresign, 0)
 	if n := h.srv.Calls(stratixtest.EndpointCreate); n != 0 {
 		t.Fatalf("truncated mid-upload: %d creates, want 0", n)
 	}
@@ -301,19 +312,18 @@ func TestStateStoreWritesFail(t *testing.T) {
 			h.stop()
 			h.openStore()
 			fs := &failingStore{DB: h.db}
-			eng, err := uploader.New(cfg, fs, h.api)
+			eng, err := uploader.New(cfg, fs, h.hooks)
 			if err != nil {
 				t.Fatal(err)
 			}
 			h.startEngine(eng)
-			h.srv.SetLatency(stratixtest.EndpointCreate, 200*time.Millisecond)
+			// The store breaks as the first create goes out.
+			e := error(errno)
+			h.hooks.once(&h.hooks.create, func() { fs.broken.Store(&e) })
 			a := h.write("a.json", traceA)
 			b := h.write("b.json", traceB)
 			h.ready(a)
 			h.ready(b)
-			h.waitFor("the first create to start", func() bool { return h.srv.Calls(stratixtest.EndpointCreate) >= 1 })
-			e := error(errno)
-			fs.broken.Store(&e)
 			var runErr error
 			select {
 			case runErr = <-h.runErr:
@@ -325,7 +335,6 @@ func TestStateStoreWritesFail(t *testing.T) {
 			}
 			h.runErr <- nil
 			findLog(t, logs, logWant{level: "error", msg: "cannot write the state store", errHas: errno.Error()})
-			h.srv.SetLatency(stratixtest.EndpointCreate, 0)
 			h.stop()
 			h.openStore()
 			h.start()

@@ -38,6 +38,12 @@ func stagingHarness(t *testing.T, n int) (*harness, []string) {
 	// One worker: more than one create-phase intent means uploads were
 	// staged ahead of it.
 	h.waitFor("intents written ahead of the one worker", func() bool { return len(createPhase(t, h.db)) >= 3 })
+	// Every file decided: a test's rewrite then never meets a hash under
+	// way (which would send the path back to settling, and this harness
+	// has no watcher to send its Ready again).
+	for _, p := range paths {
+		h.waitState(p, store.StatePending)
+	}
 	return h, paths
 }
 

@@ -49,7 +49,9 @@ type settling struct {
 	// reporting it. False only while the file has had nothing but a
 	// Create: a file renamed into place (the recommended way to drop a
 	// file) has no writer left, and one created by open(O_CREAT) and
-	// written gets Write events, which set it.
+	// written gets Write events, which set it. An empty file is asked
+	// about all the same (fireFile): one created by open(O_CREAT) whose
+	// writer has not written yet has had nothing but its Create either.
 	checkWriters bool
 }
 
@@ -224,7 +226,7 @@ func (s *settler) fireFile(now time.Time, t timer, emit func(Event)) {
 		delete(s.files, t.path) // gone (its Remove is handled) or no longer a file
 		return
 	}
-	if !sameBytes(st, f.stat) || (f.checkWriters && s.writing(t.path)) {
+	if !sameBytes(st, f.stat) || ((f.checkWriters || st.Size == 0) && s.writing(t.path)) {
 		// Changed without an event (a missed event, a polled filesystem)
 		// or still open by a writer: another settle period.
 		f.stat = st

@@ -393,6 +393,24 @@ func TestSettleWriterCheckOnlyAfterWrites(t *testing.T) {
 	if n := h.count(Ready, inPlace); n != 1 {
 		t.Fatalf("after its writer closed it: %d Ready, want 1", n)
 	}
+	// Created and not written yet, its writer stalled past the settle
+	// time: nothing but a Create, but empty, so the writer is asked for,
+	// and the file is reported once, whole, when the writer is done.
+	stalled := "/r/stalled.json"
+	h.write(stalled, 0)
+	h.fs.writing[stalled] = true
+	h.s.appeared(h.now, uRoot, stalled)
+	h.advance(3 * uSettle)
+	if n := h.count(Ready, stalled); n != 0 {
+		t.Fatalf("empty file still open by its writer: %d Ready, want 0", n)
+	}
+	h.write(stalled, 9)
+	h.s.touched(h.now, uRoot, stalled, nil)
+	h.fs.writing[stalled] = false
+	h.advance(uSettle)
+	if n := h.count(Ready, stalled); n != 1 || h.events[len(h.events)-1].Stat.Size != 9 {
+		t.Fatalf("stalled writer done: %d Ready (want 1):\n%s", n, h.eventsString())
+	}
 }
 
 // TestSettleNeverEndsEarly: the event loop's timer is set to wake before a

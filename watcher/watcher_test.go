@@ -79,6 +79,39 @@ func TestSlowWriterIsReadyOnceAfterLastWrite(t *testing.T) {
 	}
 }
 
+// A writer that creates a file and stalls before its first write, for
+// longer than the settle time: the file has had nothing but its Create and
+// is empty, but its writer still holds it open, so it is not reported
+// empty; it is reported once, whole, after the writer closes it.
+func TestStalledWriterEmptyFileWaits(t *testing.T) {
+	root := tempRoot(t)
+	r := startWatcher(t, Config{Roots: []string{root}})
+	r.waitEvent(ScanDone, root, "")
+
+	p := filepath.Join(root, "stalled.json")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * testSettle)
+	const body = `{"late": true}`
+	if _, err := f.WriteString(body); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ev := r.waitEvent(Ready, root, p)
+	if ev.Stat.Size != int64(len(body)) {
+		t.Fatalf("Ready %s with size %d, want %d (reported while its writer held it open, empty)", p, ev.Stat.Size, len(body))
+	}
+	r.barrier(root)
+	evs, _ := r.snapshot()
+	if n := count(evs, Ready, p); n != 1 {
+		t.Fatalf("stalled writer %s: got %d Ready events, want 1:\n%s", p, n, dump(evs))
+	}
+}
+
 func TestBurstOfTenThousandFiles(t *testing.T) {
 	root := tempRoot(t)
 	r := startWatcher(t, Config{Roots: []string{root}})
