@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,8 +83,7 @@ func serve(t *testing.T, sock string, h Handler) {
 		}
 	})
 	for range 200 { // wait until it listens
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
+		if _, err := Dial(sock); err == nil {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)
@@ -286,6 +286,42 @@ func TestDialWithoutDaemon(t *testing.T) {
 	}
 	if _, err := h.Status(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A state directory so deep that its socket's path does not fit a unix
+// socket address (108 bytes) still gets a working control socket: status
+// answers, a second server is refused, and the socket is removed after.
+func TestDeepStateDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("deep-state-directory/", 6))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	sock := SocketPath(dir)
+	if len(sock) <= 108 {
+		t.Fatalf("socket path %d bytes: the test needs more than 108", len(sock))
+	}
+	if _, err := Dial(sock); !errors.Is(err, ErrNoDaemon) {
+		t.Fatalf("Dial with no daemon: %v, want ErrNoDaemon", err)
+	}
+	db := fill(t, dir)
+	serve(t, sock, NewStoreHandler(db))
+	h, err := Dial(sock)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	st, err := h.Status(context.Background())
+	if err != nil {
+		t.Fatalf("status over the socket of a deep state directory: %v", err)
+	}
+	if st.Files[store.StateRetrying] != 1 {
+		t.Fatalf("status %+v: want the store's one retrying file", st.Files)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket at its real path: %v, mode %v; want mode 600", err, fi)
+	}
+	if err := Serve(context.Background(), sock, NewStoreHandler(db)); !errors.Is(err, ErrAlreadyServing) {
+		t.Fatalf("second Serve: %v, want ErrAlreadyServing", err)
 	}
 }
 

@@ -30,8 +30,13 @@ const (
 // socket and returns nil. A stale socket file (nobody answers) is replaced;
 // if another process answers, Serve returns ErrAlreadyServing.
 func Serve(ctx context.Context, socketPath string, h Handler) error {
+	addr, release, err := shortPath(socketPath)
+	if err != nil {
+		return err
+	}
+	defer release() // after the listener's Close has unlinked addr
 	if _, err := os.Lstat(socketPath); err == nil {
-		if conn, err := net.DialTimeout("unix", socketPath, dialTimeout); err == nil {
+		if conn, err := net.DialTimeout("unix", addr, dialTimeout); err == nil {
 			conn.Close()
 			return fmt.Errorf("control socket %s: %w", socketPath, ErrAlreadyServing)
 		}
@@ -39,7 +44,7 @@ func Serve(ctx context.Context, socketPath string, h Handler) error {
 			return fmt.Errorf("remove stale control socket: %w", err)
 		}
 	}
-	ln, err := net.Listen("unix", socketPath)
+	ln, err := net.Listen("unix", addr)
 	if err != nil {
 		return fmt.Errorf("listen on control socket %s: %w", socketPath, err)
 	}
@@ -162,7 +167,8 @@ func writeError(w http.ResponseWriter, err error) {
 // connects once to check: when nobody listens (no socket, or a stale one)
 // the error wraps ErrNoDaemon.
 func Dial(socketPath string) (Handler, error) {
-	conn, err := net.DialTimeout("unix", socketPath, dialTimeout)
+	dialer := &net.Dialer{Timeout: dialTimeout}
+	conn, err := dialSocket(context.Background(), dialer, socketPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("%w (%s)", ErrNoDaemon, socketPath)
@@ -170,17 +176,27 @@ func Dial(socketPath string) (Handler, error) {
 		return nil, fmt.Errorf("connect to the daemon's control socket %s: %w (run as the user the daemon runs as)", socketPath, err)
 	}
 	conn.Close()
-	dialer := &net.Dialer{Timeout: dialTimeout}
 	return &client{http: &http.Client{
 		Timeout: requestTimeout,
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return dialer.DialContext(ctx, "unix", socketPath)
+				return dialSocket(ctx, dialer, socketPath)
 			},
 			MaxIdleConns:    1,
 			IdleConnTimeout: 10 * time.Second,
 		},
 	}}, nil
+}
+
+// dialSocket connects to the control socket at socketPath, however deep
+// its directory (shortPath).
+func dialSocket(ctx context.Context, d *net.Dialer, socketPath string) (net.Conn, error) {
+	addr, release, err := shortPath(socketPath)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return d.DialContext(ctx, "unix", addr)
 }
 
 // client is the Handler Dial returns.
