@@ -4,11 +4,37 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tracesync/tracesync/store"
 )
+
+// stopOnText is a stderr that calls stop once text has been written to
+// it, as an operator's SIGTERM after reading that line would.
+type stopOnText struct {
+	mu   sync.Mutex // guards buf: the process writes from its goroutines
+	buf  bytes.Buffer
+	text string
+	stop context.CancelFunc
+}
+
+func (s *stopOnText) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.buf.Write(p)
+	if s.stop != nil && strings.Contains(s.buf.String(), s.text) {
+		s.stop()
+	}
+	return n, err
+}
+
+func (s *stopOnText) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
 
 // run and backfill that cannot start say why, with the right exit code,
 // and release what they opened (a second attempt meets no lock). The
@@ -39,15 +65,17 @@ func TestSyncStartupErrors(t *testing.T) {
 					env[k] = v
 				}
 				ctx, wantCode := context.Background(), c.wantCode
+				var stdout bytes.Buffer
+				stderr := &stopOnText{}
 				if cmd == "run" && c.retries {
 					// Stopped (like SIGTERM) after its first retry line.
 					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, 1500*time.Millisecond)
+					ctx, cancel = context.WithTimeout(ctx, time.Minute)
 					defer cancel()
+					stderr.text, stderr.stop = "retrying", cancel
 					wantCode = 0 // stopped while waiting: nothing started
 				}
-				var stdout, stderr bytes.Buffer
-				code := Main(ctx, []string{cmd, w.folder}, strings.NewReader(""), &stdout, &stderr,
+				code := Main(ctx, []string{cmd, w.folder}, strings.NewReader(""), &stdout, stderr,
 					func(k string) string { return env[k] })
 				if cmd == "run" && c.retries && !strings.Contains(stderr.String(), "retrying") {
 					t.Fatalf("run with %s did not say it keeps trying:\n%s", c.name, stderr.String())
