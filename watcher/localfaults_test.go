@@ -135,13 +135,22 @@ func TestSpecialFilesWhileWatching(t *testing.T) {
 	r := startWatcher(t, Config{Roots: []string{root}, FollowSymlinks: true})
 	r.waitEvent(ScanDone, root, "")
 	swapped := filepath.Join(root, "swapped.json")
-	writeFile(t, swapped, `{"half":`)
+	// Its writer holds it open until the swap, so that a stall of this
+	// test past the settle time cannot get the half file reported.
+	half, err := os.Create(swapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := half.WriteString(`{"half":`); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(swapped); err != nil {
 		t.Fatal(err)
 	}
 	if err := syscall.Mkfifo(swapped, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	half.Close()
 	ln, err := net.Listen("unix", filepath.Join(root, "late-socket.json"))
 	if err != nil {
 		t.Fatal(err)
