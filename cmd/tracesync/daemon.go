@@ -70,6 +70,14 @@ type trackingResettler struct {
 	pending map[string]bool
 }
 
+// daemonLockWait is how long `tracesync run` waits for the state file's
+// lock. status, files, retry and forget hold it for a moment when no
+// daemon answers them; a daemon that starts meanwhile (systemd restarting
+// it under an operator's monitoring loop) waits for them instead of
+// failing. A backfill keeps the store's 1 s: the holder is then most
+// likely a daemon, and the error says what to do.
+const daemonLockWait = 5 * time.Second
+
 func (r *trackingResettler) Resettle(path string) {
 	r.mu.Lock()
 	r.pending[path] = true
@@ -120,7 +128,11 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 	if err != nil {
 		return nil, err
 	}
-	s.db, err = store.Open(stateDir, store.Options{Target: s.target.String(), Log: g.log})
+	opts := store.Options{Target: s.target.String(), Log: g.log}
+	if !once {
+		opts.Timeout = daemonLockWait
+	}
+	s.db, err = store.Open(stateDir, opts)
 	if err != nil {
 		var le *store.LockedError
 		if errors.As(err, &le) && once {

@@ -36,6 +36,35 @@ func (s *stopOnText) String() string {
 	return s.buf.String()
 }
 
+// A daemon that starts while a read command holds the state file for a
+// moment (no daemon answered it, so it opened the file itself) waits for
+// it instead of failing.
+func TestRunWaitsForABriefLockHolder(t *testing.T) {
+	t.Parallel()
+	w := newCheckConfigWorld(t)
+	held, err := store.Open(w.state, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout bytes.Buffer
+	stderr := &stopOnText{text: "tracesync starting", stop: cancel} // stopped once syncing
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, []string{"run", w.folder}, strings.NewReader(""), &stdout, stderr,
+			func(k string) string { return w.env[k] })
+	}()
+	// Longer than a backfill's wait for the lock, well within a daemon's.
+	time.Sleep(2500 * time.Millisecond)
+	if err := held.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 0 || !strings.Contains(stderr.String(), "tracesync starting") {
+		t.Fatalf("run while the state was held for 2.5 s: exit %d, want 0 after starting:\n%s", code, stderr.String())
+	}
+}
+
 // run and backfill that cannot start say why, with the right exit code,
 // and release what they opened (a second attempt meets no lock). The
 // daemon does not exit on an unreachable API or a rejected key: it says
