@@ -516,7 +516,9 @@ func TestFaultMatrixHang(t *testing.T) {
 			logs := &syncBuffer{}
 			srv := stratixtest.NewServer(stratixtest.Options{})
 			t.Cleanup(srv.Close)
-			api := pinnedClient(t, srv.URL(), nil, time.Second)
+			// The per-call timeout ends the hung call; it applies to every
+			// call, so it leaves room for a slow machine's ordinary ones.
+			api := pinnedClient(t, srv.URL(), nil, 2*time.Second)
 			h := newHarnessWithAPI(t, matrixConfig(logs), srv, api)
 			srv.HangNext(ep, 1)
 			paths, hashes := matrixFiles(h)
