@@ -70,14 +70,6 @@ type trackingResettler struct {
 	pending map[string]bool
 }
 
-// daemonLockWait is how long `tracesync run` waits for the state file's
-// lock. status, files, retry and forget hold it for a moment when no
-// daemon answers them; a daemon that starts meanwhile (systemd restarting
-// it under an operator's monitoring loop) waits for them instead of
-// failing. A backfill keeps the store's 1 s: the holder is then most
-// likely a daemon, and the error says what to do.
-const daemonLockWait = 5 * time.Second
-
 func (r *trackingResettler) Resettle(path string) {
 	r.mu.Lock()
 	r.pending[path] = true
@@ -103,6 +95,14 @@ func (r *trackingResettler) unfinished() []string {
 	slices.Sort(out)
 	return out
 }
+
+// daemonLockWait is how long `tracesync run` waits for the state file's
+// lock. status, files, retry and forget hold it for a moment when no
+// daemon answers them; a daemon that starts meanwhile (systemd restarting
+// it under an operator's monitoring loop) waits for them instead of
+// failing. A backfill keeps the store's 1 s: the holder is then most
+// likely a daemon, and the error says what to do.
+const daemonLockWait = 5 * time.Second
 
 // openSyncer builds everything a sync needs, in the order that fails
 // fastest: flags, metrics address, API target, store, engine, watcher.
