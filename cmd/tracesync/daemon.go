@@ -18,6 +18,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
@@ -404,6 +405,13 @@ func statusLine(p uploader.Progress) string {
 	return line
 }
 
+// readOnlyFS reports whether the file system holding dir is mounted
+// read-only now.
+func readOnlyFS(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Flags&unix.ST_RDONLY != 0
+}
+
 // onSignal calls fn for every sig until ctx is done.
 func onSignal(ctx context.Context, fn func(), sig ...os.Signal) error {
 	ch := make(chan os.Signal, 1)
@@ -420,16 +428,23 @@ func onSignal(ctx context.Context, fn func(), sig ...os.Signal) error {
 }
 
 // explainStateError adds what to do to an error of the state directory
-// dir: a full disk, a read-only file system, or a directory the user may
-// not write. The last is a configuration error (exit 2: systemd does not
-// restart what only a person can fix); the first two exit 1, so a disk that
-// is repaired or freed gets the daemon back by itself.
+// dir: a full disk, a read-only file system, a failing disk, or a
+// directory the user may not write. The last is a configuration error
+// (exit 2: systemd does not restart what only a person can fix); the
+// others exit 1, so a disk that is repaired or freed gets the daemon back
+// by itself.
 func explainStateError(err error, dir string) error {
+	file := filepath.Join(dir, store.FileName)
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return fmt.Errorf("%w: the file system holding the state directory %s is full: free space there (df -h %s), then start tracesync again; what was uploaded is recorded and will not be uploaded again", err, dir, dir)
-	case errors.Is(err, syscall.EROFS):
-		return fmt.Errorf("%w: the state directory %s is on a read-only file system: make it writable again (a disk error remounts it read-only: check dmesg) or pass --state-dir", err, dir)
+	case errors.Is(err, syscall.EROFS), errors.Is(err, syscall.EIO) && readOnlyFS(dir):
+		// A disk error that makes ext4 (errors=remount-ro) read-only
+		// under the open file fails the sync in flight with EIO, and
+		// only the writes after it with EROFS.
+		return fmt.Errorf("%w: the state directory %s is on a read-only file system, so its state file %s cannot be written: make it writable again (a disk error remounts it read-only: check dmesg) or pass --state-dir", err, dir, file)
+	case errors.Is(err, syscall.EIO):
+		return fmt.Errorf("%w: the disk holding the state file %s failed a write: check dmesg and the disk, then start tracesync again; uploads whose record was not written are resolved on the next start", err, file)
 	case errors.Is(err, fs.ErrPermission):
 		return asUsage(fmt.Errorf("%w: the user running tracesync (uid %d) may not write the state directory %s: fix its owner or mode (under systemd, StateDirectory= does this) or pass --state-dir", err, os.Getuid(), dir))
 	}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tracesync/tracesync/client/stratixtest"
+	"github.com/tracesync/tracesync/store"
 )
 
 // statefsLimit bounds every wait of these tests: a hang guard, not a speed
@@ -428,6 +429,28 @@ func statefsSource(t *testing.T, dir string) string {
 		t.Fatalf("%s is not in /proc/self/mountinfo", dir)
 	}
 	return src
+}
+
+// An I/O error from the state store is explained by what the disk is now:
+// on a file system that turned read-only (ext4 errors=remount-ro fails the
+// sync in flight with EIO, not EROFS) it says read-only and names the state
+// file; elsewhere it says the disk failed a write.
+func TestExplainStateErrorIO(t *testing.T) {
+	t.Parallel()
+	commitEIO := fmt.Errorf("store: commit: %w", syscall.EIO)
+	ro := statefsMount(t, 1<<20)
+	statefsRemount(t, ro, true)
+	got := explainStateError(commitEIO, ro).Error()
+	for _, want := range []string{filepath.Join(ro, store.FileName), "read-only file system", "make it writable again"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("EIO on a read-only file system: %q, want %q in it", got, want)
+		}
+	}
+	rw := t.TempDir()
+	got = explainStateError(commitEIO, rw).Error()
+	if !strings.Contains(got, filepath.Join(rw, store.FileName)) || !strings.Contains(got, "failed a write") || strings.Contains(got, "read-only") {
+		t.Errorf("EIO on a writable file system: %q, want the state file and a failed write, not read-only", got)
+	}
 }
 
 // The state directory turns read-only under a running daemon. A tmpfs
