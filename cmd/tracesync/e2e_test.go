@@ -408,6 +408,7 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 	// Queued faults: at most one of each waits at a time (a new one only
 	// once the endpoint was called since the last), so none piles up.
 	putsAt, createsAt := -1, -1
+	var procs []*proc // kept for the failure report
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	const kills = 24
 	for i := range kills {
@@ -424,6 +425,7 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 			cmd = "run"
 		}
 		p := e.start(cmd, "--settle", "50ms", "--workers", "4", root)
+		procs = append(procs, p)
 		time.Sleep(time.Duration(50+rng.IntN(600)) * time.Millisecond) // a random moment: the point of the test
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !p.exited() {
 			t.Fatalf("kill %d: %v", i, err)
@@ -434,7 +436,9 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 		e.srv.FailRate(ep, 0, 0)
 		e.srv.RateLimitRate(ep, 0, "")
 	}
-	r := e.run("backfill", "--settle", "50ms", root)
+	last := e.start("backfill", "--settle", "50ms", root)
+	procs = append(procs, last)
+	r := result{code: last.wait(2 * time.Minute), stdout: last.stdout.String(), stderr: last.stderr.String()}
 	if r.code != 0 {
 		t.Fatalf("final backfill after %d kills: exit %d, want 0\n%s\n%s", kills, r.code, r.stdout, tail(r.stderr, 4000))
 	}
@@ -454,7 +458,7 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 		rows := e.files()
 		byID := map[string]string{}
 		for _, tr := range e.srv.Traces() {
-			byID[tr.ID] = fmt.Sprint(tr.Data["trace_id"])
+			byID[tr.ID] = fmt.Sprintf("%v@%s", tr.Data["trace_id"], tr.CreatedAt.Format("15:04:05.000000"))
 		}
 		for i, h := range hashes {
 			if per[h] != 1 {
@@ -464,6 +468,14 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 					got = append(got, id+"="+byID[id])
 				}
 				t.Logf("%s: recorded %s with traces %v", name(i), row.State, got)
+				// What each process said of it, in order.
+				for k, p := range procs {
+					for _, line := range strings.Split(p.stderr.String(), "\n") {
+						if strings.Contains(line, name(i)) {
+							t.Logf("  process %d (%s): %s", k, p.cmd.Args[1], line)
+						}
+					}
+				}
 			}
 		}
 	}
