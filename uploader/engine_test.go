@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"slices"
@@ -113,6 +114,7 @@ func newHarness(t *testing.T, cfg uploader.Config, opts stratixtest.Options) *ha
 type hookedAPI struct {
 	*client.Client
 	presign, put, create atomic.Pointer[func()]
+	listed               atomic.Pointer[func()] // after a listing's last page
 }
 
 // once runs fn at the next call hook is for, and not again.
@@ -132,6 +134,17 @@ func (a *hookedAPI) Presign(ctx context.Context, filename, contentType string, s
 func (a *hookedAPI) Put(ctx context.Context, url, contentType string, body io.Reader, size int64) ([32]byte, error) {
 	a.run(&a.put)
 	return a.Client.Put(ctx, url, contentType, body, size)
+}
+
+func (a *hookedAPI) All(ctx context.Context, opts client.ListOptions) iter.Seq2[client.TraceWithEvaluations, error] {
+	return func(yield func(client.TraceWithEvaluations, error) bool) {
+		for t, err := range a.Client.All(ctx, opts) {
+			if !yield(t, err) {
+				return
+			}
+		}
+		a.run(&a.listed)
+	}
 }
 
 func (a *hookedAPI) Create(ctx context.Context, filename string) ([]string, error) {
@@ -158,14 +171,7 @@ func (h *harness) start() {
 	if err != nil {
 		h.t.Fatalf("new engine: %v", err)
 	}
-	h.eng = eng
-	h.events = make(chan watcher.Event)
-	h.rs = &resettles{}
-	h.readies = 0
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	h.runErr = make(chan error, 1)
-	go func() { h.runErr <- eng.Run(ctx, h.events, h.rs) }()
+	h.startEngine(eng)
 }
 
 // stop ends Run (bounded by a shutdown deadline) and closes the store.

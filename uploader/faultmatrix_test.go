@@ -742,6 +742,7 @@ func (h *harness) startEngine(eng *uploader.Engine) {
 	h.eng = eng
 	h.events = make(chan watcher.Event)
 	h.rs = &resettles{}
+	h.readies = 0
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.runErr = make(chan error, 1)

@@ -1088,7 +1088,12 @@ func (l *loop) onResult(r workResult) {
 		}
 		u.needResolve, u.resolveOnly, u.background = false, false, false
 		l.unlock(u)
-		l.writes = append(l.writes, &intentOp{intent: store.Intent{Hash: u.hash}, clear: true})
+		// The listing found no create: the intent it resolved goes. The
+		// upload enqueued below may start at once and write its own
+		// intent before this clear commits; that one (started after the
+		// listing) stays, or a crash during its create would leave
+		// nothing to resolve and the next start would create it again.
+		l.writes = append(l.writes, &intentOp{intent: store.Intent{Hash: u.hash}, clear: true, unlessAfter: r.listedAt})
 		if len(u.paths) == 0 {
 			l.dropJob(u)
 			return
@@ -1127,7 +1132,7 @@ func (l *loop) onResult(r workResult) {
 				l.enqueue(u, false)
 				return
 			}
-			l.writes = append(l.writes, &intentOp{intent: store.Intent{Hash: u.hash}, clear: true})
+			l.writes = append(l.writes, &intentOp{intent: store.Intent{Hash: u.hash}, clear: true, unlessAfter: r.createAt})
 			l.dropJob(u)
 			return
 		}

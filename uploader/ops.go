@@ -420,11 +420,24 @@ func (o *unstageOp) apply(tx *store.Tx, _ time.Time) error {
 type intentOp struct {
 	intent store.Intent
 	clear  bool
+	// unlessAfter, when set with clear, keeps an intent started after it:
+	// one written since by the next upload of the content (its worker
+	// writes it, while this op waits in the loop's queue of writes).
+	unlessAfter time.Time
 }
 
 func (o *intentOp) apply(tx *store.Tx, _ time.Time) error {
-	if o.clear {
-		return tx.DeleteIntent(o.intent.Hash)
+	if !o.clear {
+		return tx.PutIntent(o.intent)
 	}
-	return tx.PutIntent(o.intent)
+	if !o.unlessAfter.IsZero() {
+		in, err := tx.GetIntent(o.intent.Hash)
+		if err == nil && in.StartedAt.After(o.unlessAfter) {
+			return nil
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return tx.DeleteIntent(o.intent.Hash)
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,6 +156,73 @@ func TestRecoveryBeforeNewUploads(t *testing.T) {
 	}
 	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
 		t.Fatalf("recovered content: %d creates, want 1", n)
+	}
+}
+
+// lateStore holds back the next write of the engine's loop, once armed,
+// until the test releases it; the workers' writes go on meanwhile. A
+// worker's write is told apart by its call stack (runUpload).
+type lateStore struct {
+	*store.DB
+	armed   atomic.Bool
+	entered chan struct{} // closed when the held write arrives
+	release chan struct{} // closed by the test to let it go
+	done    chan struct{} // closed when it has committed
+}
+
+func newLateStore(db *store.DB) *lateStore {
+	return &lateStore{DB: db, entered: make(chan struct{}), release: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (s *lateStore) Update(ctx context.Context, fn func(*store.Tx) error) error {
+	if strings.Contains(string(debug.Stack()), "runUpload") || !s.armed.CompareAndSwap(true, false) {
+		return s.DB.Update(ctx, fn)
+	}
+	close(s.entered)
+	<-s.release
+	defer close(s.done)
+	return s.DB.Update(ctx, fn)
+}
+
+// Rule 9: a leftover create-phase intent that the listing resolves to
+// nothing is cleared, and the content is uploaded again at once. The clear
+// is a write of the engine's loop; the next upload's intent is written by
+// its worker, and may commit first. The late clear must not remove it: a
+// crash during that upload's create would then leave nothing to resolve,
+// and the next start would create the content a second time.
+func TestResolvedIntentClearKeepsTheNextUploadsIntent(t *testing.T) {
+	cfg := fastConfig()
+	cfg.Workers = 1
+	h := newHarness(t, cfg, stratixtest.Options{})
+	h.stop()
+	h.openStore()
+	p := h.write("x.json", traceA)
+	sum := seed(t, h, p, traceA, store.PhaseCreate, time.Now().Add(-time.Minute))
+	ls := newLateStore(h.db)
+	// The loop's next write once the listing has ended (the clear) is held
+	// until the next upload has written its own intent and reached create.
+	h.hooks.once(&h.hooks.listed, func() { ls.armed.Store(true) })
+	h.hooks.once(&h.hooks.presign, func() { <-ls.entered })
+	h.hooks.once(&h.hooks.create, func() {
+		close(ls.release)
+		<-ls.done
+		// Here a crash would leave the state as it is now.
+		in, err := h.db.Intents()
+		if err != nil {
+			t.Error(err)
+		}
+		if !slices.ContainsFunc(in, func(i store.Intent) bool { return i.Hash == sum && i.Phase == store.PhaseCreate }) {
+			t.Errorf("as the upload after a resolved intent creates, intents are %+v: its create-phase intent is gone", in)
+		}
+	})
+	eng, err := uploader.New(cfg, ls, h.hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.startEngine(eng)
+	h.waitState(p, store.StateUploaded)
+	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 1 {
+		t.Fatalf("%d creates, want 1", n)
 	}
 }
 

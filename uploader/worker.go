@@ -64,6 +64,7 @@ type workResult struct {
 	stage          string
 	mayHaveCreated bool // the failure came after the create-phase intent was written
 	createAt       time.Time
+	listedAt       time.Time // when the listing of a resolution began (cfg.Now)
 	started        time.Time
 	dur            time.Duration
 }
@@ -109,6 +110,7 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 	s := it.spec
 	r := workResult{item: it, started: time.Now()}
 	if s.needResolve {
+		r.listedAt = e.cfg.Now()
 		ids, err := e.findTraces(ctx, s.filename, s.intentAt.Add(-e.cfg.RecoverySkew))
 		if err != nil {
 			r = e.fail(r, "recover", err)
