@@ -110,7 +110,12 @@ type result struct {
 // run runs tracesync to the end (at most two minutes) and returns what it printed.
 func (e *e2eEnv) run(args ...string) result {
 	e.t.Helper()
-	p := e.start(args...)
+	return e.start(args...).finish()
+}
+
+// finish waits for p to exit (at most two minutes) and returns what it printed.
+func (p *proc) finish() result {
+	p.t.Helper()
 	code := p.wait(2 * time.Minute)
 	return result{stdout: p.stdout.String(), stderr: p.stderr.String(), code: code}
 }

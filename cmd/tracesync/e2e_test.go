@@ -438,7 +438,7 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 	}
 	last := e.start("backfill", "--settle", "50ms", root)
 	procs = append(procs, last)
-	r := result{code: last.wait(2 * time.Minute), stdout: last.stdout.String(), stderr: last.stderr.String()}
+	r := last.finish()
 	if r.code != 0 {
 		t.Fatalf("final backfill after %d kills: exit %d, want 0\n%s\n%s", kills, r.code, r.stdout, tail(r.stderr, 4000))
 	}
