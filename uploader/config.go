@@ -94,8 +94,18 @@ type Config struct {
 	// pause the pool; 0 means 3.
 	ConnFailures int
 	// RecoverySkew is the clock skew allowed when adopting traces after a
-	// crash (rule 9); 0 means 5 m.
+	// crash under a bare basename (--remote-name basename); a unique name
+	// needs no time window. 0 means 5 m.
 	RecoverySkew time.Duration
+	// RemoteName is how uploads are named at the server; the zero value
+	// names each by its content (RemoteNameUnique).
+	RemoteName RemoteNaming
+	// NoRemoteCheck skips asking the server, before uploading a content
+	// the store does not know, whether traces of its unique name already
+	// exist (uploaded by another process, or recorded in a lost state).
+	// It has no effect with RemoteNameBasename, whose names say nothing
+	// of the content. False: ask.
+	NoRemoteCheck bool
 	// OneShot (backfill): Run returns nil once the event channel is closed
 	// and every known path is final (uploaded, linked, skipped or
 	// quarantined). Transient failures keep retrying until ctx ends.

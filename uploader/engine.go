@@ -66,6 +66,7 @@ type Progress struct {
 
 	Uploaded          int            // files whose content was uploaded by this run
 	Linked            int            // files linked to an already uploaded content (no upload)
+	Adopted           int            // files whose content the server already held under its unique name (no upload)
 	Unchanged         int            // files already uploaded with these bytes
 	Skipped           int            // empty files
 	Quarantined       int            // files that can never succeed as they are

@@ -78,8 +78,26 @@ func fastConfig() uploader.Config {
 		MaxBackoff:     5 * time.Millisecond,
 		ProbeInterval:  5 * time.Millisecond,
 		HealthTimeout:  time.Minute,
+		RemoteName:     testNaming(),
 		Log:            zerolog.Nop(),
 	}
+}
+
+// namingEnv, set to "basename", runs the tests with bare basenames as
+// upload names (TestFaultMatrixWithBasenames sets it for a second pass).
+const namingEnv = "TRACESYNC_TEST_REMOTE_NAME"
+
+func testNaming() uploader.RemoteNaming {
+	n, ok := uploader.ParseRemoteNaming(os.Getenv(namingEnv))
+	if !ok {
+		panic(namingEnv + ": use unique or basename")
+	}
+	return n
+}
+
+// nameOf is the name path's upload of data gets at the server under cfg.
+func nameOf(cfg uploader.Config, path, data string) string {
+	return uploader.UploadName(path, sha256.Sum256([]byte(data)), cfg.RemoteName)
 }
 
 func newHarness(t *testing.T, cfg uploader.Config, opts stratixtest.Options) *harness {

@@ -24,6 +24,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -210,6 +212,41 @@ func checkPause(t *testing.T, logs *syncBuffer, want bool) {
 	if strings.Contains(logs.String(), stratixtest.DefaultAPIKey) {
 		t.Fatalf("the API key appears in the logs")
 	}
+}
+
+// firstStage is the stage of an upload's first API call under cfg: the
+// check for its unique name on the server, else the presign.
+func firstStage(cfg uploader.Config) string {
+	if cfg.RemoteName == uploader.RemoteNameUnique && !cfg.NoRemoteCheck {
+		return "check"
+	}
+	return "presign"
+}
+
+// TestFaultMatrixWithBasenames runs the fault matrix again with bare
+// basenames as upload names (--remote-name basename), in a child process
+// of this test binary.
+func TestFaultMatrixWithBasenames(t *testing.T) {
+	if os.Getenv(namingEnv) != "" {
+		t.Skip("this is the second pass")
+	}
+	if testing.Short() {
+		t.Skip("runs the fault matrix a second time")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestFaultMatrix", "-test.count", "1")
+	cmd.Env = append(os.Environ(), namingEnv+"=basename")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("fault matrix with --remote-name basename: %v\n%s", err, lastBytes(string(out), 8000))
+	}
+	t.Logf("fault matrix with --remote-name basename passed")
+}
+
+func lastBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
 }
 
 func matrixConfig(logs *syncBuffer) uploader.Config {
@@ -421,7 +458,7 @@ func TestFaultMatrixConnectionRefused(t *testing.T) {
 	}
 	h.waitFor("the pool to pause", func() bool { return h.eng.Progress().Paused })
 	findLog(t, logs, logWant{level: "error", msg: "uploads paused: the API is unreachable", has: []string{"probe_every"}, errHas: "connection refused"})
-	findLog(t, logs, logWant{level: "warn", msg: retryMsg, fields: map[string]string{"stage": "presign"}, errHas: "connection refused"})
+	findLog(t, logs, logWant{level: "warn", msg: retryMsg, fields: map[string]string{"stage": firstStage(h.cfg)}, errHas: "connection refused"})
 	if h.eng.Ready() {
 		t.Fatalf("Ready() while the API is unreachable")
 	}
@@ -528,7 +565,11 @@ func TestFaultMatrixHang(t *testing.T) {
 			checkNothingLostOrDuplicated(t, h, paths, hashes)
 			findLog(t, logs, logWant{level: "warn", msg: retryMsg, fields: map[string]string{"stage": string(ep)}, errHas: "deadline exceeded"})
 			checkPause(t, logs, false)
-			if ep == stratixtest.EndpointCreate && srv.Calls(stratixtest.EndpointList) < 1 {
+			checks := 0
+			if firstStage(h.cfg) == "check" {
+				checks = len(hashes) // one look for each content's name before its upload
+			}
+			if ep == stratixtest.EndpointCreate && srv.Calls(stratixtest.EndpointList) < checks+1 {
 				t.Fatalf("after a create that timed out, the retry did not look for its traces first (no list call)")
 			}
 		})
@@ -687,7 +728,9 @@ func TestFaultMatrixRejectedKey(t *testing.T) {
 func TestFaultMatrixLostCreateListFails(t *testing.T) {
 	t.Parallel()
 	logs := &syncBuffer{}
-	h := newHarness(t, matrixConfig(logs), stratixtest.Options{})
+	cfg := matrixConfig(logs)
+	cfg.NoRemoteCheck = true // the listing faulted is the recovery's, not the check before the upload
+	h := newHarness(t, cfg, stratixtest.Options{})
 	h.srv.LoseCreateResponseNext(1)
 	h.srv.FailNext(stratixtest.EndpointList, 2, http.StatusServiceUnavailable)
 	a := h.write("a.json", traceA)
@@ -706,7 +749,9 @@ func TestFaultMatrixLostCreateListFails(t *testing.T) {
 func TestFaultMatrixLostCreateRestartDuringRecovery(t *testing.T) {
 	t.Parallel()
 	logs := &syncBuffer{}
-	h := newHarness(t, matrixConfig(logs), stratixtest.Options{})
+	cfg := matrixConfig(logs)
+	cfg.NoRemoteCheck = true // the listing hung is the recovery's, not the check before the upload
+	h := newHarness(t, cfg, stratixtest.Options{})
 	h.srv.LoseCreateResponseNext(1)
 	h.srv.HangNext(stratixtest.EndpointList, 1)
 	a := h.write("crash.json", traceA)
@@ -730,7 +775,7 @@ func TestFaultMatrixLostCreateRestartDuringRecovery(t *testing.T) {
 	findLog(t, logs, logWant{level: "info", msg: "resolving uploads a crash interrupted", fields: map[string]string{}, has: []string{"intents"}})
 	findLog(t, logs, logWant{level: "info", msg: "recovered: adopted the traces", has: []string{"trace_ids"}})
 	c, _ := h.db.GetContent(h.rec(a).Hash)
-	if got, want := sortedCopy(c.TraceIDs), serverIDs(h.srv, "crash.json"); len(got) != 1 || got[0] != want[0] {
+	if got, want := sortedCopy(c.TraceIDs), serverIDs(h.srv, nameOf(h.cfg, a, traceA)); len(got) != 1 || len(want) != 1 || got[0] != want[0] {
 		t.Fatalf("adopted %v, want the server's %v", got, want)
 	}
 	checkPause(t, logs, false)

@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -64,6 +63,7 @@ type upload struct {
 	state       jobState
 	needResolve bool
 	resolveOnly bool
+	checkRemote bool // ask the server for traces of filename before uploading (rule 15)
 	// background: a resolve-only job made while running, for bytes that
 	// lost their last path while a create of them may have run. It is
 	// queued with the uploads and does not hold them back (l.resolving
@@ -154,6 +154,7 @@ type loop struct {
 	probing   bool
 	probeAt   time.Time
 	connFails int
+	outage    outage
 	preferDel bool
 
 	rootGone     map[string]string
@@ -533,7 +534,7 @@ func (l *loop) peekDelete() (workItem, bool) {
 
 func (l *loop) spec(u *upload) uploadSpec {
 	s := uploadSpec{hash: u.hash, path: u.path, filename: u.filename, contentType: u.contentType, size: u.size,
-		needResolve: u.needResolve, resolveOnly: u.resolveOnly, intentAt: u.intentAt, attempt: u.attempts + 1}
+		needResolve: u.needResolve, resolveOnly: u.resolveOnly, checkRemote: u.checkRemote, intentAt: u.intentAt, attempt: u.attempts + 1}
 	if u.staged == stageDurable {
 		s.stagedAt = u.stagedAt
 	}
@@ -731,6 +732,7 @@ func (l *loop) pause(why string, err error) {
 func (l *loop) onProbe(err error) {
 	if err == nil {
 		l.paused, l.pauseWhy, l.connFails = false, "", 0
+		l.outage.reset()
 		l.e.log.Info().Msg("the API answers again: uploads resumed")
 		// Jobs waiting for the pool go back in line.
 		for _, u := range l.jobs {
@@ -959,7 +961,7 @@ func (l *loop) onHashed(d hashDone) {
 		l.release(path, p)
 		return
 	}
-	op := &decideOp{path: path, root: p.root, res: res, force: p.force}
+	op := &decideOp{path: path, root: p.root, name: UploadName(path, res.Hash, l.e.cfg.RemoteName), res: res, force: p.force}
 	switch res.Outcome {
 	case hashInvalid:
 		op.reason = "invalid"
@@ -1040,7 +1042,7 @@ func (l *loop) attach(path string, p *pathJob, o *decideOp) {
 		if err != nil {
 			ct = "application/json"
 		}
-		u = &upload{hash: h, path: path, root: p.root, filename: filepath.Base(path), contentType: ct, size: o.res.ID.Size,
+		u = &upload{hash: h, path: path, root: p.root, filename: o.name, contentType: ct, size: o.res.ID.Size,
 			paths: map[string]bool{}, attempts: o.attempts}
 		if o.hasIntent && o.intent.Phase == store.PhaseCreate {
 			u.needResolve, u.intentAt = true, o.intent.StartedAt
@@ -1048,6 +1050,7 @@ func (l *loop) attach(path string, p *pathJob, o *decideOp) {
 				u.filename = o.intent.Filename
 			}
 		}
+		u.checkRemote = !u.needResolve && l.e.cfg.RemoteName == RemoteNameUnique && !l.e.cfg.NoRemoteCheck
 		l.jobs[h] = u
 		if o.next.After(l.now()) {
 			l.schedule(u, o.next)
@@ -1069,16 +1072,18 @@ func (l *loop) onResult(r workResult) {
 	u := r.item.up
 	s := r.item.spec
 	log := l.e.log
-	if r.kind != resFailed || !r.transport {
-		l.connFails = 0
-	}
+	l.noteCall(r)
 	switch r.kind {
-	case resCreated, resAdopted:
+	case resCreated, resAdopted, resFound:
 		u.state = jobRecording
 		u.needResolve = false
-		if r.kind == resAdopted {
+		switch r.kind {
+		case resAdopted:
 			log.Info().Str("path", s.path).Str("hash", s.hash.String()).Strs("trace_ids", r.ids).
 				Msg("recovered: adopted the traces of an upload whose create ran before a crash (no second create)")
+		case resFound:
+			log.Info().Str("path", s.path).Str("hash", s.hash.String()).Str("name", s.filename).Int("traces", len(r.ids)).
+				Msg("already on the server: adopted the traces of this content's name, uploaded before by another tracesync or a lost state (no upload)")
 		}
 		l.writes = append(l.writes, &uploadedOp{recordOp: recordOp{hash: u.hash, filename: s.filename, size: s.size, ids: r.ids, attempts: u.attempts + 1}, u: u, r: r})
 		return
@@ -1177,7 +1182,7 @@ func (l *loop) onResult(r workResult) {
 		}
 		return
 	case client.ClassPermanent, client.ClassNotFound:
-		if r.stage == "recover" {
+		if r.stage == "recover" || r.stage == "check" {
 			break // listing refused: treat as transient below
 		}
 		l.e.m.failures.WithLabelValues("permanent").Inc()
@@ -1200,12 +1205,6 @@ func (l *loop) onResult(r workResult) {
 	// Transient (and represign past its bound): back off, keep the schedule.
 	l.e.m.failures.WithLabelValues("transient").Inc()
 	l.e.m.retries.Inc()
-	if r.transport {
-		l.connFails++
-		if l.connFails >= l.e.cfg.ConnFailures {
-			l.pause(fmt.Sprintf("the API is unreachable (%d connection failures in a row)", l.connFails), r.err)
-		}
-	}
 	u.attempts++
 	if u.bo == nil {
 		// Made at the first failure, not with the job: most jobs never
@@ -1251,7 +1250,10 @@ func (l *loop) onUploaded(o *uploadedOp) {
 	first := true
 	for path := range u.paths {
 		p := l.paths[path]
-		if first && path == u.path {
+		if first && path == u.path && r.kind == resFound {
+			l.done(func(pr *Progress) { pr.Adopted++ }, u.size)
+			first = false
+		} else if first && path == u.path {
 			l.done(func(pr *Progress) { pr.Uploaded++ }, u.size)
 			first = false
 		} else {
@@ -1267,7 +1269,30 @@ func (l *loop) onUploaded(o *uploadedOp) {
 	}
 }
 
+// noteCall counts one API call's answer toward pausing the pool as one
+// (rule 11): connection failures in a row, or most recent calls answered
+// 502, 503 or 504.
+func (l *loop) noteCall(r workResult) {
+	failed := r.kind == resFailed
+	if failed && r.class == client.ClassCanceled {
+		return
+	}
+	if failed && r.transport {
+		l.connFails++
+	} else {
+		l.connFails = 0
+	}
+	down := l.outage.add(failed && (r.transport || unavailableAnswer(r.err)))
+	switch {
+	case l.connFails >= l.e.cfg.ConnFailures:
+		l.pause(fmt.Sprintf("the API is unreachable (%d connection failures in a row)", l.connFails), r.err)
+	case down:
+		l.pause(fmt.Sprintf("the API answers that it is unavailable (502/503/504) to %d of the last %d calls", l.outage.down, l.outage.n), r.err)
+	}
+}
+
 func (l *loop) onDeleteResult(r workResult) {
+	l.noteCall(r)
 	d := r.item.del
 	d.running = false
 	id := d.d.TraceID
@@ -1283,7 +1308,6 @@ func (l *loop) onDeleteResult(r workResult) {
 		l.writes = append(l.writes, &deleteDoneOp{id: id})
 		return
 	}
-	l.connFails = 0
 	switch r.class {
 	case client.ClassCanceled:
 		return
@@ -1294,12 +1318,6 @@ func (l *loop) onDeleteResult(r workResult) {
 		return
 	}
 	l.e.m.deletes.WithLabelValues("failed").Inc()
-	if r.transport {
-		l.connFails++
-		if l.connFails >= l.e.cfg.ConnFailures {
-			l.pause(fmt.Sprintf("the API is unreachable (%d connection failures in a row)", l.connFails), r.err)
-		}
-	}
 	d.d.Attempts++
 	wait := d.bo.NextBackOff()
 	if r.class == client.ClassPermanent {
@@ -1452,7 +1470,7 @@ func (l *loop) startup() error {
 				l.startHash(rec.Path, p)
 				return nil
 			}
-			o := &decideOp{path: rec.Path, root: rec.Root, res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}},
+			o := &decideOp{path: rec.Path, root: rec.Root, name: UploadName(rec.Path, rec.Hash, e.cfg.RemoteName), res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}},
 				attempts: rec.Attempts, next: rec.NextAttempt}
 			l.attach(rec.Path, p, o)
 		case store.StateRemoved:

@@ -2,7 +2,6 @@ package uploader
 
 import (
 	"errors"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -31,6 +30,7 @@ const (
 // decideOp records what hashing found for one path and decides (rules 2, 3, 10).
 type decideOp struct {
 	path, root string
+	name       string // the upload's name at the server (UploadName)
 	res        hashResult
 	force      bool   // `tracesync retry`: a quarantined path with the same bytes is tried again
 	reason     string // quarantine category, when res says quarantine
@@ -95,7 +95,7 @@ func (o *decideOp) apply(tx *store.Tx, now time.Time) error {
 				o.intent, o.hasIntent = in, true
 			case errors.Is(err, store.ErrNotFound):
 				// Rule 9: the intent exists before presign.
-				in = store.Intent{Hash: o.res.Hash, Path: o.path, Filename: filepath.Base(o.path), Size: o.res.ID.Size, Phase: store.PhasePresign, StartedAt: now}
+				in = store.Intent{Hash: o.res.Hash, Path: o.path, Filename: o.name, Size: o.res.ID.Size, Phase: store.PhasePresign, StartedAt: now}
 				if err := tx.PutIntent(in); err != nil {
 					return err
 				}

@@ -53,7 +53,7 @@ func TestLostCreateResponseAdopted(t *testing.T) {
 		t.Fatalf("lost create answer: got %d creates, want 1", n)
 	}
 	c, _ := h.db.GetContent(h.rec(p).Hash)
-	if got, want := sortedCopy(c.TraceIDs), serverIDs(h.srv, "lost.jsonl"); !slices.Equal(got, want) {
+	if got, want := sortedCopy(c.TraceIDs), serverIDs(h.srv, nameOf(h.cfg, p, "{\"a\":1}\n{\"a\":2}\n")); !slices.Equal(got, want) || len(want) != 2 {
 		t.Fatalf("adopted trace ids %v, want the server's %v", got, want)
 	}
 	if in, _ := h.db.Intents(); len(in) != 0 {
@@ -83,7 +83,7 @@ func TestRestartAdoptsCreatedTraces(t *testing.T) {
 		t.Fatalf("restart after a lost create: got %d creates, want 1", n)
 	}
 	c, _ := h.db.GetContent(h.rec(p).Hash)
-	if got, want := sortedCopy(c.TraceIDs), serverIDs(h.srv, "crash.json"); !slices.Equal(got, want) || len(got) != 1 {
+	if got, want := sortedCopy(c.TraceIDs), serverIDs(h.srv, nameOf(h.cfg, p, traceA)); !slices.Equal(got, want) || len(got) != 1 {
 		t.Fatalf("adopted %v, want the server's %v", got, want)
 	}
 	if in, _ := h.db.Intents(); len(in) != 0 {
@@ -231,7 +231,9 @@ func TestResolvedIntentClearKeepsTheNextUploadsIntent(t *testing.T) {
 // content, are inside the clock-skew window of the recovery list but are
 // never adopted: the crashed content, whose create never ran, is created.
 func TestRecoveryIgnoresRecordedTracesOfSameBasename(t *testing.T) {
-	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	cfg := fastConfig()
+	cfg.RemoteName = uploader.RemoteNameBasename // a unique name never meets another content's traces
+	h := newHarness(t, cfg, stratixtest.Options{})
 	earlier := h.write("a/x.json", traceB)
 	h.ready(earlier)
 	h.waitState(earlier, store.StateUploaded)

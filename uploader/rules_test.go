@@ -311,6 +311,7 @@ func TestChangedDuringUploadNotCreated(t *testing.T) {
 // create twice at once, and each content is created once.
 func TestSameBasenameNeverInFlightTogether(t *testing.T) {
 	cfg := fastConfig()
+	cfg.RemoteName = uploader.RemoteNameBasename
 	cfg.Workers = 8
 	h := newHarness(t, cfg, stratixtest.Options{})
 	h.srv.SetLatency(stratixtest.EndpointCreate, 5*time.Millisecond)

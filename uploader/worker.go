@@ -25,6 +25,7 @@ type uploadSpec struct {
 	contentType string
 	size        int64
 	needResolve bool      // a create-phase intent exists: look for its traces first (rule 9)
+	checkRemote bool      // ask the server for traces of this unique name before uploading (rule 15)
 	resolveOnly bool      // start-up recovery: resolve, do not upload
 	intentAt    time.Time // when that create phase began
 	// stagedAt is set when the loop wrote this attempt's create-phase
@@ -46,6 +47,7 @@ type resultKind uint8
 const (
 	resCreated      resultKind = iota + 1 // create returned trace ids
 	resAdopted                            // recovery found the traces of an earlier create
+	resFound                              // the server already holds traces of this unique name: adopted, no upload
 	resResolvedNone                       // recovery found nothing: upload from scratch
 	resChanged                            // the bytes sent differ from the decided hash (rule 7)
 	resVanished                           // the source file is gone
@@ -111,7 +113,11 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 	r := workResult{item: it, started: time.Now()}
 	if s.needResolve {
 		r.listedAt = e.cfg.Now()
-		ids, err := e.findTraces(ctx, s.filename, s.intentAt.Add(-e.cfg.RecoverySkew))
+		since := time.Time{} // a unique name's traces are ours whenever made
+		if !nameIsUnique(s.filename, s.hash) {
+			since = s.intentAt.Add(-e.cfg.RecoverySkew)
+		}
+		ids, err := e.findTraces(ctx, s.filename, since)
 		if err != nil {
 			r = e.fail(r, "recover", err)
 			r.mayHaveCreated = true
@@ -174,6 +180,20 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 				res.mayHaveCreated = true
 			}
 		}()
+	}
+	if s.checkRemote && early {
+		// Rule 15: another process, or this host before its state was
+		// lost, may have uploaded these bytes under this very name. (The
+		// intent above is written meanwhile; if traces are found, it goes
+		// back to the presign phase and their record clears it.)
+		ids, err := e.findTraces(ctx, s.filename, time.Time{})
+		if err != nil {
+			return e.fail(r, "check", err)
+		}
+		if len(ids) > 0 {
+			r.kind, r.ids, r.dur = resFound, ids, time.Since(r.started)
+			return r
+		}
 	}
 	for represign := 0; ; represign++ {
 		if err := e.wait(ctx); err != nil {
@@ -250,12 +270,12 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 
 // findTraces lists the project's traces for filename, newest first, and
 // returns those whose filename is exactly filename, that were created at or
-// after since, and that the store does not already attribute to a content
-// or a pending delete (rule 9), oldest first. The window reaches back by
-// the allowed clock skew, so it can hold the traces of an earlier upload of
-// the same basename (rule 8 keeps those from overlapping ours, not from
-// preceding it): only the store can tell them apart. Server-side filters
-// narrow the list; the checks here decide.
+// after since (the zero time: whenever), and that the store does not
+// already attribute to a content or a pending delete (rule 9), oldest
+// first. Under a bare basename the window reaches back by the allowed
+// clock skew, so it can hold the traces of an earlier upload of the same
+// basename: only the store can tell them apart. Server-side filters narrow
+// the list; the checks here decide.
 func (e *Engine) findTraces(ctx context.Context, filename string, since time.Time) ([]string, error) {
 	if err := e.wait(ctx); err != nil {
 		return nil, err

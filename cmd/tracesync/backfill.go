@@ -172,7 +172,7 @@ func snapshotOf(p uploader.Progress) progressSnapshot {
 	return progressSnapshot{
 		FilesTotal: p.FilesSeen, FilesDone: p.FilesDone,
 		BytesTotal: p.BytesSeen, BytesDone: p.BytesDone,
-		Uploaded: p.Uploaded, Linked: p.Linked + p.Unchanged, Skipped: p.Skipped,
+		Uploaded: p.Uploaded, Linked: p.Linked + p.Unchanged + p.Adopted, Skipped: p.Skipped,
 		Quarantined: p.Quarantined, Retrying: p.Retrying,
 	}
 }
@@ -198,6 +198,7 @@ type backfillSummary struct {
 	elapsed       time.Duration
 	uploaded      int
 	bytesUploaded int64
+	adopted       int
 	linked        int
 	unchanged     int // already uploaded by an earlier run (by stat or by hash)
 	skipped       int
@@ -216,7 +217,7 @@ type backfillSummary struct {
 // run did not read again because they had not changed).
 func summarize(db *store.DB, dirs []string, p uploader.Progress, scanUnchanged int, elapsed time.Duration) (*backfillSummary, error) {
 	s := &backfillSummary{
-		elapsed: elapsed, uploaded: p.Uploaded, bytesUploaded: p.BytesUploaded, linked: p.Linked,
+		elapsed: elapsed, uploaded: p.Uploaded, bytesUploaded: p.BytesUploaded, adopted: p.Adopted, linked: p.Linked,
 		unchanged: p.Unchanged + scanUnchanged, skipped: p.Skipped, reasons: p.QuarantineReasons,
 		filesDone: p.FilesDone, bytesDone: p.BytesDone,
 	}
@@ -276,6 +277,9 @@ func (s *backfillSummary) write(w io.Writer) {
 	}
 	fmt.Fprintf(w, "backfill %s in %s: %s files read, %s\n", word, s.elapsed.Round(10*time.Millisecond), count(s.filesDone), humanBytes(s.bytesDone))
 	fmt.Fprintf(w, "  uploaded     %8s  (%s sent)\n", count(s.uploaded), humanBytes(s.bytesUploaded))
+	if s.adopted > 0 {
+		fmt.Fprintf(w, "  adopted      %8s  (already on the server under its content's name: recorded, no upload)\n", count(s.adopted))
+	}
 	fmt.Fprintf(w, "  linked       %8s  (same bytes as an uploaded file: no upload)\n", count(s.linked))
 	fmt.Fprintf(w, "  unchanged    %8s  (recorded by an earlier run with these bytes: not read again)\n", count(s.unchanged))
 	fmt.Fprintf(w, "  skipped      %8s  (empty files)\n", count(s.skipped))

@@ -150,11 +150,14 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		// its new path may still be settling: wait one remove grace before
 		// deleting, so the new path links to the content (rule 5) instead
 		// of uploading it again after its traces were deleted.
-		DeleteDelay: watcher.DefaultRemoveGrace(f.settle),
-		RateLimit:   f.rateLimit,
-		OneShot:     once,
-		Log:         g.log,
-		Metrics:     uploader.NewMetrics(s.reg),
+		DeleteDelay:   watcher.DefaultRemoveGrace(f.settle),
+		RateLimit:     f.rateLimit,
+		RemoteName:    f.remoteName.v,
+		NoRemoteCheck: f.noRemoteCheck,
+		ProbeInterval: f.probeInterval,
+		OneShot:       once,
+		Log:           g.log,
+		Metrics:       uploader.NewMetrics(s.reg),
 	}, s.db, s.api)
 	if err != nil {
 		return nil, asUsage(err)

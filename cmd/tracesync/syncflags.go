@@ -13,6 +13,7 @@ import (
 
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/uploader"
 )
 
 // syncFlags are the flags run and backfill share (check-config may reuse
@@ -35,6 +36,9 @@ type syncFlags struct {
 	poll            time.Duration
 	rootMarker      string
 	retention       time.Duration
+	remoteName      remoteNameFlag
+	noRemoteCheck   bool
+	probeInterval   time.Duration
 }
 
 // Defaults of the shared flags.
@@ -45,6 +49,7 @@ const (
 	defaultRescanInterval  = 10 * time.Minute
 	defaultMaxDelete       = 100
 	defaultShutdownTimeout = 30 * time.Second
+	defaultProbeInterval   = 30 * time.Second
 	defaultRetention       = store.DefaultRetention // 720h: 30 days
 	minRetention           = time.Hour
 )
@@ -77,6 +82,9 @@ func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
 	fs.BoolVar(&f.followSymlinks, "follow-symlinks", false, "follow symbolic links (never out of a folder)")
 	fs.DurationVar(&f.poll, "poll", 0, "poll every INTERVAL instead of using inotify (for NFS, SMB); 0 uses inotify")
 	fs.StringVar(&f.rootMarker, "root-marker", "", "a file that must exist in each folder (like .stfolder); without it the folder counts as unmounted and nothing is deleted")
+	fs.Var(&f.remoteName, "remote-name", "the name each upload gets at the server: unique (the file's stem, 16 hex digits of its content's SHA-256, its extension: safe with any number of uploaders into one project) or basename (the bare file name: only for one uploader per project)")
+	fs.BoolVar(&f.noRemoteCheck, "no-remote-check", false, "do not ask the server, before uploading a content this state does not know, whether its unique name is already there (to adopt it instead of uploading it again)")
+	fs.DurationVar(&f.probeInterval, "probe-interval", defaultProbeInterval, "while uploads are paused (key rejected, API unreachable or answering 503), how often one request checks whether it works again")
 	fs.DurationVar(&f.retention, "retention", defaultRetention, "keep records of removed files this long, then prune them and the contents no file, upload or delete refers to (run: after the first scan, then daily; backfill: at the end); 0 keeps everything, else at least 1h")
 }
 
@@ -96,6 +104,9 @@ func (f *syncFlags) validate() error {
 		errs = append(errs, fmt.Errorf("--rescan-interval %s: use 0 (off) or a positive duration such as 10m", f.rescanInterval))
 	} else if f.rescanInterval > 0 && f.rescanInterval < time.Second {
 		errs = append(errs, fmt.Errorf("--rescan-interval %s: use at least 1s (or 0 to disable)", f.rescanInterval))
+	}
+	if f.probeInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--probe-interval %s: use at least 100ms, e.g. 30s", f.probeInterval))
 	}
 	if f.maxDelete < 0 {
 		errs = append(errs, fmt.Errorf("--max-delete %d: use 0 or more", f.maxDelete))
@@ -216,6 +227,20 @@ func parseByteSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: use bytes or a number with KiB, MiB, GiB, KB, MB or GB", s)
 	}
 	return int64(v * mult), nil
+}
+
+// remoteNameFlag is --remote-name: unique or basename.
+type remoteNameFlag struct{ v uploader.RemoteNaming }
+
+func (r *remoteNameFlag) String() string { return r.v.String() }
+func (r *remoteNameFlag) Type() string   { return "unique|basename" }
+func (r *remoteNameFlag) Set(s string) error {
+	v, ok := uploader.ParseRemoteNaming(strings.TrimSpace(s))
+	if !ok {
+		return fmt.Errorf("%q: use unique (the default) or basename", s)
+	}
+	r.v = v
+	return nil
 }
 
 // absClean returns p absolute and cleaned.
