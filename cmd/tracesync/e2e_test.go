@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +19,8 @@ import (
 
 	"github.com/tracesync/tracesync/client/stratixtest"
 	"github.com/tracesync/tracesync/internal/control"
+	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/uploader"
 )
 
 // fileRow is one row of `tracesync files --json`.
@@ -259,14 +263,14 @@ func TestE2ERunDropFolder(t *testing.T) {
 	}
 
 	// Removal with --delete-on-remove: the content's traces are deleted.
-	before := tracesOf(e.srv, "b.jsonl")
+	before := tracesOf(e.srv, remoteName("b.jsonl", hB))
 	if len(before) != 2 {
 		t.Fatalf("b.jsonl: %d traces on the server, want 2", len(before))
 	}
 	if err := os.Remove(filepath.Join(root, "archive", "b.jsonl")); err != nil {
 		t.Fatal(err)
 	}
-	p.waitFor("b.jsonl's traces deleted", limit, func() bool { return len(tracesOf(e.srv, "b.jsonl")) == 0 })
+	p.waitFor("b.jsonl's traces deleted", limit, func() bool { return len(tracesOf(e.srv, remoteName("b.jsonl", hB))) == 0 })
 	if d := e.srv.Deleted(); len(d) != 2 || !slices.Contains(d, before[0]) || !slices.Contains(d, before[1]) {
 		t.Errorf("deleted %v, want exactly b.jsonl's traces %v", d, before)
 	}
@@ -281,6 +285,16 @@ func TestE2ERunDropFolder(t *testing.T) {
 func gone(rows map[string]fileRow, path string) bool {
 	row, ok := rows[path]
 	return !ok || row.State == "removed"
+}
+
+// remoteName is the unique name a file of this basename and content (hex
+// SHA-256) is uploaded under.
+func remoteName(base, hexHash string) string {
+	var h store.Hash
+	if _, err := hex.Decode(h[:], []byte(hexHash)); err != nil {
+		panic(err)
+	}
+	return uploader.UploadName(base, h, uploader.RemoteNameUnique)
 }
 
 // tracesOf returns the ids of the live traces created from filename.
@@ -383,10 +397,21 @@ func TestE2ESIGKILLLoop(t *testing.T) {
 	testSIGKILLLoop(t, func(i int) string { return fmt.Sprintf("k%02d.json", i) })
 }
 
+// TestE2ESIGKILLLoopBasenames is the SIGKILL loop with bare basenames as
+// upload names (--remote-name basename), where recovery lists within the
+// clock-skew window.
+func TestE2ESIGKILLLoopBasenames(t *testing.T) {
+	t.Parallel()
+	testSIGKILLLoop(t, func(i int) string { return fmt.Sprintf("b%02d.json", i) }, "--remote-name", "basename")
+}
+
 // killLoopFiles is how many distinct contents the SIGKILL loop syncs.
 const killLoopFiles = 30
 
-func testSIGKILLLoop(t *testing.T, name func(i int) string) {
+// killSeedEnv reruns the SIGKILL loops with a seed a failed run logged.
+const killSeedEnv = "TRACESYNC_TEST_KILL_SEED"
+
+func testSIGKILLLoop(t *testing.T, name func(i int) string, flags ...string) {
 	e := newE2E(t, stratixtest.Options{})
 	root := t.TempDir()
 	var hashes []string
@@ -409,7 +434,15 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 	// once the endpoint was called since the last), so none piles up.
 	putsAt, createsAt := -1, -1
 	var procs []*proc // kept for the failure report
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv(killSeedEnv); v != "" {
+		var err error
+		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", killSeedEnv, v, err)
+		}
+	}
+	t.Logf("kill moments drawn with seed %d (rerun: %s=%d)", seed, killSeedEnv, seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
 	const kills = 24
 	for i := range kills {
 		if n := e.srv.Calls(stratixtest.EndpointPut); n > putsAt {
@@ -424,7 +457,7 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 		if i%2 == 1 {
 			cmd = "run"
 		}
-		p := e.start(cmd, "--settle", "50ms", "--workers", "4", root)
+		p := e.start(append([]string{cmd, "--settle", "50ms", "--workers", "4", root}, flags...)...)
 		procs = append(procs, p)
 		time.Sleep(time.Duration(50+rng.IntN(600)) * time.Millisecond) // a random moment: the point of the test
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !p.exited() {
@@ -436,7 +469,7 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string) {
 		e.srv.FailRate(ep, 0, 0)
 		e.srv.RateLimitRate(ep, 0, "")
 	}
-	last := e.start("backfill", "--settle", "50ms", root)
+	last := e.start(append([]string{"backfill", "--settle", "50ms", root}, flags...)...)
 	procs = append(procs, last)
 	r := last.finish()
 	if r.code != 0 {
