@@ -137,7 +137,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 	if err != nil {
 		var le *store.LockedError
 		if errors.As(err, &le) && once {
-			return nil, fmt.Errorf("%w (a running `tracesync run` syncs these folders itself; to backfill with it running, give this backfill its own --state-dir)", err)
+			return nil, fmt.Errorf("%w (a running `tracesync run` syncs its folders itself: wait for the other process or stop it; a backfill with its own --state-dir keeps a second record, but uploads nothing the other already uploaded: it finds those contents on the server by name)", err)
 		}
 		return nil, explainStateError(err, stateDir)
 	}
