@@ -27,7 +27,8 @@ const (
 	decQuarantined                     // quarantined now, or still (same bytes)
 )
 
-// decideOp records what hashing found for one path and decides (rules 2, 3, 10).
+// decideOp reads what the store knows of one hashed path, lets decide
+// conclude, and records the verdict.
 type decideOp struct {
 	path, root string
 	name       string // the upload's name at the server (UploadName)
@@ -48,83 +49,64 @@ type decideOp struct {
 }
 
 func (o *decideOp) apply(tx *store.Tx, now time.Time) error {
-	o.dec, o.lastErr, o.attempts, o.next = 0, "", 0, time.Time{}
-	o.intent, o.hasIntent, o.orphan, o.orphanSize, o.prevState = store.Intent{}, false, store.Hash{}, 0, ""
-	old, err := tx.GetPath(o.path)
-	found := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
+	k, err := readKnown(tx, o.path, o.res.Hash, o.res.Outcome == hashOK)
+	if err != nil {
 		return err
 	}
-	o.prevState = old.State
-	rec := old
-	if !found {
-		rec = store.PathRecord{Path: o.path, FirstSeen: now}
-	}
-	rec.Root = o.root
-	rec.Dev, rec.Ino, rec.Size, rec.ModTime = o.res.ID.Dev, o.res.ID.Ino, o.res.ID.Size, o.res.ID.ModTime
-	rec.UpdatedAt = now
-	rec.RemovedAt = time.Time{}
-	sameBytes := found && old.State != store.StateRemoved && old.Hash == o.res.Hash && !o.res.Hash.IsZero()
-	if !sameBytes {
-		rec.Attempts, rec.NextAttempt, rec.LastError = 0, time.Time{}, ""
-	}
-	rec.Hash = o.res.Hash
-	switch o.res.Outcome {
-	case hashEmpty:
-		rec.State, rec.LastError = store.StateSkipped, ""
-		o.dec = decSkipped
-	case hashOK:
-		switch c, err := tx.GetContent(o.res.Hash); {
-		case sameBytes && old.State == store.StateUploaded && err == nil:
-			o.dec = decUnchanged
-		case sameBytes && old.State == store.StateQuarantined && !o.force:
-			o.dec, o.lastErr = decQuarantined, old.LastError
-		case err == nil:
-			rec.State, rec.Attempts, rec.NextAttempt, rec.LastError = store.StateUploaded, 0, time.Time{}, ""
-			o.dec, o.contentSize = decLinked, c.Size
-		case errors.Is(err, store.ErrNotFound):
-			o.dec = decUpload
-			if sameBytes && old.State == store.StateRetrying && !o.force {
-				o.attempts, o.next = old.Attempts, old.NextAttempt
-			} else {
-				rec.State, rec.Attempts, rec.NextAttempt, rec.LastError = store.StatePending, 0, time.Time{}, ""
-			}
-			in, err := tx.GetIntent(o.res.Hash)
-			switch {
-			case err == nil:
-				o.intent, o.hasIntent = in, true
-			case errors.Is(err, store.ErrNotFound):
-				// Rule 9: the intent exists before presign.
-				in = store.Intent{Hash: o.res.Hash, Path: o.path, Filename: o.name, Size: o.res.ID.Size, Phase: store.PhasePresign, StartedAt: now}
-				if err := tx.PutIntent(in); err != nil {
-					return err
-				}
-				o.intent, o.hasIntent = in, true
-			default:
-				return err
-			}
-		default:
+	v := decide(k, seen{path: o.path, root: o.root, name: o.name, res: o.res, force: o.force}, now)
+	o.dec, o.lastErr, o.attempts, o.next = v.dec, v.lastErr, v.attempts, v.next
+	o.intent, o.hasIntent, o.orphan, o.orphanSize = v.intent, v.hasIntent, v.orphan, v.orphanSize
+	o.prevState, o.contentSize = k.path.State, v.contentSize
+	if v.newIntent != nil {
+		if err := tx.PutIntent(*v.newIntent); err != nil {
 			return err
 		}
-	default: // quarantine
-		if sameBytes && old.State == store.StateQuarantined && old.LastError != "" && o.res.Err == nil {
-			o.lastErr = old.LastError
-		} else {
-			o.lastErr = errText(o.res.Err)
+	}
+	return tx.PutPath(v.record)
+}
+
+// readKnown gathers what decide needs to know of path and its bytes h
+// (content and intent only when the bytes are valid, withContent).
+func readKnown(tx *store.Tx, path string, h store.Hash, withContent bool) (known, error) {
+	var k known
+	var err error
+	k.path, err = tx.GetPath(path)
+	if k.pathFound, err = found(err); err != nil {
+		return k, err
+	}
+	if withContent {
+		k.content, err = tx.GetContent(h)
+		if k.contentFound, err = found(err); err != nil {
+			return k, err
 		}
-		rec.State, rec.LastError = store.StateQuarantined, o.lastErr
-		o.dec = decQuarantined
-	}
-	if err := tx.PutPath(rec); err != nil {
-		return err
-	}
-	// Rule 3: the old content lost this path's reference.
-	if found && old.State != store.StateRemoved && !old.Hash.IsZero() && old.Hash != rec.Hash && tx.RefCount(old.Hash) == 0 {
-		if c, err := tx.GetContent(old.Hash); err == nil {
-			o.orphan, o.orphanSize = old.Hash, c.Size
+		if !k.contentFound {
+			k.intent, err = tx.GetIntent(h)
+			if k.intentFound, err = found(err); err != nil {
+				return k, err
+			}
 		}
 	}
-	return nil
+	old := k.path.Hash
+	if k.pathFound && k.path.State != store.StateRemoved && !old.IsZero() && old != h {
+		k.oldContent, err = tx.GetContent(old)
+		if k.oldContentFound, err = found(err); err != nil {
+			return k, err
+		}
+		k.oldOtherRefs = tx.RefCount(old) - 1 // the path itself is still among them
+	}
+	return k, nil
+}
+
+// found turns a store lookup's error into whether the record was found,
+// keeping only real failures as errors.
+func found(err error) (bool, error) {
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	}
+	return false, err
 }
 
 func errText(err error) string {
