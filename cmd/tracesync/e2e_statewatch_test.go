@@ -22,6 +22,9 @@ import (
 // speed assertion.
 const statewatchLimit = time.Minute
 
+// daemonExits is what the daemon's line says it does.
+const daemonExits = "exiting so that the service manager restarts tracesync on a fresh state"
+
 // statewatchStart starts a daemon on a drop folder holding one file and
 // waits until that file is uploaded and recorded. It returns the daemon
 // and the drop folder.
@@ -53,7 +56,7 @@ func statewatchExit(t *testing.T, p *proc, file string, want ...string) {
 	if len(lines) != 1 {
 		t.Fatalf("%d error lines naming %s, want 1\nstderr:\n%s", len(lines), file, tail(stderr, 4000))
 	}
-	for _, w := range append([]string{"exiting so that the service manager restarts tracesync"}, want...) {
+	for _, w := range want {
 		if !strings.Contains(lines[0], w) {
 			t.Errorf("error line %q does not say %q", lines[0], w)
 		}
@@ -80,7 +83,7 @@ func TestE2EStateWatchDeleted(t *testing.T) {
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
 	}
-	statewatchExit(t, p, file, "was deleted")
+	statewatchExit(t, p, file, "was deleted", daemonExits)
 
 	// Nothing the exit left behind (pid file, control socket) stops the
 	// restart. Whether it creates a.json again is rule 15's lookup before
@@ -108,7 +111,7 @@ func TestE2EStateWatchReplaced(t *testing.T) {
 	if err := os.Rename(restored, file); err != nil {
 		t.Fatal(err)
 	}
-	statewatchExit(t, p, file, "was replaced by another file")
+	statewatchExit(t, p, file, "was replaced by another file", daemonExits)
 }
 
 // TestE2EStateWatchDirRemoved removes the whole state directory under a
@@ -124,5 +127,23 @@ func TestE2EStateWatchDirRemoved(t *testing.T) {
 	}
 	// RemoveAll unlinks the file before the directory: the daemon may see
 	// either first, and says "deleted" or "state directory" accordingly.
-	statewatchExit(t, p, file)
+	statewatchExit(t, p, file, daemonExits)
+}
+
+// TestE2EStateWatchBackfill deletes the state file under a backfill whose
+// create is in flight: it stops with exit 1 and says to run it again.
+func TestE2EStateWatchBackfill(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{})
+	root := t.TempDir()
+	writeFile(t, root, "a.json", traceJSON("statewatch-backfill"))
+	writeFile(t, root, "b.json", traceJSON("statewatch-backfill-b"))
+	e.srv.SetLatency(stratixtest.EndpointCreate, 5*time.Second)
+	p := e.start("backfill", "--workers", "1", root)
+	p.waitFor("the first create in flight", statewatchLimit, func() bool { return e.srv.Calls(stratixtest.EndpointCreate) >= 1 })
+	file := filepath.Join(e.state, store.FileName)
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	statewatchExit(t, p, file, "was deleted", "stopping the backfill: run it again")
 }
