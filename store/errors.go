@@ -73,3 +73,23 @@ func (e *corruptError) Unwrap() error { return e.err }
 
 // Is makes errors.Is(err, ErrCorrupt) true.
 func (e *corruptError) Is(target error) bool { return target == ErrCorrupt }
+
+// ErrFileGone is returned (as a *FileGoneError) by CheckFile when the state
+// file this DB has open is no longer the file at its path.
+var ErrFileGone = errors.New("store: state file gone from its path")
+
+// FileGoneError says what became of the open state file. What this DB
+// records from then on goes to a file that no later Open reads.
+type FileGoneError struct {
+	File string // the state file's path
+	What string // what happened to it: "was deleted", "was replaced by another file", ...
+}
+
+// Error says what happened and what it means; the caller says what it does
+// about it.
+func (e *FileGoneError) Error() string {
+	return fmt.Sprintf("state file %s %s while this process had it open: what it records from now on would be lost", e.File, e.What)
+}
+
+// Is makes errors.Is(err, ErrFileGone) true.
+func (e *FileGoneError) Is(target error) bool { return target == ErrFileGone }

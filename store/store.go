@@ -74,6 +74,7 @@ type DB struct {
 	pidFile   string
 	target    string
 	recovered string
+	handle    *os.File // bbolt's descriptor of the file, for CheckFile; nil when read-only
 	now       func() time.Time
 	log       zerolog.Logger
 
@@ -125,7 +126,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	restarted := false
 	for {
-		bdb, err := openBolt(db.file, opts.Timeout)
+		bdb, handle, err := openBolt(db.file, opts.Timeout)
 		if err == nil {
 			err = protect(func() error { return db.initSchema(bdb, opts.Target) })
 			if err != nil {
@@ -160,7 +161,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		if err != nil {
 			return nil, err
 		}
-		db.bolt = bdb
+		db.bolt, db.handle = bdb, handle
 		break
 	}
 	if err := os.WriteFile(db.pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
@@ -233,20 +234,21 @@ func boltOptions(timeout time.Duration, file **os.File) *bolt.Options {
 	}
 }
 
-// openBolt validates an existing file, then opens it read-write. Errors
-// are a *corruptError (move it aside), a *LockedError, or another error.
-func openBolt(file string, timeout time.Duration) (*bolt.DB, error) {
+// openBolt validates an existing file, then opens it read-write, and
+// returns bbolt's descriptor of it too. Errors are a *corruptError (move it
+// aside), a *LockedError, or another error.
+func openBolt(file string, timeout time.Duration) (*bolt.DB, *os.File, error) {
 	for range 3 {
 		st, err := os.Stat(file)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 		case err != nil:
-			return nil, fmt.Errorf("stat state %s: %w", file, err)
+			return nil, nil, fmt.Errorf("stat state %s: %w", file, err)
 		case st.Size() > 0 && st.Size() < int64(2*os.Getpagesize()):
-			return nil, &corruptError{fmt.Errorf("file is %d bytes, smaller than its two meta pages", st.Size())}
+			return nil, nil, &corruptError{fmt.Errorf("file is %d bytes, smaller than its two meta pages", st.Size())}
 		case st.Size() > 0:
 			if err := validate(file, st.Size(), timeout); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 
@@ -264,7 +266,7 @@ func openBolt(file string, timeout time.Duration) (*bolt.DB, error) {
 				// with it the lock) ourselves.
 				_ = f.Close()
 			}
-			return nil, classifyOpenError(file, err)
+			return nil, nil, classifyOpenError(file, err)
 		}
 		// Compact replaces the file by rename; if that happened while we
 		// waited for the lock, we hold the lock of the old inode. Retry.
@@ -277,11 +279,11 @@ func openBolt(file string, timeout time.Duration) (*bolt.DB, error) {
 		// Files created by an older umask or copied in keep no looser mode.
 		if err := os.Chmod(file, 0o600); err != nil {
 			_ = bdb.Close()
-			return nil, fmt.Errorf("chmod state %s: %w", file, err)
+			return nil, nil, fmt.Errorf("chmod state %s: %w", file, err)
 		}
-		return bdb, nil
+		return bdb, f, nil
 	}
-	return nil, fmt.Errorf("open state %s: the file kept being replaced while opening it (is a `tracesync state compact` running?)", file)
+	return nil, nil, fmt.Errorf("open state %s: the file kept being replaced while opening it (is a `tracesync state compact` running?)", file)
 }
 
 // validate opens an existing file read-only and walks every page reachable

@@ -297,6 +297,16 @@ func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
 		return nil
 	})
 
+	// A state file deleted or replaced under the sync ends it like a
+	// signal would, but with an error (exit 1).
+	watch := &stateWatch{dir: filepath.Dir(s.db.File()), file: s.db.File(), check: s.db.CheckFile, poll: statePollInterval, log: s.g.log}
+	eg.Go(func() error {
+		if err := watch.run(egCtx); err != nil {
+			return stateGoneError(err, s.once)
+		}
+		return nil
+	})
+
 	interrupted := false
 	eg.Go(func() error {
 		select {

@@ -26,6 +26,9 @@ once. With no DIR argument the folders come from TRACESYNC_DIRS
 
 Signals: SIGTERM or SIGINT stop taking work and let in-flight uploads finish
 within --shutdown-timeout, then exit 0; SIGHUP rescans every folder.
+If the state file is deleted or replaced, or its directory removed, while
+it runs, it stops the same way and exits 1, for its service manager to
+restart it on a fresh state.
 Under systemd (Type=notify) it reports READY once the first scan is queued,
 a STATUS line with live counts, and watchdog pings while healthy.
 
