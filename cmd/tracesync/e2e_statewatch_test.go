@@ -86,10 +86,13 @@ func TestE2EStateWatchDeleted(t *testing.T) {
 	statewatchExit(t, p, file, "was deleted", daemonExits)
 
 	// Nothing the exit left behind (pid file, control socket) stops the
-	// restart. Whether it creates a.json again is rule 15's lookup before
-	// upload, not this watch.
+	// restart, and the fresh state adopts a.json's traces by name.
+	_, creates := createsOf(e.srv, nil)
 	p2 := e.start("run", "--settle", "100ms", "--rescan-interval", "0", root)
 	p2.waitFor("a.json recorded in the fresh state", statewatchLimit, func() bool { return e.status().Files["uploaded"] == 1 })
+	if _, after := createsOf(e.srv, nil); after != creates {
+		t.Fatalf("the restart on a fresh state: %d creates, want still %d (adopted by name)", after, creates)
+	}
 	p2.signal(syscall.SIGTERM)
 	if code := p2.wait(statewatchLimit); code != 0 {
 		t.Fatalf("restart, SIGTERM: exit %d, want 0\n%s", code, tail(p2.stderr.String(), 4000))

@@ -121,7 +121,7 @@ func (w *stateWatch) pollLoop(ctx context.Context) error {
 // backfill for its user to run it again.
 func stateGoneError(err error, once bool) error {
 	if once {
-		return fmt.Errorf("%w; stopping the backfill: run it again to go on with a fresh state", err)
+		return fmt.Errorf("%w; stopping the backfill: run it again to go on with a fresh state (what was uploaded is found on the server by name, not uploaded again)", err)
 	}
-	return fmt.Errorf("%w; exiting so that the service manager restarts tracesync on a fresh state", err)
+	return fmt.Errorf("%w; exiting so that the service manager restarts tracesync on a fresh state (what was uploaded is found on the server by name, not uploaded again)", err)
 }
