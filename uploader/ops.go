@@ -49,7 +49,7 @@ type decideOp struct {
 }
 
 func (o *decideOp) apply(tx *store.Tx, now time.Time) error {
-	k, err := readKnown(tx, o.path, o.res.Hash, o.res.Outcome == hashOK)
+	k, err := readKnown(txReader{tx}, o.path, o.res.Hash, o.res.Outcome == hashOK)
 	if err != nil {
 		return err
 	}
@@ -65,9 +65,22 @@ func (o *decideOp) apply(tx *store.Tx, now time.Time) error {
 	return tx.PutPath(v.record)
 }
 
+// knownReader is what readKnown reads: a store transaction (txReader), or
+// the state a dry run plans against (planReader).
+type knownReader interface {
+	GetPath(path string) (store.PathRecord, error)
+	GetContent(h store.Hash) (store.Content, error)
+	GetIntent(h store.Hash) (store.Intent, error)
+	RefCount(h store.Hash) (int, error)
+}
+
+type txReader struct{ *store.Tx }
+
+func (r txReader) RefCount(h store.Hash) (int, error) { return r.Tx.RefCount(h), nil }
+
 // readKnown gathers what decide needs to know of path and its bytes h
 // (content and intent only when the bytes are valid, withContent).
-func readKnown(tx *store.Tx, path string, h store.Hash, withContent bool) (known, error) {
+func readKnown(tx knownReader, path string, h store.Hash, withContent bool) (known, error) {
 	var k known
 	var err error
 	k.path, err = tx.GetPath(path)
@@ -92,7 +105,11 @@ func readKnown(tx *store.Tx, path string, h store.Hash, withContent bool) (known
 		if k.oldContentFound, err = found(err); err != nil {
 			return k, err
 		}
-		k.oldOtherRefs = tx.RefCount(old) - 1 // the path itself is still among them
+		refs, err := tx.RefCount(old)
+		if err != nil {
+			return k, err
+		}
+		k.oldOtherRefs = refs - 1 // the path itself is still among them
 	}
 	return k, nil
 }

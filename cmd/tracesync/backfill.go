@@ -420,49 +420,43 @@ func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- w.Run(ctx) }() // owned here: waited for below
-	seen := map[store.Hash]string{}
+	// The engine's own hashing and rules decide each file.
+	var st uploader.PlanStore
+	if db != nil {
+		st = db
+	}
+	planner := uploader.NewPlanner(st, int64(f.maxFileSize), f.remoteName.v)
+	var planErr error
 	for ev := range w.Events() {
 		switch ev.Kind {
 		case watcher.RootGone:
 			plan.add("quarantine", ev.Root, "folder unusable: "+ev.Reason, 0)
 		case watcher.Ready:
-			size := ev.Stat.Size
-			switch {
-			case size > int64(f.maxFileSize):
-				plan.add("quarantine", ev.Path, fmt.Sprintf("too large (limit %s)", &f.maxFileSize), size)
-				continue
-			case size == 0:
-				plan.add("skip", ev.Path, "empty", 0)
+			if planErr != nil {
+				continue // drain the scan; the error is returned below
+			}
+			pl, err := planner.Plan(ev.Path, ev.Root)
+			if err != nil {
+				planErr = err
 				continue
 			}
-			h, err := uploader.HashFile(ev.Path, int64(f.maxFileSize))
-			if errors.Is(err, uploader.ErrIncomplete) {
+			detail := pl.Detail
+			if pl.Action == "incomplete" {
 				// A backfill sends it back to settling and, if it is still
 				// cut when its single pass ends, lists it as incomplete
 				// without recording it: not a quarantine.
-				plan.add("incomplete", ev.Path, strings.TrimPrefix(err.Error(), ev.Path+": ")+"; a backfill would not upload it: complete it, then run again", size)
-				continue
+				detail = strings.TrimPrefix(detail, ev.Path+": ") + "; a backfill would not upload it: complete it, then run again"
 			}
-			if err != nil {
-				plan.add("quarantine", ev.Path, err.Error(), size)
-				continue
+			if pl.Action != "" {
+				plan.add(pl.Action, ev.Path, detail, pl.Size)
 			}
-			if first, ok := seen[h]; ok {
-				plan.add("link", ev.Path, "same bytes as "+first, size)
-				continue
-			}
-			seen[h] = ev.Path
-			if db != nil {
-				if c, err := db.GetContent(h); err == nil {
-					plan.add("link", ev.Path, fmt.Sprintf("same bytes as %s, uploaded %s", c.Filename, c.UploadedAt.Format(time.DateOnly)), size)
-					continue
-				}
-			}
-			plan.add("upload", ev.Path, "", size)
 		}
 	}
 	if err := <-errc; err != nil {
 		return nil, fmt.Errorf("scan: %w", err)
+	}
+	if planErr != nil {
+		return nil, planErr
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -119,6 +119,21 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("backfill of a folder with bad files: exit %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, tail(r.stderr, 4000))
 	}
+	// The dry run decides with the engine's own rules: its plan and the
+	// real run agree, count by count.
+	planned := regexp.MustCompile(`would upload (\d+) files \(.*?\), link (\d+), skip (\d+) empty, quarantine (\d+), leave (\d+) incomplete`).FindStringSubmatch(dry.stdout)
+	if planned == nil {
+		t.Fatalf("no totals line in the dry run:\n%s", dry.stdout)
+	}
+	for i, label := range []string{"uploaded", "linked", "skipped", "quarantined", "incomplete"} {
+		got := "0"
+		if m := regexp.MustCompile(`(?m)^  ` + label + `\s+(\d+)`).FindStringSubmatch(r.stdout); m != nil {
+			got = m[1]
+		}
+		if got != planned[i+1] {
+			t.Errorf("%s: the dry run planned %s, the backfill did %s\ndry run:\n%s\nbackfill:\n%s", label, planned[i+1], got, dry.stdout, r.stdout)
+		}
+	}
 	distinct := map[string]bool{}
 	for _, h := range valid {
 		distinct[h] = true
