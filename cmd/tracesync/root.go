@@ -99,11 +99,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	code := exitFailure
 	var ee *exitError
-	switch {
-	case errors.As(err, &ee):
+	if errors.As(err, &ee) {
 		code = ee.code
-	case isCobraUsageError(err):
-		code = exitUsage
 	}
 	if !errors.Is(err, errSilentFailure) {
 		fmt.Fprintf(stderr, "tracesync: %v\n", err)
@@ -111,16 +108,32 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	return code
 }
 
-// isCobraUsageError tells cobra's own argument and flag errors, which it
-// returns as plain errors, from runtime failures.
-func isCobraUsageError(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "requires at most", "required flag"} {
-		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
-			return true
+// usageErrorsTyped makes cobra's own errors about flags, arguments and
+// unknown commands usage errors (exit 2) where cobra makes them, for every
+// command under c: cobra returns them as plain errors.
+func usageErrorsTyped(c *cobra.Command) {
+	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return asUsage(err) })
+	switch args := c.Args; {
+	case args != nil:
+		c.Args = func(cmd *cobra.Command, a []string) error { return asUsage(args(cmd, a)) }
+	case c.HasSubCommands() && !c.Runnable():
+		// cobra's own check (legacyArgs) would name an unknown command
+		// in a plain error; a group of commands run alone shows its help.
+		c.Args = func(cmd *cobra.Command, a []string) error {
+			if len(a) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", a[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(a[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return usageErrorf("%s (see %s --help)", msg, cmd.CommandPath())
 		}
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	}
-	return false
+	for _, sub := range c.Commands() {
+		usageErrorsTyped(sub)
+	}
 }
 
 func newRootCmd(g *globals) *cobra.Command {
@@ -184,6 +197,7 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 		newReconcileCmd(g),
 		newCheckConfigCmd(g),
 	)
+	usageErrorsTyped(root)
 	return root
 }
 

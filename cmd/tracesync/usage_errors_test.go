@@ -1,0 +1,39 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// Every mistake on the command line exits 2 with what was wrong; a group
+// of commands run alone shows its help and exits 0. cobra returns these
+// errors untyped: they are typed where cobra makes them, never read from
+// their text.
+func TestCommandLineMistakesExit2(t *testing.T) {
+	env := map[string]string{"HOME": t.TempDir()}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bogus"}, `unknown command "bogus" for "tracesync"`},
+		{[]string{"stat"}, "did you mean state or status?"},
+		{[]string{"run", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"run", "--workers", "x"}, `invalid argument "x" for "--workers"`},
+		{[]string{"traces", "get"}, "accepts 1 arg(s), received 0"},
+		{[]string{"forget"}, "requires at least 1 arg(s)"},
+		{[]string{"status", "extra"}, `unknown command "extra" for "tracesync status"`},
+		{[]string{"status", "--json=maybe"}, `invalid argument "maybe"`},
+	} {
+		code, _, stderr := mainIn(t, context.Background(), env, c.args...)
+		if code != exitUsage || !strings.Contains(stderr, c.want) {
+			t.Errorf("tracesync %s: exit %d, stderr %q; want exit %d saying %q", strings.Join(c.args, " "), code, stderr, exitUsage, c.want)
+		}
+	}
+	for _, args := range [][]string{nil, {"traces"}} {
+		code, stdout, stderr := mainIn(t, context.Background(), env, args...)
+		if code != exitOK || !strings.Contains(stdout, "Usage:") || stderr != "" {
+			t.Errorf("tracesync %s: exit %d, stderr %q; want its help and exit 0", strings.Join(args, " "), code, stderr)
+		}
+	}
+}
