@@ -130,8 +130,12 @@ func (l *loop) onScanDone(ev watcher.Event) {
 	}
 	// Held paths whose file is back are no longer held.
 	if set := l.g.held[root]; set != nil {
+		stillGone := make(map[string]bool, len(g.paths))
+		for _, p := range g.paths {
+			stillGone[p] = true
+		}
 		for p := range set {
-			if !slices.Contains(g.paths, p) {
+			if !stillGone[p] {
 				delete(set, p)
 			}
 		}
@@ -159,8 +163,22 @@ func (l *loop) onScanDone(ev watcher.Event) {
 	l.addPending(root, g.paths)
 }
 
+// onRootGone notes a root that is missing, unusable or without its
+// marker: no removal under it is acted on until it is back.
+func (l *loop) onRootGone(root, reason string) {
+	if _, gone := l.rootGone[root]; !gone {
+		l.e.log.Error().Str("root", root).Str("reason", reason).
+			Msg("watched root is gone: its files are NOT treated as removed and nothing is deleted until it is back")
+	}
+	l.rootGone[root] = reason
+}
+
 // onRootBack compares a root that is back with its records' devices.
 func (l *loop) onRootBack(root string) {
+	if _, gone := l.rootGone[root]; gone {
+		l.e.log.Info().Str("root", root).Msg("watched root is back")
+	}
+	delete(l.rootGone, root)
 	devs, live, err := recordedDevs(l.e.st, root)
 	if err != nil {
 		l.e.log.Error().Err(err).Str("root", root).Msg("read tracked paths of a folder that is back")
@@ -438,7 +456,7 @@ func (l *loop) leftEmpty(root string, paths []string) bool {
 		}
 		return errFound
 	})
-	return err == nil
+	return !errors.Is(err, errFound) // a store error holds too
 }
 
 // holdPaths adds paths to root's held set and returns how many are new.

@@ -764,16 +764,8 @@ func (l *loop) onEvent(ev watcher.Event) {
 		l.writes = append(l.writes, &quarantineOp{path: ev.Path, root: ev.Root, reason: reason})
 		l.countQuarantine(ev.Path, "incomplete", 0, reason)
 	case watcher.RootGone:
-		if _, gone := l.rootGone[ev.Root]; !gone {
-			l.e.log.Error().Str("root", ev.Root).Str("reason", ev.Reason).
-				Msg("watched root is gone: its files are NOT treated as removed and nothing is deleted until it is back")
-		}
-		l.rootGone[ev.Root] = ev.Reason
+		l.onRootGone(ev.Root, ev.Reason)
 	case watcher.RootBack:
-		if _, gone := l.rootGone[ev.Root]; gone {
-			l.e.log.Info().Str("root", ev.Root).Msg("watched root is back")
-		}
-		delete(l.rootGone, ev.Root)
 		l.onRootBack(ev.Root)
 	case watcher.ScanDone:
 		l.scanned[ev.Root] = true
