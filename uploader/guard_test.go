@@ -199,3 +199,31 @@ func TestGuardDeviceMismatchOnRestart(t *testing.T) {
 	h.waitFor("the 3 confirmed deletes", func() bool { return len(h.srv.Deleted()) == 3 })
 	h.waitFor("nothing held back after the confirm", func() bool { return h.eng.Progress().HeldBack == 0 })
 }
+
+// Rule 6: the budget survives a restart: removals that deleted traces
+// before it still count within the window.
+func TestGuardBudgetSurvivesRestart(t *testing.T) {
+	cfg := deleteConfig()
+	cfg.MaxDelete = 3
+	h := newHarness(t, cfg, stratixtest.Options{})
+	h.uploadAll("keep", 1)
+	paths := h.uploadAll("d", 4)
+	for _, p := range paths[:2] {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		h.removed(p)
+	}
+	h.waitFor("the first 2 removals' traces deleted", func() bool { return len(h.srv.Deleted()) == 2 })
+	h.restart()
+	for _, p := range paths[2:] {
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		h.removed(p)
+	}
+	h.waitFor("the next 2 removals held back", func() bool { return h.eng.Progress().HeldBack == 2 })
+	if d := h.srv.Deleted(); len(d) != 2 {
+		t.Fatalf("after a restart, 4 removals with --max-delete 3: %d traces deleted, want the first 2 only", len(d))
+	}
+}
