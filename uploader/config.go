@@ -75,11 +75,16 @@ type Config struct {
 	// references it any more (design.md rule 4). Off: nothing remote is
 	// ever deleted.
 	DeleteOnRemove bool
-	// MaxDelete is the most tracked files one rescan (or one burst of
-	// removals) may remove; more is held back (rule 6). 0 means 100.
+	// MaxDelete is the most tracked files whose removal may delete traces
+	// remotely within MaxDeleteWindow; removals past it are held back
+	// whole until confirmed (rule 6). 0 means 100.
 	MaxDelete int
-	// DeleteDelay is how long an orphaned content waits before its traces
-	// are deleted (re-checked then). 0 means no wait.
+	// MaxDeleteWindow is the window MaxDelete counts over; 0 means 10 m.
+	MaxDeleteWindow time.Duration
+	// DeleteDelay is how long removals gather before they are judged
+	// together (at least a few milliseconds), and how long an orphaned
+	// content then waits before its traces are deleted (re-checked then).
+	// 0 means the least wait.
 	DeleteDelay time.Duration
 	// RateLimit caps API requests (presign, create, list, delete; not the
 	// presigned PUT) per second across all workers; 0 means unlimited.
@@ -140,6 +145,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxDelete == 0 {
 		c.MaxDelete = 100
 	}
+	if c.MaxDeleteWindow == 0 {
+		c.MaxDeleteWindow = 10 * time.Minute
+	}
 	if c.InitialBackoff == 0 {
 		c.InitialBackoff = time.Second
 	}
@@ -172,7 +180,7 @@ func (c *Config) setDefaults() error {
 		return errorsJoin("max file size must be between 1 byte and 50 MiB (the API's limit)")
 	case c.MaxDelete < 0:
 		return errorsJoin("max delete must not be negative")
-	case c.DeleteDelay < 0 || c.InitialBackoff < 0 || c.MaxBackoff < c.InitialBackoff || c.ProbeInterval < 0 || c.RecoverySkew < 0:
+	case c.DeleteDelay < 0 || c.MaxDeleteWindow < 0 || c.InitialBackoff < 0 || c.MaxBackoff < c.InitialBackoff || c.ProbeInterval < 0 || c.RecoverySkew < 0:
 		return errorsJoin("durations must not be negative, and the maximum backoff must not be below the initial one")
 	case c.RateLimit < 0:
 		return errorsJoin("rate limit must not be negative")

@@ -42,6 +42,7 @@ type Engine struct {
 	done     chan struct{} // closed when Run returns
 	requeue  chan []string
 	nudge    chan struct{} // buffered 1: new deletes are in the store (Reconcile)
+	confirm  chan []string // roots whose held removals Reconcile confirmed
 
 	beat      atomic.Int64 // unix nanoseconds of the main loop's last turn
 	readyFlag atomic.Bool
@@ -100,6 +101,7 @@ func New(cfg Config, st Store, api API) (*Engine, error) {
 		done:    make(chan struct{}),
 		requeue: make(chan []string),
 		nudge:   make(chan struct{}, 1),
+		confirm: make(chan []string),
 	}
 	if e.m == nil {
 		e.m = NewMetrics(nil)

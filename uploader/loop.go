@@ -159,7 +159,7 @@ type loop struct {
 
 	rootGone     map[string]string
 	scanned      map[string]bool
-	heldBack     map[string]int
+	g            guard // the mass-delete guard (guard.go)
 	settling     map[string]bool
 	eventsClosed bool
 	stopping     bool
@@ -192,7 +192,7 @@ func newLoop(e *Engine, events <-chan watcher.Event, w Resettler) *loop {
 		orphans:  map[store.Hash]orphanTimer{},
 		rootGone: map[string]string{},
 		scanned:  map[string]bool{},
-		heldBack: map[string]int{},
+		g:        newGuard(),
 		settling: map[string]bool{},
 		hashIn:   make(chan hashReq),
 		hashOut:  make(chan hashDone),
@@ -302,9 +302,7 @@ func (l *loop) run(ctx context.Context) error {
 				continue
 			}
 			l.onEvent(ev)
-			// A burst: take what is already waiting, then act on removals together.
-			burst := removalBurst{}
-			burst.add(l, ev)
+			// Take what is already waiting in the same turn.
 		drain:
 			for range 4096 {
 				select {
@@ -314,12 +312,10 @@ func (l *loop) run(ctx context.Context) error {
 						break drain
 					}
 					l.onEvent(ev)
-					burst.add(l, ev)
 				default:
 					break drain
 				}
 			}
-			l.flushRemovals(burst)
 		case hashIn <- nextHash:
 			l.hashQ = l.hashQ[1:]
 			l.hashing++
@@ -344,6 +340,8 @@ func (l *loop) run(ctx context.Context) error {
 			l.onRequeue(paths)
 		case <-e.nudge:
 			l.loadDeletes()
+		case roots := <-e.confirm:
+			l.onConfirmed(roots)
 		case <-timer.C:
 		}
 	}
@@ -393,6 +391,9 @@ func (l *loop) nextWake(now time.Time) time.Time {
 	if l.paused && !l.probing && l.probeAt.Before(wake) {
 		wake = l.probeAt
 	}
+	if at := l.judgeAt(); !at.IsZero() && at.Before(wake) {
+		wake = at
+	}
 	return wake
 }
 
@@ -426,6 +427,7 @@ func (l *loop) fire(now time.Time) {
 		delete(l.orphans, h)
 		l.writes = append(l.writes, &orphanOp{hash: h})
 	}
+	l.judgeRemovals(now)
 	if l.paused && !l.probing && !l.stopping && !now.Before(l.probeAt) {
 		l.probing = true
 		l.wg.Go(func() { l.probe() })
@@ -644,10 +646,7 @@ func (l *loop) publish() {
 			}
 		}
 	}
-	held := 0
-	for _, n := range l.heldBack {
-		held += n
-	}
+	held := l.g.heldCount()
 	pending := len(l.dels)
 	l.e.progress(func(p *Progress) {
 		p.Hashing = len(l.hashQ) + l.hashing
@@ -749,7 +748,12 @@ func (l *loop) onProbe(err error) {
 // ---- events ----
 
 func (l *loop) onEvent(ev watcher.Event) {
+	if l.guardEvent(ev) {
+		return // parked: its root is held back on another device
+	}
 	switch ev.Kind {
+	case watcher.Removed:
+		l.onRemoved(ev)
 	case watcher.Ready:
 		l.onReady(ev.Path, ev.Root, ev.Stat.Size, false)
 	case watcher.Incomplete:
@@ -762,23 +766,18 @@ func (l *loop) onEvent(ev watcher.Event) {
 		l.writes = append(l.writes, &quarantineOp{path: ev.Path, root: ev.Root, reason: reason})
 		l.countQuarantine(ev.Path, "incomplete", 0, reason)
 	case watcher.RootGone:
-		if _, gone := l.rootGone[ev.Root]; !gone {
-			l.e.log.Error().Str("root", ev.Root).Str("reason", ev.Reason).
-				Msg("watched root is gone: its files are NOT treated as removed and nothing is deleted until it is back")
-		}
-		l.rootGone[ev.Root] = ev.Reason
+		l.onRootGone(ev.Root, ev.Reason)
 	case watcher.RootBack:
-		if _, gone := l.rootGone[ev.Root]; gone {
-			l.e.log.Info().Str("root", ev.Root).Msg("watched root is back")
-		}
-		delete(l.rootGone, ev.Root)
+		l.onRootBack(ev.Root)
 	case watcher.ScanDone:
 		l.scanned[ev.Root] = true
+		l.onScanDone(ev)
 	}
 }
 
 func (l *loop) onReady(path, root string, size int64, force bool) {
 	delete(l.settling, path)
+	l.unhold(path, root)
 	p := l.paths[path]
 	if p == nil {
 		p = &pathJob{root: root}
@@ -1446,7 +1445,9 @@ func (l *loop) startup() error {
 	}
 	now := l.now()
 	removedHashes := map[store.Hash]time.Time{}
+	recent := map[store.Hash][]time.Time{}
 	err = e.st.ForEachPath("", func(rec store.PathRecord) error {
+		l.noteRecord(rec, now, recent)
 		switch rec.State {
 		case store.StatePending, store.StateRetrying:
 			delete(stale, rec.Hash)
@@ -1486,6 +1487,7 @@ func (l *loop) startup() error {
 	if err != nil {
 		return fmt.Errorf("read tracked paths: %w", err)
 	}
+	l.restoreBudget(recent)
 	// Contents orphaned before a restart (rule 4), re-checked when due.
 	for h, at := range removedHashes {
 		if l.jobs[h] != nil {

@@ -7,11 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
-	"github.com/tracesync/tracesync/watcher"
 )
 
 // gone is what lstat says of the tracked live paths at or under a prefix.
@@ -53,98 +53,20 @@ func trackedGone(st Store, path string) (gone, error) {
 	return g, err
 }
 
-// rootRemoval is what one burst of events would remove under one root.
-type rootRemoval struct {
-	paths []string
-	held  string // why the guard holds them back; empty: act
-}
-
-// removalBurst gathers the removals of the events the loop took in one turn,
-// by root, so that the guard of rule 6 judges them together.
-type removalBurst struct {
-	byRoot map[string]*rootRemoval
-}
-
-func (b *removalBurst) root(r string) *rootRemoval {
-	if b.byRoot == nil {
-		b.byRoot = map[string]*rootRemoval{}
+// tellConfirmed tells a running loop that roots were confirmed: it drops
+// its holds of them and lets the files it parked for them go on. It
+// reports whether the loop runs.
+func (e *Engine) tellConfirmed(ctx context.Context, roots []string) (bool, error) {
+	if !e.started.Load() {
+		return false, nil
 	}
-	rr := b.byRoot[r]
-	if rr == nil {
-		rr = &rootRemoval{}
-		b.byRoot[r] = rr
-	}
-	return rr
-}
-
-func (b *removalBurst) add(l *loop, ev watcher.Event) {
-	switch ev.Kind {
-	case watcher.Removed:
-		g, err := trackedGone(l.e.st, ev.Path)
-		if err != nil {
-			l.e.log.Error().Err(err).Str("path", ev.Path).Msg("read tracked paths for a removal")
-			return
-		}
-		rr := b.root(ev.Root)
-		rr.paths = append(rr.paths, g.paths...)
-		if why, isGone := l.rootGone[ev.Root]; isGone && rr.held == "" {
-			rr.held = "the root is gone (" + why + ")"
-		}
-	case watcher.ScanDone:
-		root := ev.Root
-		prefix := root
-		g, err := trackedGone(l.e.st, prefix)
-		if err != nil {
-			l.e.log.Error().Err(err).Str("root", root).Msg("read tracked paths after a scan")
-			return
-		}
-		rr := b.root(root)
-		rr.paths = append(rr.paths, g.paths...)
-		if rr.held != "" {
-			return
-		}
-		s := ev.Scan
-		switch {
-		case l.rootGone[root] != "":
-			rr.held = "the root is gone (" + l.rootGone[root] + ")"
-		case s.Errors > 0:
-			rr.held = fmt.Sprintf("the scan met %d I/O errors (first: %s)", s.Errors, s.FirstErr)
-		case len(g.errs) > 0:
-			rr.held = fmt.Sprintf("%d tracked files could not be checked (first: %s)", len(g.errs), g.errs[0])
-		case s.RootDev != 0 && g.devSeen && g.devs[s.RootDev] == 0:
-			rr.held = fmt.Sprintf("the root is now on device %d, not the one its %d tracked files were recorded on (another or an unmounted disk?)", s.RootDev, g.live)
-		case s.Files == 0 && g.live > 0:
-			rr.held = fmt.Sprintf("the root is empty but %d files are tracked under it", g.live)
-		}
-	case watcher.RootGone:
-		rr := b.root(ev.Root)
-		rr.held = "the root is gone (" + ev.Reason + ")"
-	}
-}
-
-// flushRemovals applies the guard of rule 6 and marks the rest removed.
-func (l *loop) flushRemovals(b removalBurst) {
-	for root, rr := range b.byRoot {
-		if len(rr.paths) == 0 {
-			if rr.held == "" {
-				delete(l.heldBack, root)
-			}
-			continue
-		}
-		held := rr.held
-		if held == "" && len(rr.paths) > l.e.cfg.MaxDelete {
-			held = fmt.Sprintf("that is more than --max-delete %d at once", l.e.cfg.MaxDelete)
-		}
-		if held != "" {
-			l.heldBack[root] = len(rr.paths)
-			l.e.log.Error().Str("root", root).Int("files", len(rr.paths)).
-				Msgf("held back: %d tracked files under %s are gone from disk, but %s, so none is marked removed and no remote trace is deleted; if they are really gone, run `tracesync reconcile --confirm %s`",
-					len(rr.paths), root, held, root)
-			continue
-		}
-		delete(l.heldBack, root)
-		l.e.log.Info().Str("root", root).Int("files", len(rr.paths)).Msg("files removed")
-		l.writes = append(l.writes, &removeOp{paths: rr.paths})
+	select {
+	case e.confirm <- slices.Clone(roots):
+		return true, nil
+	case <-e.done:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
 	}
 }
 
@@ -169,6 +91,9 @@ type ReconcileReport struct {
 
 // Reconcile lists, under each root, the tracked files that are gone from
 // disk: the removals the guard of rule 6 held back (`tracesync reconcile`).
+// With confirm, a running engine also drops its holds of those roots (a
+// root held on another device syncs its new files from then on); the
+// confirmed removals do not count against the MaxDelete budget.
 // With confirm it marks them removed, and with DeleteOnRemove queues the
 // remote deletes of the contents left without a path, at once (no
 // DeleteDelay): the user said so. When Run is running it performs those
@@ -186,8 +111,12 @@ func (e *Engine) Reconcile(ctx context.Context, roots []string, confirm bool) (R
 		rep.Roots = append(rep.Roots, ReconcileRoot{Root: root, Tracked: g.live, Gone: g.paths, Errors: g.errs})
 		all = append(all, g.paths...)
 	}
-	if !confirm || len(all) == 0 {
+	if !confirm {
 		return rep, nil
+	}
+	if len(all) == 0 {
+		_, err := e.tellConfirmed(ctx, roots)
+		return rep, err
 	}
 	ro := &removeOp{paths: all}
 	var deletes []store.Delete
@@ -214,19 +143,19 @@ func (e *Engine) Reconcile(ctx context.Context, roots []string, confirm bool) (R
 	}
 	rep.Removed, rep.Orphaned, rep.DeletesQueued = ro.removed, len(ro.orphans), len(deletes)
 	e.log.Warn().Int("removed", rep.Removed).Int("deletes", rep.DeletesQueued).Strs("roots", roots).Msg("reconcile confirmed: gone files marked removed")
+	running, err := e.tellConfirmed(ctx, roots)
+	if err != nil {
+		return rep, err
+	}
 	if len(deletes) == 0 {
 		return rep, nil
 	}
-	if e.started.Load() {
+	if running {
 		select {
-		case <-e.done:
+		case e.nudge <- struct{}{}:
 		default:
-			select {
-			case e.nudge <- struct{}{}:
-			default:
-			}
-			return rep, nil
 		}
+		return rep, nil
 	}
 	for _, d := range deletes {
 		err := e.wait(ctx)

@@ -73,8 +73,12 @@ func TestDeletesSurviveRestart(t *testing.T) {
 	cfg.InitialBackoff, cfg.MaxBackoff = time.Hour, time.Hour // the first failure waits past the restart
 	h := newHarness(t, cfg, stratixtest.Options{})
 	a := h.write("a.json", traceA)
+	// A file that stays: a removal that empties its folder is held back.
+	b := h.write("b.json", traceB)
 	h.ready(a)
+	h.ready(b)
 	h.waitState(a, store.StateUploaded)
+	h.waitState(b, store.StateUploaded)
 	c, _ := h.db.GetContent(h.rec(a).Hash)
 	h.srv.FailNext(stratixtest.EndpointDelete, 1, http.StatusServiceUnavailable)
 	os.Remove(a)

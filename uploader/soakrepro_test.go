@@ -14,7 +14,7 @@ import (
 // Found by scripts/soak (seed 1 and seed 7, `scripts/soak -duration 2m
 // -seed 1`): every periodic rescan re-uploads the contents renamed in the
 // second or so before it ended. The ScanDone of a rescan removes every
-// tracked path lstat says is gone at once (removalBurst.add, ScanDone case,
+// tracked path lstat says is gone at once (the burst guard of the time, in
 // uploader/removal.go), without the watcher's remove grace; a file renamed
 // just before is then still settling under its new name, so no Ready for
 // it has reached the engine, orphanBusy sees nothing of that size being
@@ -88,8 +88,9 @@ func TestSoakReproRemovedWhileResolvingLostCreate(t *testing.T) {
 	h := newHarness(t, cfg, stratixtest.Options{})
 	h.srv.LoseCreateResponseNext(1)
 	// Recovery lists the traces; hold that list long enough for the file's
-	// removal to be recorded first (the soak's backoff and faults did).
-	h.srv.SetLatency(stratixtest.EndpointList, 3*time.Second)
+	// removal to be recorded first (the soak's backoff and faults did): a
+	// removal is recorded once it has gathered for DeleteDelay.
+	h.srv.SetLatency(stratixtest.EndpointList, 3*time.Second+cfg.DeleteDelay)
 	p := h.write("trace-019655.json", traceA)
 	h.ready(p)
 	h.waitFor("the recovery's list to start after the lost create", func() bool {

@@ -142,14 +142,17 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		return nil, explainStateError(err, stateDir)
 	}
 	s.eng, err = uploader.New(uploader.Config{
-		Workers:        f.workers,
-		MaxFileSize:    int64(f.maxFileSize),
-		DeleteOnRemove: f.deleteOnRemove && !once,
-		MaxDelete:      f.maxDelete,
+		Workers:         f.workers,
+		MaxFileSize:     int64(f.maxFileSize),
+		DeleteOnRemove:  f.deleteOnRemove && !once,
+		MaxDelete:       f.maxDelete,
+		MaxDeleteWindow: f.maxDeleteWindow,
 		// A rescan reports a renamed file's old path gone at once, while
-		// its new path may still be settling: wait one remove grace before
-		// deleting, so the new path links to the content (rule 5) instead
-		// of uploading it again after its traces were deleted.
+		// its new path may still be settling, and rm -rf removes files one
+		// by one: removals gather for one remove grace before they are
+		// judged, and orphans wait as long again before their deletes, so
+		// a new path links to the content (rule 5) and a mass delete is
+		// judged as one.
 		DeleteDelay:   watcher.DefaultRemoveGrace(f.settle),
 		RateLimit:     f.rateLimit,
 		RemoteName:    f.remoteName.v,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tracesync/tracesync/internal/control"
 	"github.com/tracesync/tracesync/store"
 	"github.com/tracesync/tracesync/uploader"
 )
@@ -21,14 +22,20 @@ func newReconcileCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "reconcile [--confirm] DIR...",
 		Short: "Show (and with --confirm, act on) removals the mass-delete guard held back",
-		Long: `When a watched folder vanishes, is re-mounted, lacks its --root-marker, a
-scan meets an I/O error, or one rescan would remove more than --max-delete
-tracked files, the daemon marks nothing removed and deletes nothing remote
-(design rule 6). reconcile lists, for each DIR, the tracked files that are
-gone from disk. With --confirm it marks them removed and, with
---delete-on-remove, deletes the traces of contents no file holds any more.
+		Long: `The daemon holds removals back, marking nothing removed and deleting
+nothing remote, when a watched folder vanishes, is on another disk than its
+files were recorded on (an unmounted disk), lacks its --root-marker, a scan
+meets an I/O error, a removal would leave a folder with no tracked file, or
+removals would delete the traces of more than --max-delete tracked files
+within --max-delete-window. reconcile lists, for each DIR, the tracked files
+that are gone from disk. With --confirm it marks them removed and, with
+--delete-on-remove, deletes the traces of contents no file holds any more; a
+folder held on another disk then syncs its new files. Confirmed removals do
+not count against --max-delete.
 
-Stop the daemon first (it holds the state): systemctl stop tracesync.
+While a daemon runs, reconcile asks it over the control socket in the state
+directory (the daemon's own --delete-on-remove then decides whether traces
+are deleted); otherwise it opens the state itself.
 With no DIR argument the folders come from TRACESYNC_DIRS.`,
 		Example: `  tracesync reconcile /var/lib/agent-traces
   tracesync reconcile --confirm --delete-on-remove /var/lib/agent-traces`,
@@ -71,6 +78,9 @@ func resolveReconcileDirs(args []string, getenv func(string) string) ([]string, 
 }
 
 func runReconcile(ctx context.Context, g *globals, dirs []string, confirm, deleteOnRemove bool, rateLimit float64) error {
+	if done, err := reconcileWithDaemon(ctx, g, dirs, confirm, deleteOnRemove); done || err != nil {
+		return err
+	}
 	api, err := g.newClient(ctx)
 	if err != nil {
 		return err
@@ -103,6 +113,43 @@ func runReconcile(ctx context.Context, g *globals, dirs []string, confirm, delet
 	return nil
 }
 
+// reconcileWithDaemon asks a running daemon to reconcile, and reports
+// whether one answered.
+func reconcileWithDaemon(ctx context.Context, g *globals, dirs []string, confirm, deleteOnRemove bool) (bool, error) {
+	stateDir, err := g.resolveStateDir()
+	if err != nil {
+		return false, err
+	}
+	h, err := control.Dial(control.SocketPath(stateDir))
+	if errors.Is(err, control.ErrNoDaemon) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	crep, err := h.Reconcile(ctx, dirs, confirm)
+	if err != nil {
+		return true, fmt.Errorf("reconcile through the running daemon: %w", err)
+	}
+	if confirm && deleteOnRemove != crep.DeleteOnRemove {
+		if crep.DeleteOnRemove {
+			g.log.Warn().Msg("the running daemon deletes remotely the traces of removed contents (it runs with --delete-on-remove), whatever this command's flag says")
+		} else {
+			g.log.Warn().Msg("the running daemon runs without --delete-on-remove: the confirmed files are marked removed and their traces are kept")
+		}
+	}
+	rep := uploader.ReconcileReport{Confirmed: crep.Confirmed, Removed: crep.Removed, Orphaned: crep.Orphaned,
+		DeletesQueued: crep.DeletesQueued, DeletesDone: crep.DeletesDone, DeletesFailed: crep.DeletesFailed}
+	for _, r := range crep.Roots {
+		rep.Roots = append(rep.Roots, uploader.ReconcileRoot{Root: r.Root, Tracked: r.Tracked, Gone: r.Gone, Errors: r.Errors})
+	}
+	writeReconcile(g.stdout, rep, crep.DeleteOnRemove)
+	if confirm && crep.DeletesQueued > 0 {
+		fmt.Fprintln(g.stdout, "the running daemon performs the queued deletes")
+	}
+	return true, nil
+}
+
 func writeReconcile(w io.Writer, rep uploader.ReconcileReport, deleteOnRemove bool) {
 	gone := 0
 	for _, r := range rep.Roots {
@@ -131,7 +178,7 @@ func writeReconcile(w io.Writer, rep uploader.ReconcileReport, deleteOnRemove bo
 	default:
 		fmt.Fprintf(w, "marked %d files removed; %d contents have no file left", rep.Removed, rep.Orphaned)
 		if deleteOnRemove {
-			fmt.Fprintf(w, "; %d remote trace deletes queued, %d done, %d failed (retried by the next run)", rep.DeletesQueued, rep.DeletesDone, rep.DeletesFailed)
+			fmt.Fprintf(w, "; %d remote trace deletes queued, %d done, %d failed (retried)", rep.DeletesQueued, rep.DeletesDone, rep.DeletesFailed)
 		} else {
 			fmt.Fprint(w, "; their traces are kept (pass --delete-on-remove to delete them)")
 		}

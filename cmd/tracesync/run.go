@@ -104,7 +104,7 @@ func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) err
 // drain too, so the read commands always have someone to ask.
 func (s *syncer) startControl(g *globals) {
 	socket := control.SocketPath(filepath.Dir(s.db.File()))
-	handler := &daemonHandler{Handler: control.NewStoreHandler(s.db), db: s.db, eng: s.eng}
+	handler := &daemonHandler{Handler: control.NewStoreHandler(s.db), db: s.db, eng: s.eng, deleteOnRemove: s.f.deleteOnRemove && !s.once}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ctlStop, s.ctlDone = cancel, make(chan struct{})
 	go func() {
@@ -137,8 +137,29 @@ func (s *syncer) controlGuard(ctx context.Context) error {
 // uploaded now rather than on the next rescan.
 type daemonHandler struct {
 	control.Handler
-	db  *store.DB
-	eng *uploader.Engine
+	db             *store.DB
+	eng            *uploader.Engine
+	deleteOnRemove bool // the engine's DeleteOnRemove
+}
+
+// Status adds what only the running engine knows: the removals it holds back.
+func (h *daemonHandler) Status(ctx context.Context) (control.Status, error) {
+	st, err := h.Handler.Status(ctx)
+	st.HeldBack = h.eng.Progress().HeldBack
+	return st, err
+}
+
+// Reconcile runs the engine's Reconcile: with confirm, the engine marks the
+// gone files removed, drops its holds of the roots and deletes the traces
+// of contents left without a file (with delete-on-remove).
+func (h *daemonHandler) Reconcile(ctx context.Context, roots []string, confirm bool) (control.ReconcileReport, error) {
+	rep, err := h.eng.Reconcile(ctx, roots, confirm)
+	out := control.ReconcileReport{Confirmed: rep.Confirmed, Removed: rep.Removed, Orphaned: rep.Orphaned,
+		DeletesQueued: rep.DeletesQueued, DeletesDone: rep.DeletesDone, DeletesFailed: rep.DeletesFailed, DeleteOnRemove: h.deleteOnRemove}
+	for _, r := range rep.Roots {
+		out.Roots = append(out.Roots, control.ReconcileRoot{Root: r.Root, Tracked: r.Tracked, Gone: r.Gone, Errors: r.Errors})
+	}
+	return out, err
 }
 
 func (h *daemonHandler) Retry(ctx context.Context, paths []string, all bool) (int, error) {

@@ -27,6 +27,7 @@ type syncFlags struct {
 	rescanInterval  time.Duration
 	deleteOnRemove  bool
 	maxDelete       int
+	maxDeleteWindow time.Duration
 	maxFileSize     byteSize
 	rateLimit       float64
 	metricsAddr     string
@@ -48,6 +49,7 @@ const (
 	defaultSettleTimeout   = 10 * time.Minute
 	defaultRescanInterval  = 10 * time.Minute
 	defaultMaxDelete       = 100
+	defaultMaxDeleteWindow = 10 * time.Minute
 	defaultShutdownTimeout = 30 * time.Second
 	defaultProbeInterval   = 30 * time.Second
 	defaultRetention       = store.DefaultRetention // 720h: 30 days
@@ -73,7 +75,8 @@ func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
 	fs.DurationVar(&f.settleTimeout, "settle-timeout", defaultSettleTimeout, "how long a file may stay incomplete (unparsable .json, .jsonl without final newline) before it is quarantined")
 	fs.DurationVar(&f.rescanInterval, "rescan-interval", defaultRescanInterval, "full rescan of every folder this often, as a safety net (0 disables)")
 	fs.BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "delete a file's traces remotely when no local file holds its content any more")
-	fs.IntVar(&f.maxDelete, "max-delete", defaultMaxDelete, "hold back deletes when one rescan would remove more tracked files than this (confirm with tracesync reconcile --confirm)")
+	fs.IntVar(&f.maxDelete, "max-delete", defaultMaxDelete, "with --delete-on-remove, delete the traces of at most this many removed files within --max-delete-window; removals past it are held back whole, the first ones included, until tracesync reconcile --confirm (renamed or moved files do not count)")
+	fs.DurationVar(&f.maxDeleteWindow, "max-delete-window", defaultMaxDeleteWindow, "the time window --max-delete counts over")
 	fs.Var(&f.maxFileSize, "max-file-size", "largest file to upload, e.g. 10MiB (at most and by default 50MiB, the API's limit); larger files are quarantined")
 	fs.Float64Var(&f.rateLimit, "rate-limit", 0, "API requests per second at most (0: no limit)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9464 (empty: off)")
@@ -110,6 +113,9 @@ func (f *syncFlags) validate() error {
 	}
 	if f.maxDelete < 0 {
 		errs = append(errs, fmt.Errorf("--max-delete %d: use 0 or more", f.maxDelete))
+	}
+	if f.maxDeleteWindow <= 0 {
+		errs = append(errs, fmt.Errorf("--max-delete-window %s: use a positive duration such as 10m", f.maxDeleteWindow))
 	}
 	if f.maxFileSize <= 0 || int64(f.maxFileSize) > client.MaxFileSize {
 		errs = append(errs, fmt.Errorf("--max-file-size %s: use 1 byte to 50MiB (the API refuses larger files)", &f.maxFileSize))

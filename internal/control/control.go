@@ -38,6 +38,7 @@ type Status struct {
 	DeletesPending int                 `json:"deletes_pending"`
 	Intents        int                 `json:"intents"`
 	LastErrors     []FileError         `json:"last_errors"` // newest first
+	HeldBack       int                 `json:"held_back"`   // removals the running daemon's mass-delete guard holds back (0 without a daemon)
 	Daemon         bool                `json:"daemon"`      // true when a running daemon answered over the socket
 	DaemonPID      int                 `json:"daemon_pid,omitempty"`
 }
@@ -79,7 +80,37 @@ type Handler interface {
 	// other path references) and returns how many. A path with no record
 	// fails the whole call (*NotTrackedError).
 	Forget(ctx context.Context, paths []string) (int, error)
+	// Reconcile lists, under each root, the tracked files gone from disk
+	// and, with confirm, marks them removed (with delete-on-remove, the
+	// traces of contents left without a file are deleted). Only a running
+	// daemon answers it: without one it returns ErrNeedsDaemon.
+	Reconcile(ctx context.Context, roots []string, confirm bool) (ReconcileReport, error)
 }
+
+// ReconcileRoot is what Reconcile found under one root.
+type ReconcileRoot struct {
+	Root    string   `json:"root"`
+	Tracked int      `json:"tracked"` // tracked paths (not removed) under the root
+	Gone    []string `json:"gone"`    // of those, the ones whose file is gone
+	Errors  []string `json:"errors,omitempty"`
+}
+
+// ReconcileReport is the answer of Reconcile.
+type ReconcileReport struct {
+	Roots          []ReconcileRoot `json:"roots"`
+	Confirmed      bool            `json:"confirmed"`
+	Removed        int             `json:"removed"`          // paths marked removed
+	Orphaned       int             `json:"orphaned"`         // contents left without any path
+	DeletesQueued  int             `json:"deletes_queued"`   // remote trace deletes queued
+	DeletesDone    int             `json:"deletes_done"`     // of those, done before the answer
+	DeletesFailed  int             `json:"deletes_failed"`   // failed for now; retried
+	DeleteOnRemove bool            `json:"delete_on_remove"` // the daemon deletes traces of removed contents
+}
+
+// ErrNeedsDaemon is returned by the store handler's Reconcile: reconciling
+// needs the API, which only the daemon (or the reconcile command itself)
+// has.
+var ErrNeedsDaemon = errors.New("reconcile through the control socket needs a running daemon")
 
 // ErrNoDaemon is returned by Dial when no daemon listens on the socket
 // (there is none, or a stale one left by a daemon that died).
@@ -248,6 +279,10 @@ func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (int
 		return 0, err
 	}
 	return changed, nil
+}
+
+func (h *storeHandler) Reconcile(context.Context, []string, bool) (ReconcileReport, error) {
+	return ReconcileReport{}, ErrNeedsDaemon
 }
 
 func (h *storeHandler) Forget(ctx context.Context, paths []string) (int, error) {

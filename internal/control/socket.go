@@ -134,7 +134,24 @@ func newMux(h Handler) *http.ServeMux {
 		}
 		writeJSON(w, http.StatusOK, changeResponse{Changed: n})
 	})
+	mux.HandleFunc("POST /v1/reconcile", func(w http.ResponseWriter, r *http.Request) {
+		var req reconcileRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		rep, err := h.Reconcile(r.Context(), req.Roots, req.Confirm)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
 	return mux
+}
+
+type reconcileRequest struct {
+	Roots   []string `json:"roots"`
+	Confirm bool     `json:"confirm"`
 }
 
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -227,6 +244,12 @@ func (c *client) Forget(ctx context.Context, paths []string) (int, error) {
 	var resp changeResponse
 	err := c.do(ctx, http.MethodPost, "/v1/forget", changeRequest{Paths: paths}, &resp)
 	return resp.Changed, err
+}
+
+func (c *client) Reconcile(ctx context.Context, roots []string, confirm bool) (ReconcileReport, error) {
+	var rep ReconcileReport
+	err := c.do(ctx, http.MethodPost, "/v1/reconcile", reconcileRequest{Roots: roots, Confirm: confirm}, &rep)
+	return rep, err
 }
 
 func (c *client) do(ctx context.Context, method, path string, in, out any) error {

@@ -1,0 +1,560 @@
+package uploader
+
+// guard.go owns the mass-delete guard (design.md rule 6) and the grace of
+// removals (rule 5): removals wait in a pending set, are judged together
+// once no removal came for a while, and those that would delete traces
+// spend a budget of Config.MaxDelete per Config.MaxDeleteWindow. It also
+// holds a root found on another device than its records, parking that
+// root's new files until its device is back or the user confirms.
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/watcher"
+)
+
+// minGather is the least time pending removals wait for more to join.
+const minGather = 50 * time.Millisecond
+
+// maxGather bounds how long a pending set may keep growing: a slow `rm` of
+// many files is still judged as one set, but not never.
+const maxGather = time.Minute
+
+// pendingRemoval is a tracked path found gone, waiting to be judged.
+type pendingRemoval struct {
+	root string
+	seen time.Time
+}
+
+// guard is the guard's state; the main loop owns it.
+type guard struct {
+	pending     map[string]pendingRemoval
+	first, last time.Time // when the oldest and the newest pending removal came
+
+	held  map[string]map[string]bool // root → tracked paths held back
+	acted []time.Time                // would-delete removals acted on, for the window
+
+	scanHold map[string]string // root → why its last scan cannot be trusted for removals
+
+	recDevs     map[string]map[uint64]int // root → devices of its live records at start
+	devChecked  map[string]bool           // root → its device was compared with recDevs
+	devHold     map[string]uint64         // root → the device it is on, not its records'
+	devAccepted map[string]uint64         // root → a device the user confirmed
+	parked      map[string]map[string]watcher.Event
+}
+
+func newGuard() guard {
+	return guard{
+		pending:     map[string]pendingRemoval{},
+		held:        map[string]map[string]bool{},
+		scanHold:    map[string]string{},
+		recDevs:     map[string]map[uint64]int{},
+		devChecked:  map[string]bool{},
+		devHold:     map[string]uint64{},
+		devAccepted: map[string]uint64{},
+		parked:      map[string]map[string]watcher.Event{},
+	}
+}
+
+// heldCount is how many tracked files the guard holds back.
+func (g *guard) heldCount() int {
+	n := 0
+	for _, s := range g.held {
+		n += len(s)
+	}
+	return n
+}
+
+func (l *loop) gatherDelay() time.Duration { return max(l.e.cfg.DeleteDelay, minGather) }
+
+// judgeAt is when the pending set is judged; zero when there is none.
+func (l *loop) judgeAt() time.Time {
+	if len(l.g.pending) == 0 {
+		return time.Time{}
+	}
+	at := l.g.last.Add(l.gatherDelay())
+	if capAt := l.g.first.Add(max(maxGather, 2*l.gatherDelay())); capAt.Before(at) {
+		at = capAt
+	}
+	return at
+}
+
+// guardEvent runs before the loop handles ev: it checks a root's device
+// on its first event, and parks what a device hold keeps back. It reports
+// whether ev was parked.
+func (l *loop) guardEvent(ev watcher.Event) bool {
+	if ev.Root == "" {
+		return false
+	}
+	if !l.g.devChecked[ev.Root] {
+		l.checkDevice(ev.Root)
+	}
+	if _, held := l.g.devHold[ev.Root]; !held || (ev.Kind != watcher.Ready && ev.Kind != watcher.Incomplete) {
+		return false
+	}
+	if l.g.parked[ev.Root] == nil {
+		l.g.parked[ev.Root] = map[string]watcher.Event{}
+	}
+	l.g.parked[ev.Root][ev.Path] = ev
+	return true
+}
+
+// onRemoved takes a watcher's Removed: the tracked paths gone at or under
+// it join the pending set.
+func (l *loop) onRemoved(ev watcher.Event) {
+	g, err := trackedGone(l.e.st, ev.Path)
+	if err != nil {
+		l.e.log.Error().Err(err).Str("path", ev.Path).Msg("read tracked paths for a removal")
+		return
+	}
+	l.addPending(ev.Root, g.paths)
+}
+
+// onScanDone takes what a full scan says of a root: whether it can be
+// trusted for removals, its device, and the tracked paths it did not find.
+func (l *loop) onScanDone(ev watcher.Event) {
+	root, s := ev.Root, ev.Scan
+	g, err := trackedGone(l.e.st, root)
+	if err != nil {
+		l.e.log.Error().Err(err).Str("root", root).Msg("read tracked paths after a scan")
+		return
+	}
+	// Held paths whose file is back are no longer held.
+	if set := l.g.held[root]; set != nil {
+		stillGone := make(map[string]bool, len(g.paths))
+		for _, p := range g.paths {
+			stillGone[p] = true
+		}
+		for p := range set {
+			if !stillGone[p] {
+				delete(set, p)
+			}
+		}
+		if len(set) == 0 {
+			delete(l.g.held, root)
+		}
+	}
+	switch {
+	case s.Errors > 0:
+		l.g.scanHold[root] = fmt.Sprintf("the last scan of the folder met %d I/O errors (first: %s)", s.Errors, s.FirstErr)
+	case len(g.errs) > 0:
+		l.g.scanHold[root] = fmt.Sprintf("%d tracked files could not be checked (first: %s)", len(g.errs), g.errs[0])
+	default:
+		delete(l.g.scanHold, root)
+	}
+	if s.RootDev != 0 && g.devSeen {
+		_, onHold := l.g.devHold[root]
+		switch {
+		case g.devs[s.RootDev] > 0 && onHold:
+			l.releaseDevice(root, "the device its files were recorded on is back")
+		case g.devs[s.RootDev] == 0 && l.g.devAccepted[root] != s.RootDev:
+			l.holdDevice(root, s.RootDev, g.live)
+		}
+	}
+	l.addPending(root, g.paths)
+}
+
+// onRootGone notes a root that is missing, unusable or without its
+// marker: no removal under it is acted on until it is back.
+func (l *loop) onRootGone(root, reason string) {
+	if _, gone := l.rootGone[root]; !gone {
+		l.e.log.Error().Str("root", root).Str("reason", reason).
+			Msg("watched root is gone: its files are NOT treated as removed and nothing is deleted until it is back")
+	}
+	l.rootGone[root] = reason
+}
+
+// onRootBack compares a root that is back with its records' devices.
+func (l *loop) onRootBack(root string) {
+	if _, gone := l.rootGone[root]; gone {
+		l.e.log.Info().Str("root", root).Msg("watched root is back")
+	}
+	delete(l.rootGone, root)
+	devs, live, err := recordedDevs(l.e.st, root)
+	if err != nil {
+		l.e.log.Error().Err(err).Str("root", root).Msg("read tracked paths of a folder that is back")
+		return
+	}
+	dev, ok := rootDev(root)
+	if !ok || len(devs) == 0 {
+		return
+	}
+	_, onHold := l.g.devHold[root]
+	switch {
+	case devs[dev] > 0 && onHold:
+		l.releaseDevice(root, "the device its files were recorded on is back")
+	case devs[dev] == 0 && l.g.devAccepted[root] != dev:
+		l.holdDevice(root, dev, live)
+	}
+}
+
+// checkDevice compares, once, a root's device with the devices its live
+// records were made on when the engine started.
+func (l *loop) checkDevice(root string) {
+	l.g.devChecked[root] = true
+	devs := l.g.recDevs[root]
+	if len(devs) == 0 {
+		return
+	}
+	dev, ok := rootDev(root)
+	if !ok || devs[dev] > 0 {
+		return
+	}
+	live := 0
+	for _, n := range devs {
+		live += n
+	}
+	l.holdDevice(root, dev, live)
+}
+
+// holdDevice holds back a root found on another device than its records:
+// its gone files are held, and its new files are parked.
+func (l *loop) holdDevice(root string, dev uint64, live int) {
+	if _, ok := l.g.devHold[root]; ok {
+		return
+	}
+	l.g.devHold[root] = dev
+	g, err := trackedGone(l.e.st, root)
+	if err != nil {
+		l.e.log.Error().Err(err).Str("root", root).Msg("read tracked paths of a folder on another device")
+	}
+	for p := range l.g.pending {
+		if l.g.pending[p].root == root {
+			delete(l.g.pending, p)
+		}
+	}
+	l.holdPaths(root, g.paths)
+	l.e.log.Error().Str("root", root).Uint64("device", dev).Int("files", len(g.paths)).
+		Msgf("held back: the folder %s is now on device %d, not the one its %d tracked files were recorded on (another disk, or its disk is not mounted): %d of them are gone from disk, none is marked removed, no remote trace is deleted, and new files there are not synced until the recorded disk is back; if this is the right disk and those files are really gone, run `%s`",
+			root, dev, live, len(g.paths), l.confirmCommand(root))
+}
+
+// releaseDevice ends a root's device hold and hands its parked files on.
+func (l *loop) releaseDevice(root, why string) {
+	if _, ok := l.g.devHold[root]; !ok {
+		return
+	}
+	delete(l.g.devHold, root)
+	parked := l.g.parked[root]
+	delete(l.g.parked, root)
+	l.e.log.Info().Str("root", root).Int("parked_files", len(parked)).Msg("folder no longer held back: " + why)
+	for _, ev := range parked {
+		l.onEvent(ev)
+	}
+}
+
+// onConfirmed is told that `tracesync reconcile --confirm` marked the gone
+// files of roots removed: their holds end, and parked files go on.
+func (l *loop) onConfirmed(roots []string) {
+	for _, root := range roots {
+		root = filepath.Clean(root)
+		for r := range l.g.held {
+			if under(r, root) {
+				delete(l.g.held, r)
+			}
+		}
+		for p, pr := range l.g.pending {
+			if under(pr.root, root) {
+				delete(l.g.pending, p)
+			}
+		}
+		delete(l.g.scanHold, root)
+		if dev, ok := l.g.devHold[root]; ok {
+			l.g.devAccepted[root] = dev
+			l.releaseDevice(root, "confirmed with tracesync reconcile --confirm")
+		}
+	}
+}
+
+// under reports whether path is dir or inside it.
+func under(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+string(filepath.Separator)) || dir == string(filepath.Separator)
+}
+
+// unhold forgets a held or pending removal of a path that is back.
+func (l *loop) unhold(path, root string) {
+	delete(l.g.pending, path)
+	if set := l.g.held[root]; set != nil {
+		delete(set, path)
+		if len(set) == 0 {
+			delete(l.g.held, root)
+		}
+	}
+}
+
+func (l *loop) addPending(root string, paths []string) {
+	now := l.now()
+	for _, p := range paths {
+		if l.g.held[root][p] {
+			continue // held stays held until it is back or confirmed
+		}
+		if _, ok := l.g.pending[p]; ok {
+			continue
+		}
+		if len(l.g.pending) == 0 {
+			l.g.first = now
+		}
+		l.g.pending[p] = pendingRemoval{root: root, seen: now}
+		l.g.last = now
+	}
+}
+
+// removalKind is what removing one tracked path would do.
+type removalKind uint8
+
+const (
+	removalFree   removalKind = iota + 1 // deletes nothing remote: a rename, or no traces
+	removalDelete                        // its content's traces would be deleted
+	removalMaybe                         // a file of its size is being hashed: perhaps its new name
+)
+
+// classify says what removing rec would do, the pending set aside.
+func (l *loop) classify(rec store.PathRecord) removalKind {
+	if !l.e.cfg.DeleteOnRemove || rec.Hash.IsZero() {
+		return removalFree
+	}
+	c, err := l.e.st.GetContent(rec.Hash)
+	if err != nil {
+		return removalFree // nothing uploaded yet: nothing to delete now
+	}
+	refs, err := l.e.st.Refs(rec.Hash)
+	if err != nil {
+		return removalMaybe
+	}
+	for _, r := range refs {
+		if _, gone := l.g.pending[r]; r != rec.Path && !gone {
+			return removalFree // another live path holds the content: a rename
+		}
+	}
+	if l.orphanBusy(rec.Hash, c.Size) {
+		return removalMaybe
+	}
+	return removalDelete
+}
+
+// judgeRemovals acts on the pending set once it has gathered: removals
+// that delete nothing remote go through, the others spend the budget, and
+// a root that cannot be trusted holds all of its own.
+func (l *loop) judgeRemovals(now time.Time) {
+	at := l.judgeAt()
+	if at.IsZero() || now.Before(at) {
+		return
+	}
+	capped := now.Sub(l.g.first) >= max(maxGather, 2*l.gatherDelay())
+	type verdict struct{ free, del []string }
+	byRoot := map[string]*verdict{}
+	var roots []string
+	maybe := false
+	for _, p := range slices.Sorted(maps.Keys(l.g.pending)) {
+		root := l.g.pending[p].root
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			delete(l.g.pending, p) // back, or not known to be gone
+			continue
+		}
+		rec, err := l.e.st.GetPath(p)
+		if err != nil || rec.State == store.StateRemoved {
+			delete(l.g.pending, p)
+			continue
+		}
+		v := byRoot[root]
+		if v == nil {
+			v = &verdict{}
+			byRoot[root] = v
+			roots = append(roots, root)
+		}
+		switch l.classify(rec) {
+		case removalMaybe:
+			maybe = true
+			v.free = append(v.free, p)
+		case removalDelete:
+			v.del = append(v.del, p)
+		default:
+			v.free = append(v.free, p)
+		}
+	}
+	if maybe && !capped {
+		l.g.last = now // wait for the file being hashed to be decided
+		return
+	}
+	window := l.e.cfg.MaxDeleteWindow
+	l.g.acted = slices.DeleteFunc(l.g.acted, func(t time.Time) bool { return now.Sub(t) >= window })
+	var act []string
+	for _, root := range roots {
+		v := byRoot[root]
+		for _, p := range append(v.free, v.del...) {
+			delete(l.g.pending, p)
+		}
+		if why := l.rootHold(root); why != "" {
+			l.holdWithLog(root, append(v.free, v.del...), why)
+			continue
+		}
+		act = append(act, v.free...)
+		if len(v.del) == 0 {
+			continue
+		}
+		why := ""
+		switch {
+		case l.leftEmpty(root, v.del):
+			why = "the folder would be left with no tracked file"
+		case len(l.g.acted)+len(v.del) > l.e.cfg.MaxDelete:
+			why = fmt.Sprintf("deleting their traces would make %d tracked files deleted remotely within --max-delete-window %s, more than --max-delete %d",
+				len(l.g.acted)+len(v.del), window, l.e.cfg.MaxDelete)
+		}
+		if why != "" {
+			l.holdWithLog(root, v.del, why)
+			continue
+		}
+		for range v.del {
+			l.g.acted = append(l.g.acted, now)
+		}
+		act = append(act, v.del...)
+		l.e.log.Info().Str("root", root).Int("files", len(v.del)).Int("renamed_or_kept", len(v.free)).Msg("files removed")
+	}
+	if len(l.g.pending) == 0 {
+		l.g.first, l.g.last = time.Time{}, time.Time{}
+	}
+	if len(act) > 0 {
+		l.writes = append(l.writes, &removeOp{paths: act})
+	}
+}
+
+// rootHold says why no removal under root may be acted on now; "" if none.
+func (l *loop) rootHold(root string) string {
+	if why, gone := l.rootGone[root]; gone {
+		return "the folder is gone (" + why + ")"
+	}
+	if dev, ok := l.g.devHold[root]; ok {
+		return fmt.Sprintf("the folder is on device %d, not the one its files were recorded on", dev)
+	}
+	return l.g.scanHold[root]
+}
+
+// leftEmpty reports whether removing paths would leave root with no
+// tracked live file (and none on its way to being recorded).
+func (l *loop) leftEmpty(root string, paths []string) bool {
+	for p, pj := range l.paths {
+		if pj.root == root && pj.busy() && !slices.Contains(paths, p) {
+			return false
+		}
+	}
+	errFound := errors.New("found")
+	err := l.e.st.ForEachPath(root, func(rec store.PathRecord) error {
+		if rec.State == store.StateRemoved || !under(rec.Path, root) {
+			return nil
+		}
+		if _, pending := l.g.pending[rec.Path]; pending || slices.Contains(paths, rec.Path) {
+			return nil
+		}
+		return errFound
+	})
+	return !errors.Is(err, errFound) // a store error holds too
+}
+
+// holdPaths adds paths to root's held set and returns how many are new.
+func (l *loop) holdPaths(root string, paths []string) int {
+	set := l.g.held[root]
+	if set == nil {
+		set = map[string]bool{}
+		l.g.held[root] = set
+	}
+	added := 0
+	for _, p := range paths {
+		if !set[p] {
+			set[p] = true
+			added++
+		}
+	}
+	if len(set) == 0 {
+		delete(l.g.held, root)
+	}
+	return added
+}
+
+// holdWithLog holds paths back and says so once: an unchanged held set
+// logs at debug level only.
+func (l *loop) holdWithLog(root string, paths []string, why string) {
+	if len(paths) == 0 {
+		return
+	}
+	if l.holdPaths(root, paths) == 0 {
+		l.e.log.Debug().Str("root", root).Int("files", len(l.g.held[root])).Msg("still held back: " + why)
+		return
+	}
+	n := len(l.g.held[root])
+	l.e.log.Error().Str("root", root).Int("files", n).
+		Msgf("held back: %d tracked files under %s are gone from disk, but %s, so none is marked removed and no remote trace is deleted; if they are really gone, run `%s` (it works while the daemon runs)",
+			n, root, why, l.confirmCommand(root))
+}
+
+// confirmCommand is the command that confirms root's held removals.
+func (l *loop) confirmCommand(root string) string {
+	if l.e.cfg.DeleteOnRemove {
+		return "tracesync reconcile --confirm --delete-on-remove " + root
+	}
+	return "tracesync reconcile --confirm " + root
+}
+
+// recordedDevs counts the devices of root's live records.
+func recordedDevs(st Store, root string) (map[uint64]int, int, error) {
+	devs := map[uint64]int{}
+	live := 0
+	err := st.ForEachPath(root, func(rec store.PathRecord) error {
+		if rec.State == store.StateRemoved || !under(rec.Path, root) {
+			return nil
+		}
+		live++
+		if rec.Dev != 0 {
+			devs[rec.Dev]++
+		}
+		return nil
+	})
+	return devs, live, err
+}
+
+// rootDev is the device a root is on now.
+func rootDev(root string) (uint64, bool) {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return 0, false
+	}
+	dev := identity(fi).Dev
+	return dev, dev != 0
+}
+
+// noteRecord feeds the start-up walk of the records to the guard: the
+// devices of live records by root, and the recent removals whose traces
+// were deleted (they count against the budget after a restart).
+func (l *loop) noteRecord(rec store.PathRecord, now time.Time, recent map[store.Hash][]time.Time) {
+	if rec.State != store.StateRemoved {
+		if rec.Dev != 0 && rec.Root != "" {
+			if l.g.recDevs[rec.Root] == nil {
+				l.g.recDevs[rec.Root] = map[uint64]int{}
+			}
+			l.g.recDevs[rec.Root][rec.Dev]++
+		}
+		return
+	}
+	if l.e.cfg.DeleteOnRemove && !rec.Hash.IsZero() && now.Sub(rec.RemovedAt) < l.e.cfg.MaxDeleteWindow {
+		recent[rec.Hash] = append(recent[rec.Hash], rec.RemovedAt)
+	}
+}
+
+// restoreBudget counts the removals of the window whose content no live
+// path holds any more: they deleted traces before the restart.
+func (l *loop) restoreBudget(recent map[store.Hash][]time.Time) {
+	for h, times := range recent {
+		if refs, err := l.e.st.Refs(h); err != nil || len(refs) > 0 {
+			continue
+		}
+		l.g.acted = append(l.g.acted, times...)
+	}
+}
