@@ -1,0 +1,269 @@
+package uploader
+
+// paths.go owns what happens to a path from the watcher's event to its
+// decision: hashing, the decide step in the store, and attaching the path
+// to the upload of its content.
+
+import (
+	"fmt"
+
+	"github.com/tracesync/tracesync/client"
+	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/watcher"
+)
+
+// pathJob is the main loop's note on a path with work under way.
+type pathJob struct {
+	root     string
+	hashing  bool    // queued for, or in, the hash pool
+	deciding bool    // a decideOp is on its way to the store
+	rehash   bool    // a newer Ready came while busy: hash again afterwards
+	force    bool    // `tracesync retry`
+	job      *upload // the upload this path waits for
+	// size is the hashed size, or, until the hash is done, the size the
+	// watcher saw: orphanBusy compares it from the moment the path is
+	// queued for hashing, not only once a hash worker has it.
+	size int64
+}
+
+func (p *pathJob) busy() bool { return p.hashing || p.deciding || p.job != nil }
+
+type hashReq struct {
+	path string
+	root string
+}
+
+type hashDone struct {
+	req hashReq
+	res hashResult
+}
+
+// hasher hashes and validates files until hashIn is closed.
+func (l *loop) hasher() {
+	for req := range l.hashIn {
+		res := hashFile(req.path, l.e.cfg.MaxFileSize)
+		select {
+		case l.hashOut <- hashDone{req: req, res: res}:
+		case <-l.abort:
+			return
+		}
+	}
+}
+
+func (l *loop) onEvent(ev watcher.Event) {
+	if l.guardEvent(ev) {
+		return // parked: its root is held back on another device
+	}
+	switch ev.Kind {
+	case watcher.Removed:
+		l.onRemoved(ev)
+	case watcher.Ready:
+		l.onReady(ev.Path, ev.Root, ev.Stat.Size, false)
+	case watcher.Incomplete:
+		delete(l.settling, ev.Path)
+		reason := ev.Reason
+		if reason == "" {
+			reason = "still incomplete after the settle timeout"
+		}
+		reason = fmt.Sprintf("%s: %s; the writer should write a temporary name and rename it into place", ev.Path, reason)
+		l.writes = append(l.writes, &quarantineOp{path: ev.Path, root: ev.Root, reason: reason})
+		l.countQuarantine(ev.Path, "incomplete", 0, reason)
+	case watcher.RootGone:
+		l.onRootGone(ev.Root, ev.Reason)
+	case watcher.RootBack:
+		l.onRootBack(ev.Root)
+	case watcher.ScanDone:
+		l.scanned[ev.Root] = true
+		l.onScanDone(ev)
+	}
+}
+
+func (l *loop) onReady(path, root string, size int64, force bool) {
+	delete(l.settling, path)
+	l.unhold(path, root)
+	p := l.paths[path]
+	if p == nil {
+		p = &pathJob{root: root}
+		l.paths[path] = p
+	}
+	p.force = p.force || force
+	l.e.progress(func(pr *Progress) { pr.FilesSeen++; pr.BytesSeen += size })
+	if p.busy() {
+		if p.job != nil && p.job.state != jobRunning && p.job.state != jobRecording {
+			// Not started: let go of the upload and look at the new bytes.
+			l.detach(path, p)
+		} else {
+			p.rehash = true
+			return
+		}
+	}
+	p.size = size
+	l.startHash(path, p)
+}
+
+func (l *loop) startHash(path string, p *pathJob) {
+	p.hashing, p.rehash = true, false
+	l.hashQ = append(l.hashQ, hashReq{path: path, root: p.root})
+}
+
+// detach takes path off the upload it waits for.
+func (l *loop) detach(path string, p *pathJob) {
+	u := p.job
+	p.job = nil
+	if u == nil {
+		return
+	}
+	delete(u.paths, path)
+	if len(u.paths) == 0 && u.state != jobRunning && u.state != jobRecording {
+		if u.resolve != resolveNone {
+			l.resolveInBackground(u)
+			return
+		}
+		l.dropJob(u)
+		return
+	}
+	if u.path == path {
+		for other := range u.paths {
+			u.path, u.root = other, l.paths[other].root
+			break
+		}
+	}
+}
+
+// release forgets a path's note when nothing is under way for it.
+func (l *loop) release(path string, p *pathJob) {
+	if p.rehash && !p.busy() {
+		l.startHash(path, p)
+		return
+	}
+	if !p.busy() {
+		delete(l.paths, path)
+	}
+}
+
+func (l *loop) onHashed(d hashDone) {
+	path := d.req.path
+	p := l.paths[path]
+	if p == nil {
+		p = &pathJob{root: d.req.root}
+		l.paths[path] = p
+	}
+	p.hashing = false
+	p.size = d.res.ID.Size
+	res := d.res
+	switch res.Outcome {
+	case hashVanished:
+		l.release(path, p)
+		return
+	case hashIncomplete, hashChanged:
+		l.e.log.Debug().Str("path", path).Err(res.Err).Msg("not complete yet: back to settling")
+		l.settling[path] = true
+		l.w.Resettle(path)
+		p.rehash = false
+		l.release(path, p)
+		return
+	}
+	op := &decideOp{path: path, root: p.root, name: UploadName(path, res.Hash, l.e.cfg.RemoteName), res: res, force: p.force}
+	switch res.Outcome {
+	case hashInvalid:
+		op.reason = "invalid"
+	case hashTooLarge:
+		op.reason = "too-large"
+	case hashUnreadable:
+		op.reason = "unreadable"
+	case hashUnsupported:
+		op.reason = "unsupported"
+	}
+	p.force = false
+	p.deciding = true
+	l.deciding++
+	l.writes = append(l.writes, op)
+}
+
+func (l *loop) onDecided(o *decideOp) {
+	path := o.path
+	p := l.paths[path]
+	if p == nil {
+		p = &pathJob{root: o.root}
+		l.paths[path] = p
+	}
+	p.deciding = false
+	l.deciding--
+	size := o.res.ID.Size
+	log := l.e.log
+	switch o.dec {
+	case decUnchanged:
+		l.done(func(pr *Progress) { pr.Unchanged++ }, size)
+	case decLinked:
+		log.Debug().Str("path", path).Str("hash", o.res.Hash.String()).Msg("linked to an uploaded content: no upload")
+		l.e.m.links.Inc()
+		l.done(func(pr *Progress) { pr.Linked++ }, size)
+	case decSkipped:
+		log.Info().Str("path", path).Msg("skipped: empty file, nothing to upload")
+		l.done(func(pr *Progress) { pr.Skipped++ }, size)
+	case decQuarantined:
+		reason := o.reason
+		if reason == "" {
+			reason = "rejected"
+		}
+		if o.prevState != store.StateQuarantined || o.reason != "" {
+			l.countQuarantine(path, reason, size, o.lastErr)
+		} else {
+			l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, size)
+		}
+	case decUpload:
+		l.attach(path, p, o)
+	}
+	if !o.orphan.IsZero() {
+		l.orphan(o.orphan, o.orphanSize)
+	}
+	l.release(path, p)
+}
+
+func (l *loop) countQuarantine(path, reason string, size int64, msg string) {
+	l.e.log.Warn().Str("path", path).Str("reason", reason).Str("error", msg).Msg("quarantined: fix the file (or `tracesync retry` it) and it is tried again")
+	l.e.m.quarantined.WithLabelValues(reason).Inc()
+	l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, size)
+}
+
+// done counts one file reaching a final state.
+func (l *loop) done(fn func(p *Progress), size int64) {
+	l.e.progress(func(pr *Progress) {
+		fn(pr)
+		pr.FilesDone++
+		pr.BytesDone += size
+	})
+}
+
+// attach makes path wait for the upload of its content, creating the job.
+func (l *loop) attach(path string, p *pathJob, o *decideOp) {
+	h := o.res.Hash
+	u := l.jobs[h]
+	if u == nil {
+		ct, err := client.ContentType(path)
+		if err != nil {
+			ct = "application/json"
+		}
+		u = &upload{hash: h, path: path, root: p.root, filename: o.name, contentType: ct, size: o.res.ID.Size,
+			paths: map[string]bool{}, attempts: o.attempts}
+		if o.hasIntent && o.intent.Phase == store.PhaseCreate {
+			u.resolve, u.intentAt = resolveFirst, o.intent.StartedAt
+			if o.intent.Filename != "" {
+				u.filename = o.intent.Filename
+			}
+		}
+		u.checkRemote = u.resolve == resolveNone && l.e.cfg.RemoteName == RemoteNameUnique && !l.e.cfg.NoRemoteCheck
+		l.jobs[h] = u
+		if o.next.After(l.now()) {
+			l.schedule(u, o.next)
+		} else {
+			l.enqueue(u, false)
+		}
+	}
+	u.paths[path] = true
+	p.job = u
+}
+
+func (l *loop) onRequeue(paths []string) {
+	l.writes = append(l.writes, &requeueOp{paths: paths})
+}

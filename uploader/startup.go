@@ -1,0 +1,115 @@
+package uploader
+
+// startup.go owns what a start resolves of the previous run: create-phase
+// intents (rule 9), pending and retrying paths with their schedule,
+// pending deletes and contents orphaned before the restart.
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/tracesync/tracesync/client"
+	"github.com/tracesync/tracesync/store"
+)
+
+// startup resolves what a previous run left: create-phase intents (rule 9),
+// pending and retrying paths (keeping their schedule), pending deletes,
+// and contents orphaned before a restart.
+func (l *loop) startup() error {
+	e := l.e
+	intents, err := e.st.Intents()
+	if err != nil {
+		return fmt.Errorf("read upload intents: %w", err)
+	}
+	stale := map[store.Hash]bool{}
+	for _, in := range intents {
+		if in.Phase != store.PhaseCreate {
+			stale[in.Hash] = true
+			continue
+		}
+		ct, _ := client.ContentType(in.Filename)
+		u := &upload{hash: in.Hash, path: in.Path, filename: in.Filename, contentType: ct, size: in.Size,
+			paths: map[string]bool{}, intentAt: in.StartedAt}
+		l.jobs[in.Hash] = u
+		l.setResolve(u, resolveAtStart)
+		l.enqueue(u, false)
+	}
+	if l.resolving > 0 {
+		e.log.Info().Int("intents", l.resolving).Msg("resolving uploads a crash interrupted after create may have run, before any new upload")
+	}
+	ds, err := e.st.Deletes()
+	if err != nil {
+		return fmt.Errorf("read pending deletes: %w", err)
+	}
+	for _, d := range ds {
+		l.addDelete(d)
+	}
+	now := l.now()
+	removedHashes := map[store.Hash]time.Time{}
+	recent := map[store.Hash][]time.Time{}
+	err = e.st.ForEachPath("", func(rec store.PathRecord) error {
+		l.noteRecord(rec, now, recent)
+		switch rec.State {
+		case store.StatePending, store.StateRetrying:
+			delete(stale, rec.Hash)
+			if rec.Hash.IsZero() {
+				l.onReady(rec.Path, rec.Root, rec.Size, false)
+				l.e.progress(func(p *Progress) { p.FilesSeen--; p.BytesSeen -= rec.Size })
+				return nil
+			}
+			p := &pathJob{root: rec.Root, size: rec.Size}
+			l.paths[rec.Path] = p
+			if u := l.jobs[rec.Hash]; u != nil {
+				u.paths[rec.Path] = true
+				if u.root == "" {
+					u.root = rec.Root
+				}
+				p.job = u
+				return nil
+			}
+			if _, err := e.st.GetContent(rec.Hash); err == nil {
+				// Uploaded meanwhile under another path: hash and link.
+				l.startHash(rec.Path, p)
+				return nil
+			}
+			o := &decideOp{path: rec.Path, root: rec.Root, name: UploadName(rec.Path, rec.Hash, e.cfg.RemoteName), res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}},
+				attempts: rec.Attempts, next: rec.NextAttempt}
+			l.attach(rec.Path, p, o)
+		case store.StateRemoved:
+			if e.cfg.DeleteOnRemove && !rec.Hash.IsZero() {
+				at := rec.RemovedAt.Add(e.cfg.DeleteDelay)
+				if old, ok := removedHashes[rec.Hash]; !ok || at.After(old) {
+					removedHashes[rec.Hash] = at
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read tracked paths: %w", err)
+	}
+	l.restoreBudget(recent)
+	// Contents orphaned before a restart (rule 4), re-checked when due.
+	for h, at := range removedHashes {
+		if l.jobs[h] != nil {
+			continue
+		}
+		if refs, err := e.st.Refs(h); err != nil || len(refs) > 0 {
+			continue
+		}
+		c, err := e.st.GetContent(h)
+		if err != nil {
+			continue
+		}
+		if at.Before(now) {
+			at = now
+		}
+		l.orphans[h] = orphanTimer{at: at, size: c.Size}
+	}
+	for h := range stale {
+		if l.jobs[h] == nil {
+			l.writes = append(l.writes, &intentOp{intent: store.Intent{Hash: h}, clear: true})
+		}
+	}
+	return nil
+}
