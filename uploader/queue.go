@@ -81,8 +81,8 @@ type upload struct {
 	state       jobState
 	resolve     resolveMode
 	checkRemote bool // ask the server for traces of filename before uploading (rule 15)
-	intentAt   time.Time
-	locked     bool // holds the basename lock
+	intentAt    time.Time
+	locked      bool // holds the basename lock
 	// staged: the create-phase intent of this job's next attempt is being
 	// written (stageWriting) or is durable (stageDurable) ahead of its
 	// dispatch, so the worker that takes it does not wait for a commit of
