@@ -21,6 +21,7 @@ import (
 
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/watcher"
 )
 
 // Store is what the engine needs of the state store (*store.DB).
@@ -84,7 +85,10 @@ type Config struct {
 	// DeleteDelay is how long removals gather before they are judged
 	// together (at least a few milliseconds), and how long an orphaned
 	// content then waits before its traces are deleted (re-checked then).
-	// 0 means the least wait.
+	// It must be longer than the watcher's settle time, so that a renamed
+	// file's new path is decided before its old path's removal (rule 5).
+	// 0 means watcher.DefaultRemoveGrace of the default settle time; a
+	// negative value means the least wait.
 	DeleteDelay time.Duration
 	// RateLimit caps API requests (presign, create, list, delete; not the
 	// presigned PUT) per second across all workers; 0 means unlimited.
@@ -148,6 +152,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxDeleteWindow == 0 {
 		c.MaxDeleteWindow = 10 * time.Minute
 	}
+	if c.DeleteDelay == 0 {
+		c.DeleteDelay = watcher.DefaultRemoveGrace(watcher.DefaultSettle)
+	}
 	if c.InitialBackoff == 0 {
 		c.InitialBackoff = time.Second
 	}
@@ -180,7 +187,7 @@ func (c *Config) setDefaults() error {
 		return errorsJoin("max file size must be between 1 byte and 50 MiB (the API's limit)")
 	case c.MaxDelete < 0:
 		return errorsJoin("max delete must not be negative")
-	case c.DeleteDelay < 0 || c.MaxDeleteWindow < 0 || c.InitialBackoff < 0 || c.MaxBackoff < c.InitialBackoff || c.ProbeInterval < 0 || c.RecoverySkew < 0:
+	case c.MaxDeleteWindow < 0 || c.InitialBackoff < 0 || c.MaxBackoff < c.InitialBackoff || c.ProbeInterval < 0 || c.RecoverySkew < 0:
 		return errorsJoin("durations must not be negative, and the maximum backoff must not be below the initial one")
 	case c.RateLimit < 0:
 		return errorsJoin("rate limit must not be negative")

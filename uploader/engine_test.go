@@ -78,6 +78,7 @@ func fastConfig() uploader.Config {
 		MaxBackoff:     5 * time.Millisecond,
 		ProbeInterval:  5 * time.Millisecond,
 		HealthTimeout:  time.Minute,
+		DeleteDelay:    -1, // the least wait: the tests that need a grace set one
 		RemoteName:     testNaming(),
 		Log:            zerolog.Nop(),
 	}
