@@ -1,3 +1,5 @@
+// Fault injection: queued faults, fault rates and latency per endpoint, applied before a call is handled.
+
 package stratixtest
 
 import (
@@ -157,23 +159,6 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, ep Endpoint) (f f
 		return f, true
 	}
 	return f, false
-}
-
-// s3CodeFor is the S3 error code of an injected status on the PUT.
-func s3CodeFor(status int) string {
-	switch status {
-	case http.StatusForbidden:
-		return "AccessDenied"
-	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		return "SlowDown"
-	case http.StatusInternalServerError:
-		return "InternalError"
-	case http.StatusBadRequest:
-		return "InvalidRequest"
-	case http.StatusRequestTimeout:
-		return "RequestTimeout"
-	}
-	return http.StatusText(status)
 }
 
 // hijackClose drops the connection without an answer.
