@@ -37,6 +37,15 @@ type endpointFaults struct {
 	retryAfter    string
 }
 
+// faultSource returns the seed of the fault draws (seed, or one from the
+// clock when it is 0) and the source drawn from.
+func faultSource(seed uint64) (uint64, *rand.Rand) {
+	for seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	return seed, rand.New(rand.NewPCG(seed, 0))
+}
+
 func (s *Server) addFault(ep Endpoint, f fault) {
 	if f.left <= 0 {
 		return
@@ -87,7 +96,8 @@ func (s *Server) SetLatency(ep Endpoint, d time.Duration) {
 }
 
 // FailRate makes each call of ep fail with status with probability p
-// (0 turns it off). Queued faults (FailNext...) come first.
+// (0 turns it off). Queued faults (FailNext...) come first. The draws come
+// from the server's seed (Options.Seed, Seed).
 func (s *Server) FailRate(ep Endpoint, p float64, status int) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
@@ -96,7 +106,8 @@ func (s *Server) FailRate(ep Endpoint, p float64, status int) {
 }
 
 // RateLimitRate makes each call of ep answer 429 with Retry-After:
-// retryAfter with probability p (0 turns it off).
+// retryAfter with probability p (0 turns it off). The draws come from the
+// server's seed (Options.Seed, Seed).
 func (s *Server) RateLimitRate(ep Endpoint, p float64, retryAfter string) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
@@ -118,10 +129,10 @@ func (s *Server) takeFault(ep Endpoint) (fault, time.Duration) {
 		}
 		return f, ef.latency
 	}
-	if ef.failRate > 0 && rand.Float64() < ef.failRate {
+	if ef.failRate > 0 && s.faultRand.Float64() < ef.failRate {
 		return fault{kind: faultStatus, status: ef.failStatus}, ef.latency
 	}
-	if ef.rateLimitRate > 0 && rand.Float64() < ef.rateLimitRate {
+	if ef.rateLimitRate > 0 && s.faultRand.Float64() < ef.rateLimitRate {
 		return fault{kind: faultRateLimit, status: http.StatusTooManyRequests, retryAfter: ef.retryAfter}, ef.latency
 	}
 	return fault{}, ef.latency
