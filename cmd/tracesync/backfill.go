@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tracesync/tracesync/internal/logging"
+	"github.com/tracesync/tracesync/internal/tracefile"
 	"github.com/tracesync/tracesync/store"
 	"github.com/tracesync/tracesync/uploader"
 	"github.com/tracesync/tracesync/watcher"
@@ -436,7 +437,7 @@ func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string
 				continue
 			}
 			h, err := uploader.HashFile(ev.Path, int64(f.maxFileSize))
-			if errors.Is(err, uploader.ErrIncomplete) {
+			if errors.Is(err, tracefile.ErrIncomplete) {
 				// A backfill sends it back to settling and, if it is still
 				// cut when its single pass ends, lists it as incomplete
 				// without recording it: not a quarantine.
