@@ -519,7 +519,16 @@ func TestHangReleasedByClose(t *testing.T) {
 		}
 		errc <- err
 	}()
+	deadline := time.Now().Add(30 * time.Second) // a hang guard, not a speed assertion
 	for srv.Calls(stratixtest.EndpointSources) == 0 {
+		select {
+		case err := <-errc:
+			t.Fatalf("the request ended before it reached the server: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the request did not reach the server within 30s")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	srv.Close() // must not wait for the hanging request's client
