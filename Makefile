@@ -41,7 +41,7 @@ test:
 # Each fuzz target runs alone for FUZZTIME (go test -fuzz takes one target
 # at a time); CI runs only the seed corpora in */testdata/fuzz via go test.
 FUZZTIME   ?= 30s
-FUZZ_PKGS  ?= ./uploader ./client ./client/stratixtest ./store ./watcher
+FUZZ_PKGS  ?= ./uploader ./internal/tracefile ./client ./client/stratixtest ./store ./watcher
 
 fuzz:
 	@set -e; for pkg in $(FUZZ_PKGS); do \

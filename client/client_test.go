@@ -672,10 +672,15 @@ func TestTransportFailures(t *testing.T) {
 		srv.HangNext(stratixtest.EndpointList, 1)
 		cctx, cancel := context.WithCancel(ctx)
 		go func() {
+			defer cancel()
+			deadline := time.Now().Add(30 * time.Second) // a hang guard, not a speed assertion
 			for srv.Calls(stratixtest.EndpointList) == 0 {
+				if time.Now().After(deadline) {
+					t.Errorf("the list did not reach the server within 30s")
+					return
+				}
 				time.Sleep(time.Millisecond)
 			}
-			cancel()
 		}()
 		_, err := c.List(cctx, client.ListOptions{})
 		if client.Classify(err) != client.ClassCanceled {

@@ -47,23 +47,6 @@ func BenchmarkHashValidate(b *testing.B) {
 	}
 }
 
-// BenchmarkValidate measures the validator alone on an in-memory 8 MiB
-// JSONL buffer.
-func BenchmarkValidate(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "v.jsonl")
-	writeJSONL(b, path, 8<<20, 2)
-	data, _ := os.ReadFile(path)
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		v := uploader.NewValidator(uploader.FormatJSONL)
-		v.Write(data)
-		if err := v.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkEngineSmallFiles runs the whole engine (hash, decide, presign,
 // PUT, create, record) over 10,000 distinct 4 KiB files against an
 // in-process stratixtest server and a real bbolt store, and reports files/s (timed from the first event to Run's return; ns/op

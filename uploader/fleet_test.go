@@ -230,6 +230,7 @@ func TestServiceUnavailableStormPausesPool(t *testing.T) {
 	cfg.Log = zerolog.New(logs)
 	h := newHarness(t, cfg, stratixtest.Options{})
 	// The outage answers every call, the probe's listing included.
+	t.Logf("fake server fault seed %d", h.srv.Seed())
 	h.srv.FailRate(stratixtest.EndpointPresign, 1, http.StatusServiceUnavailable)
 	h.srv.FailRate(stratixtest.EndpointList, 1, http.StatusServiceUnavailable)
 	var paths, hashes []string

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tracesync/tracesync/internal/tracefile"
 	"github.com/tracesync/tracesync/store"
 )
 
@@ -56,7 +57,8 @@ type hashResult struct {
 
 // HashFile hashes (SHA-256) and validates the file at path in one streaming
 // pass with bounded memory. It is what the engine's hash workers run;
-// exported for benchmarks and tools.
+// exported for benchmarks and tools. A file cut short gives an error that
+// wraps tracefile.ErrIncomplete.
 func HashFile(path string, maxSize int64) (store.Hash, error) {
 	r := hashFile(path, maxSize)
 	switch r.Outcome {
@@ -67,7 +69,7 @@ func HashFile(path string, maxSize int64) (store.Hash, error) {
 }
 
 func hashFile(path string, maxSize int64) hashResult {
-	format, ok := FormatOf(path)
+	format, ok := tracefile.FormatOf(path)
 	if !ok {
 		return hashResult{Outcome: hashUnsupported, Err: fmt.Errorf("%s: only .json and .jsonl files are uploaded", path)}
 	}
@@ -89,7 +91,7 @@ func hashFile(path string, maxSize int64) hashResult {
 			Err: fmt.Errorf("%s is %d bytes, larger than the limit of %d bytes (the API accepts at most 50 MiB): split it into smaller files", path, id.Size, maxSize)}
 	}
 	h := sha256.New()
-	v := NewValidator(format)
+	v := tracefile.NewValidator(format)
 	bufp := hashBufs.Get().(*[]byte)
 	defer hashBufs.Put(bufp)
 	buf := *bufp
@@ -131,9 +133,9 @@ func hashFile(path string, maxSize int64) hashResult {
 	}
 	res.Values = v.Values()
 	switch {
-	case n == 0 || errors.Is(syntaxErr, ErrNoValues):
+	case n == 0 || errors.Is(syntaxErr, tracefile.ErrNoValues):
 		res.Outcome = hashEmpty
-	case errors.Is(syntaxErr, ErrIncomplete):
+	case errors.Is(syntaxErr, tracefile.ErrIncomplete):
 		res.Outcome = hashIncomplete
 		res.Err = fmt.Errorf("%s: %w", path, syntaxErr)
 	case syntaxErr != nil:

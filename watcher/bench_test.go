@@ -25,8 +25,8 @@ func BenchmarkReadyLatency(b *testing.B) {
 	const settle = 20 * time.Millisecond
 	var timerLate, seenAt atomic.Int64
 	w := runDirect(b, root, settle, func(w *Watcher) {
-		w.testTimerLate = func(d time.Duration) { timerLate.Store(int64(d)) }
-		w.testEventSeen = func(string) { seenAt.Store(time.Now().UnixNano()) }
+		w.OnTimerLate(func(d time.Duration) { timerLate.Store(int64(d)) })
+		w.OnEventSeen(func(string) { seenAt.Store(time.Now().UnixNano()) })
 	})
 	var total, renameCall, late, own, toLoop, toConsumer []time.Duration
 	b.ResetTimer()

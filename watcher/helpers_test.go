@@ -30,7 +30,16 @@ type recorder struct {
 	cancel context.CancelFunc
 }
 
+// startWatcher runs a watcher of cfg, with the tests' settle and removal
+// grace where cfg leaves them zero, and records its events.
 func startWatcher(t *testing.T, cfg Config) *recorder {
+	t.Helper()
+	return runRecorder(t, newTestWatcher(t, cfg))
+}
+
+// newTestWatcher is New with the tests' settle and removal grace where cfg
+// leaves them zero.
+func newTestWatcher(t *testing.T, cfg Config) *Watcher {
 	t.Helper()
 	if cfg.Settle == 0 {
 		cfg.Settle = testSettle
@@ -42,7 +51,7 @@ func startWatcher(t *testing.T, cfg Config) *recorder {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return runRecorder(t, w)
+	return w
 }
 
 // runRecorder runs w until the test ends, recording its events.

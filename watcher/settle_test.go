@@ -458,7 +458,7 @@ func TestPreciseWakeBounded(t *testing.T) {
 	root := tempRoot(t)
 	const settle = 15 * time.Millisecond
 	var sleeps atomic.Int64
-	w := runDirect(t, root, settle, func(w *Watcher) { w.testPreciseSleep = func() { sleeps.Add(1) } })
+	w := runDirect(t, root, settle, func(w *Watcher) { w.OnPreciseSleep(func() { sleeps.Add(1) }) })
 	const n = 300
 	renamed := make(map[string]time.Time, n)
 	start := time.Now()

@@ -50,24 +50,12 @@ type Watcher struct {
 
 	running atomic.Bool
 
-	// Test hooks: dropEvents makes the fsnotify reader discard events (as
-	// an overflowing kernel queue would); injected errors reach the event
-	// goroutine as if fsnotify had reported them.
-	dropEvents atomic.Bool
-	injected   chan error
-	// testAddWatch, when set before Run, replaces adding an inotify watch
-	// (to simulate running out of watches).
-	testAddWatch func(fsw *fsnotify.Watcher, dir string) error
-	// testTimerLate, when set before Run, is told how late the settle
-	// timer woke the event goroutine (the Go runtime's timer lateness),
-	// so a benchmark can tell it from the watcher's own work.
-	testTimerLate func(time.Duration)
-	// testPreciseSleep, when set before Run, is called each time the
-	// event loop sleeps out the end of a settle timer (onTime).
-	testPreciseSleep func()
-	// testEventSeen, when set before Run, is told when the event
-	// goroutine handles an fsnotify event (for the latency benchmark).
-	testEventSeen func(path string)
+	// hooks are where tests observe or perturb a running Watcher; nil
+	// outside tests. Run's goroutines call them, so they hang off the
+	// Watcher rather than package variables that parallel tests would
+	// share; only export_test.go sets them.
+	hooks *testHooks
+
 	// fallbackPoll is the polling period of roots without inotify and of
 	// subtrees out of watches: Config.Poll, else DefaultPoll.
 	fallbackPoll time.Duration
@@ -92,7 +80,6 @@ func New(cfg Config) (*Watcher, error) {
 		events:       events,
 		out:          newOutQueue(events),
 		reqSignal:    make(chan struct{}, 1),
-		injected:     make(chan error, 8),
 	}, nil
 }
 
@@ -179,7 +166,7 @@ func (w *Watcher) readFS(ctx context.Context, fsw *fsnotify.Watcher, q *fsQueue)
 			if !ok {
 				return
 			}
-			if w.dropEvents.Load() {
+			if w.hooks.droppingEvents() {
 				continue
 			}
 			q.pushEvent(ev)
@@ -188,7 +175,7 @@ func (w *Watcher) readFS(ctx context.Context, fsw *fsnotify.Watcher, q *fsQueue)
 				return
 			}
 			q.pushErr(err)
-		case err := <-w.injected:
+		case err := <-w.hooks.injectedErrors():
 			q.pushErr(err)
 		case <-ctx.Done():
 			return
@@ -343,8 +330,8 @@ func (w *Watcher) newLoop() *loop {
 	}
 	if l.fsw != nil {
 		l.sc.addWatch = l.fsw.Add
-		if w.testAddWatch != nil {
-			l.sc.addWatch = func(dir string) error { return w.testAddWatch(l.fsw, dir) }
+		if add := w.hooks.addWatchFunc(); add != nil {
+			l.sc.addWatch = func(dir string) error { return add(l.fsw, dir) }
 		}
 	}
 	return l
@@ -460,9 +447,7 @@ func (l *loop) run(ctx context.Context) error {
 			fsBuf, errs, overflow = l.fsq.take(fsBuf)
 			t := now()
 			for _, ev := range fsBuf {
-				if l.w.testEventSeen != nil {
-					l.w.testEventSeen(ev.Name)
-				}
+				l.w.hooks.sawEvent(ev.Name)
 				l.handleFS(t, ev)
 			}
 			for _, err := range errs {
@@ -475,13 +460,9 @@ func (l *loop) run(ctx context.Context) error {
 			if due, ok := l.s.next(); ok {
 				if now().Sub(preciseAt) >= preciseEvery && onTime(due, now) {
 					preciseAt = now()
-					if l.w.testPreciseSleep != nil {
-						l.w.testPreciseSleep()
-					}
+					l.w.hooks.sleptPrecisely()
 				}
-				if l.w.testTimerLate != nil {
-					l.w.testTimerLate(now().Sub(due))
-				}
+				l.w.hooks.timerWokeLate(now().Sub(due))
 			}
 			l.fire()
 		case <-l.w.reqSignal:

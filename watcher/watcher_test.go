@@ -261,17 +261,19 @@ func testRootDeletedAndRecreated(t *testing.T, poll time.Duration) {
 
 func TestInjectedOverflowTriggersRescan(t *testing.T) {
 	root := tempRoot(t)
-	r := startWatcher(t, Config{Roots: []string{root}})
+	w := newTestWatcher(t, Config{Roots: []string{root}})
+	drop, inject := w.FSFaults()
+	r := runRecorder(t, w)
 	r.waitEvent(ScanDone, root, "")
 
 	// Events lost as an overflowing kernel queue would lose them.
-	r.w.dropEvents.Store(true)
+	drop.Store(true)
 	missed := filepath.Join(root, "sub", "missed.json")
 	writeFile(t, missed, "{}")
-	r.w.injected <- fsnotify.ErrEventOverflow
+	inject <- fsnotify.ErrEventOverflow
 	r.waitCount(ScanDone, 2)
 	r.waitEvent(Ready, root, missed)
-	r.w.dropEvents.Store(false)
+	drop.Store(false)
 	// The rescan watched the directory created while events were lost.
 	after := filepath.Join(root, "sub", "after.json")
 	writeFile(t, after, "{}")
@@ -575,12 +577,12 @@ func TestOutOfWatchesFallsBackToPolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The kernel refuses watches for the "full" subtree.
-	w.testAddWatch = func(fsw *fsnotify.Watcher, dir string) error {
+	w.SetAddWatch(func(fsw *fsnotify.Watcher, dir string) error {
 		if isUnder(dir, full) {
 			return fmt.Errorf("add watch %s: %w", dir, syscall.ENOSPC)
 		}
 		return fsw.Add(dir)
-	}
+	})
 	w.fallbackPoll = 30 * time.Millisecond
 	r := runRecorder(t, w)
 	r.waitEvent(ScanDone, root, "")

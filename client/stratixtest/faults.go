@@ -1,3 +1,5 @@
+// Fault injection: queued faults, fault rates and latency per endpoint, applied before a call is handled.
+
 package stratixtest
 
 import (
@@ -33,6 +35,15 @@ type endpointFaults struct {
 	failStatus    int
 	rateLimitRate float64
 	retryAfter    string
+}
+
+// faultSource returns the seed of the fault draws (seed, or one from the
+// clock when it is 0) and the source drawn from.
+func faultSource(seed uint64) (uint64, *rand.Rand) {
+	for seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	return seed, rand.New(rand.NewPCG(seed, 0))
 }
 
 func (s *Server) addFault(ep Endpoint, f fault) {
@@ -85,7 +96,8 @@ func (s *Server) SetLatency(ep Endpoint, d time.Duration) {
 }
 
 // FailRate makes each call of ep fail with status with probability p
-// (0 turns it off). Queued faults (FailNext...) come first.
+// (0 turns it off). Queued faults (FailNext...) come first. The draws come
+// from the server's seed (Options.Seed, Seed).
 func (s *Server) FailRate(ep Endpoint, p float64, status int) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
@@ -94,7 +106,8 @@ func (s *Server) FailRate(ep Endpoint, p float64, status int) {
 }
 
 // RateLimitRate makes each call of ep answer 429 with Retry-After:
-// retryAfter with probability p (0 turns it off).
+// retryAfter with probability p (0 turns it off). The draws come from the
+// server's seed (Options.Seed, Seed).
 func (s *Server) RateLimitRate(ep Endpoint, p float64, retryAfter string) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
@@ -116,10 +129,10 @@ func (s *Server) takeFault(ep Endpoint) (fault, time.Duration) {
 		}
 		return f, ef.latency
 	}
-	if ef.failRate > 0 && rand.Float64() < ef.failRate {
+	if ef.failRate > 0 && s.faultRand.Float64() < ef.failRate {
 		return fault{kind: faultStatus, status: ef.failStatus}, ef.latency
 	}
-	if ef.rateLimitRate > 0 && rand.Float64() < ef.rateLimitRate {
+	if ef.rateLimitRate > 0 && s.faultRand.Float64() < ef.rateLimitRate {
 		return fault{kind: faultRateLimit, status: http.StatusTooManyRequests, retryAfter: ef.retryAfter}, ef.latency
 	}
 	return fault{}, ef.latency
@@ -157,23 +170,6 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, ep Endpoint) (f f
 		return f, true
 	}
 	return f, false
-}
-
-// s3CodeFor is the S3 error code of an injected status on the PUT.
-func s3CodeFor(status int) string {
-	switch status {
-	case http.StatusForbidden:
-		return "AccessDenied"
-	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		return "SlowDown"
-	case http.StatusInternalServerError:
-		return "InternalError"
-	case http.StatusBadRequest:
-		return "InvalidRequest"
-	case http.StatusRequestTimeout:
-		return "RequestTimeout"
-	}
-	return http.StatusText(status)
 }
 
 // hijackClose drops the connection without an answer.

@@ -1,3 +1,5 @@
+// The index of live traces by id.
+
 package stratixtest
 
 import (

@@ -1,3 +1,5 @@
+// The fake's own JSON parser, which checks what is created without the uploader's validator.
+
 package stratixtest
 
 import "encoding/binary"

@@ -1,3 +1,5 @@
+// The DataDir log that keeps traces across a restart.
+
 package stratixtest
 
 import (

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"sort"
@@ -104,6 +105,10 @@ type Options struct {
 	// Logger, when set, gets one debug line per request and info lines for
 	// start and stop. Nil: no logs.
 	Logger *zerolog.Logger
+	// Seed seeds the draws of FailRate and RateLimitRate: a server given
+	// the seed another used draws the same faults for the same sequence
+	// of calls. 0: a seed from the clock (Server.Seed tells which).
+	Seed uint64
 }
 
 // Server is a running (or, from New, not yet listening) fake API.
@@ -121,8 +126,10 @@ type Server struct {
 	calls     [numEndpoints]atomic.Int64
 	openConns atomic.Int64 // client connections open now (listening servers only)
 
-	faultMu sync.Mutex // guards faults
-	faults  [numEndpoints]endpointFaults
+	faultMu   sync.Mutex // guards faults and faultRand
+	faults    [numEndpoints]endpointFaults
+	faultRand *mathrand.Rand // the draws of fault rates, from seed
+	seed      uint64
 
 	mu                sync.Mutex // guards everything below
 	traces            []*trace   // by created_at, ascending; deleted ones are removed lazily
@@ -241,6 +248,7 @@ func New(opts Options) (*Server, error) {
 	if s.ttl <= 0 {
 		s.ttl = DefaultURLTTL
 	}
+	s.seed, s.faultRand = faultSource(opts.Seed)
 	key := opts.APIKey
 	if key == "" {
 		key = DefaultAPIKey
@@ -364,6 +372,11 @@ func (s *Server) Close() {
 		s.log.Info().Msg("stratix-fake stopped")
 	})
 }
+
+// Seed returns the seed of the server's fault draws: Options.Seed, or the
+// one taken from the clock. A test logs it so that a failed run can be
+// repeated with Options.Seed set to it.
+func (s *Server) Seed() uint64 { return s.seed }
 
 // SetAPIKey changes the key the server accepts (e.g. to answer 401 to a
 // client, then accept a fixed key).

@@ -519,7 +519,16 @@ func TestHangReleasedByClose(t *testing.T) {
 		}
 		errc <- err
 	}()
+	deadline := time.Now().Add(30 * time.Second) // a hang guard, not a speed assertion
 	for srv.Calls(stratixtest.EndpointSources) == 0 {
+		select {
+		case err := <-errc:
+			t.Fatalf("the request ended before it reached the server: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the request did not reach the server within 30s")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	srv.Close() // must not wait for the hanging request's client
@@ -554,5 +563,37 @@ func TestConcurrentUploadsRaceClean(t *testing.T) {
 	}
 	if n := srv.MaxInflightPerBasename(); n != 1 {
 		t.Fatalf("distinct names: MaxInflightPerBasename %d, want 1", n)
+	}
+}
+
+// A server given another's seed draws the same fault rates for the same
+// calls, so a failed run can be repeated.
+func TestFaultSeedRepeatsTheDraws(t *testing.T) {
+	outcomes := func(seed uint64) (uint64, string) {
+		srv := stratixtest.NewServer(stratixtest.Options{Seed: seed})
+		t.Cleanup(srv.Close)
+		srv.FailRate(stratixtest.EndpointSources, 0.3, http.StatusServiceUnavailable)
+		srv.RateLimitRate(stratixtest.EndpointSources, 0.3, "")
+		rc := newRaw(t, srv)
+		var got strings.Builder
+		for range 64 {
+			st, _ := rc.call("GET", rc.traces()+"/sources", nil)
+			fmt.Fprintf(&got, "%d ", st)
+		}
+		return srv.Seed(), got.String()
+	}
+	seed, first := outcomes(0)
+	if seed == 0 {
+		t.Fatalf("Options.Seed 0: Seed() is 0, want the seed taken from the clock")
+	}
+	if !strings.Contains(first, "200") || !strings.Contains(first, "503") || !strings.Contains(first, "429") {
+		t.Fatalf("seed %d: 64 calls at fail rate 0.3 and rate limit 0.3 answered %s, want some of each of 200, 503 and 429", seed, first)
+	}
+	again, second := outcomes(seed)
+	if again != seed {
+		t.Fatalf("Options.Seed %d: Seed() is %d", seed, again)
+	}
+	if second != first {
+		t.Fatalf("seed %d drew other faults the second time:\nfirst  %s\nsecond %s", seed, first, second)
 	}
 }

@@ -45,6 +45,7 @@ type config struct {
 	failRate      float64
 	rateLimitRate float64
 	retryAfter    string
+	seed          uint64
 	latency       time.Duration
 	urlTTL        time.Duration
 	dataDir       string
@@ -73,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (co
 	fs.Float64Var(&cfg.failRate, "fail-rate", 0, "fraction (0..1) of calls answered 503, on every endpoint but /organizations")
 	fs.Float64Var(&cfg.rateLimitRate, "rate-limit-rate", 0, "fraction (0..1) of calls answered 429 with Retry-After, on every endpoint but /organizations")
 	fs.StringVar(&cfg.retryAfter, "retry-after", "1", "Retry-After sent with the 429s of --rate-limit-rate (seconds or an HTTP date; empty: none)")
+	fs.Uint64Var(&cfg.seed, "seed", 0, "seed of the --fail-rate and --rate-limit-rate draws, to repeat a run's faults (0: from the clock; the seed used is logged at start)")
 	fs.DurationVar(&cfg.latency, "latency", 0, "delay added to every call (e.g. 20ms)")
 	fs.DurationVar(&cfg.urlTTL, "url-ttl", stratixtest.DefaultURLTTL, "how long a presigned URL is good for")
 	fs.StringVar(&cfg.dataDir, "data-dir", "", "keep traces in this directory so they survive a restart (default: in memory only)")
@@ -157,6 +159,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		URLTTL:    cfg.urlTTL,
 		DataDir:   cfg.dataDir,
 		Logger:    &log,
+		Seed:      cfg.seed,
 	})
 	if err != nil {
 		return err
@@ -185,7 +188,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		keyFrom = "the default test key " + stratixtest.DefaultAPIKey
 	}
 	log.Info().Str("url", srv.URL()).Str("api_key_from", keyFrom).Bool("envelope", cfg.envelope).Str("ids_as", cfg.idsAs).
-		Float64("fail_rate", cfg.failRate).Float64("rate_limit_rate", cfg.rateLimitRate).Dur("latency", cfg.latency).
+		Float64("fail_rate", cfg.failRate).Float64("rate_limit_rate", cfg.rateLimitRate).Uint64("seed", srv.Seed()).Dur("latency", cfg.latency).
 		Str("data_dir", cfg.dataDir).Msg("serving; stop with Ctrl-C or SIGTERM")
 	<-ctx.Done()
 	log.Info().Msg("shutting down")

@@ -38,6 +38,14 @@ func (s *syncBuffer) String() string {
 // first stdout line) and a stop function returning the exit code.
 func startFake(t *testing.T, env map[string]string, args ...string) (string, func() int) {
 	t.Helper()
+	url, _, stop := startFakeLogged(t, env, args...)
+	return url, stop
+}
+
+// startFakeLogged is startFake that also returns stderr, whole once stop
+// has returned.
+func startFakeLogged(t *testing.T, env map[string]string, args ...string) (string, *syncBuffer, func() int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	stderr := &syncBuffer{}
@@ -72,7 +80,7 @@ func startFake(t *testing.T, env map[string]string, args ...string) (string, fun
 		}
 	}
 	t.Cleanup(func() { stop() })
-	return url, stop
+	return url, stderr, stop
 }
 
 func TestFirstLineIsURLAndUploadsWork(t *testing.T) {
@@ -132,11 +140,30 @@ func TestFaultFlags(t *testing.T) {
 	}
 }
 
+// The seed of the fault draws is logged at start: --seed's, or the one
+// taken from the clock.
+func TestSeedLogged(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--fail-rate", "0.5", "--seed", "12345"}, `"seed":12345`},
+		{[]string{"--fail-rate", "0.5"}, `"seed":`},
+	} {
+		_, stderr, stop := startFakeLogged(t, nil, append(tc.args, "--log-format", "json")...)
+		stop()
+		if !strings.Contains(stderr.String(), tc.want) || strings.Contains(stderr.String(), `"seed":0,`) {
+			t.Errorf("stratix-fake %v: start log does not carry %s (nor may it be 0):\n%s", tc.args, tc.want, stderr.String())
+		}
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"--ids-as", "list", "--envelope=false"},
 		{"--ids-as", "tuple"},
 		{"--fail-rate", "1.5"},
+		{"--seed", "-1"},
 		{"--no-such-flag"},
 		{"extra-arg"},
 		{"--log-level", "loud"},

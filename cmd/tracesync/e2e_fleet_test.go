@@ -199,6 +199,7 @@ func TestE2EServiceUnavailableStorm(t *testing.T) {
 	for i := range 200 {
 		hashes = append(hashes, writeFile(t, root, fmt.Sprintf("f%03d.json", i), []byte(fmt.Sprintf(`{"storm":%d}`, i))))
 	}
+	t.Logf("fake server fault seed %d", e.srv.Seed())
 	for _, ep := range []stratixtest.Endpoint{stratixtest.EndpointPresign, stratixtest.EndpointList} {
 		e.srv.FailRate(ep, 1, http.StatusServiceUnavailable)
 	}

@@ -423,11 +423,30 @@ func TestE2ESIGKILLLoopBasenames(t *testing.T) {
 // killLoopFiles is how many distinct contents the SIGKILL loop syncs.
 const killLoopFiles = 30
 
-// killSeedEnv reruns the SIGKILL loops with a seed a failed run logged.
-const killSeedEnv = "TRACESYNC_TEST_KILL_SEED"
+// killSeedEnv and fakeSeedEnv rerun the SIGKILL loops with the seeds a
+// failed run logged: of the kill moments, and of the fake server's faults.
+const (
+	killSeedEnv = "TRACESYNC_TEST_KILL_SEED"
+	fakeSeedEnv = "TRACESYNC_TEST_FAKE_SEED"
+)
+
+// seedFromEnv returns the seed in the environment variable name, or 0 when
+// it is not set.
+func seedFromEnv(t *testing.T, name string) uint64 {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	seed, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return seed
+}
 
 func testSIGKILLLoop(t *testing.T, name func(i int) string, flags ...string) {
-	e := newE2E(t, stratixtest.Options{})
+	e := newE2E(t, stratixtest.Options{Seed: seedFromEnv(t, fakeSeedEnv)})
 	root := t.TempDir()
 	var hashes []string
 	for i := range killLoopFiles {
@@ -449,14 +468,12 @@ func testSIGKILLLoop(t *testing.T, name func(i int) string, flags ...string) {
 	// once the endpoint was called since the last), so none piles up.
 	putsAt, createsAt := -1, -1
 	var procs []*proc // kept for the failure report
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv(killSeedEnv); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", killSeedEnv, v, err)
-		}
+	seed := seedFromEnv(t, killSeedEnv)
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
 	}
-	t.Logf("kill moments drawn with seed %d (rerun: %s=%d)", seed, killSeedEnv, seed)
+	t.Logf("kill moments drawn with seed %d, fake server fault seed %d (rerun: %s=%d %s=%d)",
+		seed, e.srv.Seed(), killSeedEnv, seed, fakeSeedEnv, e.srv.Seed())
 	rng := rand.New(rand.NewPCG(seed, 7))
 	const kills = 24
 	for i := range kills {

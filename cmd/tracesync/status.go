@@ -50,6 +50,9 @@ func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), e
 	}
 	db, err := store.Open(dir, store.Options{Log: g.log})
 	var locked *store.LockedError
+	if errors.As(err, &locked) {
+		g.log.Debug().Str("state", file).Str("socket", control.SocketPath(dir)).Msg("the state file is held by another process: waiting for it to answer on its control socket")
+	}
 	for deadline := time.Now().Add(daemonAnswerWait); errors.As(err, &locked) && time.Now().Before(deadline); {
 		// Another process holds the file but did not answer on the
 		// socket: a daemon that is still opening its store (its socket

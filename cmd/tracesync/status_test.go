@@ -91,14 +91,18 @@ func stServe(t *testing.T, dir string, db *store.DB) {
 			t.Errorf("control.Serve: %v", err)
 		}
 	})
-	for range 400 {
-		if c, err := net.Dial("unix", control.SocketPath(dir)); err == nil {
+	deadline := time.Now().Add(30 * time.Second) // a hang guard, not a speed assertion
+	for {
+		c, err := net.Dial("unix", control.SocketPath(dir))
+		if err == nil {
 			c.Close()
 			return
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("control socket %s did not answer within 30s: %v", control.SocketPath(dir), err)
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatal("control socket never answered")
 }
 
 func TestStatusReadsStateFileWithoutDaemonOrKey(t *testing.T) {
@@ -190,13 +194,34 @@ func TestStatusWaitsForDaemonStarting(t *testing.T) {
 		out, err string
 	}
 	got := make(chan result, 1)
+	var stdout, stderr syncBuffer
 	go func() {
-		code, out, errOut := stRun(t, "status", "--json", "--state-dir", dir)
-		got <- result{code, out, errOut}
+		code := Main(context.Background(), []string{"status", "--json", "--state-dir", dir, "--log-level", "debug", "--log-format", "json"},
+			strings.NewReader(""), &stdout, &stderr, func(string) string { return "" })
+		got <- result{code, stdout.String(), stderr.String()}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	// Serve only once status has found the file held and waits for the
+	// socket: serving earlier would test the plain daemon answer.
+	waiting := "waiting for it to answer on its control socket"
+	deadline := time.Now().Add(30 * time.Second) // a hang guard, not a speed assertion
+	for !strings.Contains(stderr.String(), waiting) {
+		select {
+		case r := <-got:
+			t.Fatalf("status ended (exit %d) before it waited for the daemon's socket:\nstdout %s\nstderr %s", r.code, r.out, r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status did not start waiting for the daemon's socket within 30s; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	stServe(t, dir, db)
-	r := <-got
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("status did not return within 30s of the daemon's socket coming up; stderr:\n%s", stderr.String())
+	}
 	if r.code != 0 {
 		t.Fatalf("status while the daemon starts: exit %d, stderr %q", r.code, r.err)
 	}

@@ -1,9 +1,10 @@
+// The traces API's endpoints (organizations, presign, create, get, delete, sources, list) and the traces they change.
+
 package stratixtest
 
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -14,190 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cespare/xxhash/v2"
 )
 
 // maxFileSize is the API's limit (50 MiB), restated here so the fake does not
 // lean on the client's constants for its protocol.
 const maxFileSize = 50 << 20
-
-// putChunk is the most read from a PUT body at a time.
-const putChunk = 256 << 10
-
-// maxJSONBody bounds API request bodies (they are tiny).
-const maxJSONBody = 1 << 20
-
-const tracesPrefix = "/api/v1/organizations/{org}/projects/{project}/traces"
-
-func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/organizations", s.handleOrganizations)
-	mux.HandleFunc("POST "+tracesPrefix+"/upload", s.handlePresign)
-	mux.HandleFunc("POST "+tracesPrefix, s.handleCreate)
-	mux.HandleFunc("GET "+tracesPrefix, s.handleList)
-	mux.HandleFunc("GET "+tracesPrefix+"/sources", s.handleSources)
-	mux.HandleFunc("GET "+tracesPrefix+"/{id}", s.handleGet)
-	mux.HandleFunc("DELETE "+tracesPrefix+"/{id}", s.handleDelete)
-	mux.HandleFunc("PUT /s3/{token}/{filename}", s.handlePut)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.errorJSON(w, http.StatusNotFound, "not found: "+r.Method+" "+r.URL.Path)
-	})
-	if !s.debugLog {
-		return mux
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		mux.ServeHTTP(sw, r)
-		s.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", sw.status).Dur("duration", time.Since(start)).Msg("request")
-	})
-}
-
-// statusWriter records the status for the debug log.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int)        { w.status = code; w.ResponseWriter.WriteHeader(code) }
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// --- answers ---
-
-// writeJSON answers status with v, inside the envelope when configured
-// (wrap forces it).
-func (s *Server) writeJSON(w http.ResponseWriter, status int, v any, wrap bool) {
-	var body []byte
-	var err error
-	if wrap || s.opts.Envelope {
-		body, err = json.Marshal(struct {
-			Status string `json:"status"`
-			Data   any    `json:"data"`
-		}{"success", v})
-	} else {
-		body, err = json.Marshal(v)
-	}
-	if err != nil {
-		s.errorJSON(w, http.StatusInternalServerError, "encode answer: "+err.Error())
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
-
-// errorJSON answers an API error: {"error": msg} (with "status": "error"
-// when the envelope is on).
-func (s *Server) errorJSON(w http.ResponseWriter, status int, msg string) {
-	var body []byte
-	if s.opts.Envelope {
-		body, _ = json.Marshal(struct {
-			Status string `json:"status"`
-			Error  string `json:"error"`
-		}{"error", msg})
-	} else {
-		body, _ = json.Marshal(struct {
-			Error string `json:"error"`
-		}{msg})
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
-
-// s3Error answers an S3 XML error.
-func s3Error(w http.ResponseWriter, status int, code, msg string) {
-	var b bytes.Buffer
-	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n<Error><Code>")
-	xmlEscape(&b, code)
-	b.WriteString("</Code><Message>")
-	xmlEscape(&b, msg)
-	b.WriteString("</Message><RequestId>stratixtest</RequestId></Error>")
-	h := w.Header()
-	h.Set("Content-Type", "application/xml")
-	h.Set("Content-Length", strconv.Itoa(b.Len()))
-	w.WriteHeader(status)
-	_, _ = w.Write(b.Bytes())
-}
-
-func xmlEscape(b *bytes.Buffer, s string) {
-	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;")
-	b.WriteString(r.Replace(s))
-}
-
-// --- checks ---
-
-// authorized checks x-api-key and answers 401 when it is wrong.
-func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
-	got := r.Header.Get("x-api-key")
-	if got == "" {
-		s.errorJSON(w, http.StatusUnauthorized, "missing API key: send it in the x-api-key header")
-		return false
-	}
-	if subtle.ConstantTimeCompare([]byte(got), []byte(*s.apiKey.Load())) != 1 {
-		s.errorJSON(w, http.StatusUnauthorized, "invalid API key")
-		return false
-	}
-	return true
-}
-
-// project checks the path's organization and project: 403 for another
-// organization, 404 for an unknown project. It returns the project id.
-func (s *Server) project(w http.ResponseWriter, r *http.Request) (string, bool) {
-	if r.PathValue("org") != s.org.id {
-		s.errorJSON(w, http.StatusForbidden, "this API key has no access to organization "+r.PathValue("org"))
-		return "", false
-	}
-	pid := r.PathValue("project")
-	for _, p := range s.org.projects {
-		if p.ID == pid {
-			return pid, true
-		}
-	}
-	s.errorJSON(w, http.StatusNotFound, "project "+pid+" not found")
-	return "", false
-}
-
-// apiPrelude is what every API call does first: count, latency, faults,
-// auth, and (for traces calls) the organization and project.
-func (s *Server) apiPrelude(w http.ResponseWriter, r *http.Request, ep Endpoint, traces bool) (project string, f fault, ok bool) {
-	f, handled := s.begin(w, r, ep)
-	if handled {
-		return "", f, false
-	}
-	if f.kind == faultDrop {
-		hijackClose(w)
-		return "", f, false
-	}
-	if !s.authorized(w, r) {
-		return "", f, false
-	}
-	if traces {
-		project, ok = s.project(w, r)
-		if !ok {
-			return "", f, false
-		}
-	}
-	return project, f, true
-}
-
-func readJSON(r *http.Request, v any) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxJSONBody))
-	if err != nil {
-		return fmt.Errorf("read body: %w", err)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("body is not the expected JSON object: %v", err)
-	}
-	return nil
-}
-
-// --- endpoints ---
 
 func (s *Server) handleOrganizations(w http.ResponseWriter, r *http.Request) {
 	if _, _, ok := s.apiPrelude(w, r, EndpointOrganizations, false); !ok {
@@ -298,131 +120,6 @@ func (s *Server) handlePresign(w http.ResponseWriter, r *http.Request) {
 		ProjectID      string `json:"project_id"`
 		URL            string `json:"url"`
 	}{s.org.id, project, putURL}, false)
-}
-
-// sweepTokensLocked forgets expired URLs (bounded memory in long runs).
-func (s *Server) sweepTokensLocked(now time.Time) {
-	for k, t := range s.tokens {
-		if now.After(t.expires) {
-			delete(s.tokens, k)
-			t.open = false
-		}
-	}
-	for name, list := range s.inflight {
-		open := list[:0]
-		for _, o := range list {
-			if o.open {
-				open = append(open, o)
-			}
-		}
-		if len(open) == 0 {
-			delete(s.inflight, name)
-		} else {
-			s.inflight[name] = open
-		}
-	}
-}
-
-// closeUploadLocked ends an upload's in-flight period.
-func (s *Server) closeUploadLocked(u *presignedURL) {
-	if !u.open {
-		return
-	}
-	u.open = false
-	list := s.inflight[u.filename]
-	for i, o := range list {
-		if o == u {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(s.inflight, u.filename)
-	} else {
-		s.inflight[u.filename] = list
-	}
-}
-
-// handlePut is the presigned PUT, with S3's checks in S3's order.
-func (s *Server) handlePut(w http.ResponseWriter, r *http.Request) {
-	f, handled := s.begin(w, r, EndpointPut)
-	token := r.PathValue("token")
-	s.mu.Lock()
-	u := s.tokens[token]
-	if handled && u != nil {
-		s.closeUploadLocked(u) // the client saw a failure: it will presign again
-	}
-	s.mu.Unlock()
-	if handled {
-		return
-	}
-	fail := func(status int, code, msg string) {
-		if u != nil {
-			s.mu.Lock()
-			s.closeUploadLocked(u)
-			s.mu.Unlock()
-		}
-		s3Error(w, status, code, msg)
-	}
-	if len(r.TransferEncoding) > 0 {
-		fail(http.StatusNotImplemented, "NotImplemented", "A header you provided implies functionality that is not implemented: Transfer-Encoding")
-		return
-	}
-	if len(r.Header.Values("Content-Length")) == 0 {
-		fail(http.StatusLengthRequired, "MissingContentLength", "You must provide the Content-Length HTTP header.")
-		return
-	}
-	if u == nil || r.URL.Query().Get("X-Amz-Signature") != u.signature || r.PathValue("filename") != u.filename {
-		fail(http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
-		return
-	}
-	if r.Header.Get("Content-Type") != u.contentType {
-		fail(http.StatusForbidden, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method. (Content-Type "+strconv.Quote(r.Header.Get("Content-Type"))+" was not the signed "+strconv.Quote(u.contentType)+")")
-		return
-	}
-	s.mu.Lock()
-	expired := s.now().After(u.expires)
-	s.mu.Unlock()
-	if expired {
-		fail(http.StatusForbidden, "AccessDenied", "Request has expired")
-		return
-	}
-	if r.ContentLength > maxFileSize {
-		fail(http.StatusBadRequest, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size")
-		return
-	}
-	if f.kind == faultDrop {
-		_, _ = io.CopyN(io.Discard, r.Body, r.ContentLength/2)
-		s.mu.Lock()
-		s.closeUploadLocked(u)
-		s.mu.Unlock()
-		hijackClose(w)
-		return
-	}
-	// The ETag (S3 sends the MD5 of the body; clients treat it as opaque)
-	// is a fast non-cryptographic hash taken as the body arrives.
-	data := make([]byte, r.ContentLength)
-	h := xxhash.New()
-	for off := 0; off < len(data); {
-		n, err := r.Body.Read(data[off:min(off+putChunk, len(data))])
-		_, _ = h.Write(data[off : off+n])
-		off += n
-		if err != nil && off < len(data) {
-			fail(http.StatusBadRequest, "IncompleteBody", "You did not provide the number of bytes specified by the Content-Length HTTP header.")
-			return
-		}
-	}
-	obj := &object{data: data, etag: fmt.Sprintf("%016x%016x", h.Sum64(), uint64(len(data))), contentType: u.contentType}
-	s.mu.Lock()
-	s.objects[objectKey{u.project, u.filename}] = obj
-	u.stored = true
-	if ci := connOf(r); ci != nil {
-		u.conn = ci
-	}
-	s.mu.Unlock()
-	w.Header().Set("ETag", `"`+obj.etag+`"`)
-	w.Header().Set("Content-Length", "0")
-	w.WriteHeader(http.StatusOK)
 }
 
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
@@ -544,9 +241,6 @@ func (s *Server) addTraceLocked(t *trace) {
 	s.sources[sourceKey{t.project, t.filename}]++
 }
 
-// timeLayout is ISO 8601 with microseconds, as a Python API sends.
-const timeLayout = "2006-01-02T15:04:05.000000Z07:00"
-
 // splitTraces turns an uploaded object into trace bodies (stratix-api.md,
 // "Assumptions"): JSONL one per non-empty line, JSON one for an object and
 // one per element of an array. Each trace must be a JSON object.
@@ -600,45 +294,6 @@ func splitTraces(data []byte, contentType string) ([][]byte, error) {
 		return nil, fmt.Errorf("no traces in the file")
 	}
 	return out, nil
-}
-
-// wireTrace is a trace as the API sends it.
-type wireTrace struct {
-	ID             string          `json:"id"`
-	OrganizationID string          `json:"organization_id"`
-	ProjectID      string          `json:"project_id"`
-	CreatedAt      string          `json:"created_at"`
-	Filename       *string         `json:"filename"`
-	Data           json.RawMessage `json:"data"`
-	Input          *string         `json:"input"`
-	IntegrationID  *string         `json:"integration_id"`
-}
-
-type wireEvaluation struct {
-	JudgeID      string `json:"judge_id"`
-	JudgeName    string `json:"judge_name"`
-	JudgeVersion any    `json:"judge_version"`
-	CreatedAt    string `json:"created_at"`
-	Passed       bool   `json:"passed"`
-}
-
-type wireTraceWithEvaluations struct {
-	wireTrace
-	EvaluationsCount int              `json:"evaluations_count"`
-	LastEvaluations  []wireEvaluation `json:"last_evaluations"`
-}
-
-func (s *Server) wire(t *trace) wireTrace {
-	fn := t.filename
-	return wireTrace{ID: t.id, OrganizationID: s.org.id, ProjectID: t.project, CreatedAt: t.createdAt.Format(timeLayout), Filename: &fn, Data: t.data}
-}
-
-func (s *Server) wireWithEvaluations(t *trace) wireTraceWithEvaluations {
-	w := wireTraceWithEvaluations{wireTrace: s.wire(t), EvaluationsCount: len(t.evaluations), LastEvaluations: []wireEvaluation{}}
-	for _, e := range t.evaluations {
-		w.LastEvaluations = append(w.LastEvaluations, wireEvaluation{e.judgeID, e.judgeName, e.judgeVersion, e.createdAt.UTC().Format(timeLayout), e.passed})
-	}
-	return w
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -851,5 +506,3 @@ func parseTimeRange(v string) (time.Duration, error) {
 	}
 	return time.Duration(n) * unit, nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -1,4 +1,10 @@
-package uploader
+// Package tracefile says what a trace file must be to be uploaded: a .json
+// file holding one whole JSON value, or a .jsonl file of whole JSON values,
+// one a line. Its Validator checks a file in one streaming pass, and its
+// errors tell a file still being written (ErrIncomplete) from one that can
+// never be uploaded as it is (*SyntaxError). It knows nothing of uploads,
+// the store or the API.
+package tracefile
 
 import (
 	"encoding/binary"
@@ -13,13 +19,14 @@ import (
 type Format uint8
 
 const (
-	// FormatJSON: the whole file is one JSON value (.json).
+	// FormatJSON is a file that is one JSON value as a whole (.json).
 	FormatJSON Format = iota + 1
-	// FormatJSONL: every non-empty line is one JSON value, and the file ends
-	// with a newline (.jsonl).
+	// FormatJSONL is a file whose every non-empty line is one JSON value,
+	// ending with a newline (.jsonl).
 	FormatJSONL
 )
 
+// String returns the format's name: "json" or "jsonl".
 func (f Format) String() string {
 	switch f {
 	case FormatJSON:
@@ -59,6 +66,7 @@ type IncompleteError struct {
 	Reason string
 }
 
+// Error says where the input ended and why that is too early.
 func (e *IncompleteError) Error() string {
 	return fmt.Sprintf("incomplete JSON at line %d (byte offset %d): %s", e.Line, e.Offset, e.Reason)
 }
@@ -74,6 +82,7 @@ type SyntaxError struct {
 	Msg    string
 }
 
+// Error says where the input is invalid and why.
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("invalid JSON at line %d, column %d (byte offset %d): %s", e.Line, e.Column, e.Offset, e.Msg)
 }

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// backfill refuses --delete-on-remove (it never deletes) and says what to
+// use instead; from the environment (a sourced service env file) the
+// setting is ignored with a warning.
+func TestBackfillRefusesDeleteOnRemove(t *testing.T) {
+	w := newCheckConfigWorld(t)
+	writeFile(t, w.folder, "a.json", traceJSON("a"))
+	for _, args := range [][]string{
+		{"backfill", "--delete-on-remove", w.folder},
+		{"backfill", "--dry-run", "--delete-on-remove", w.folder},
+	} {
+		code, _, errOut := mainIn(t, context.Background(), w.env, args...)
+		if code != exitUsage || !strings.Contains(errOut, "tracesync run --delete-on-remove") || !strings.Contains(errOut, "tracesync reconcile") {
+			t.Errorf("%v: exit %d, want 2 naming tracesync run --delete-on-remove and tracesync reconcile:\n%s", args, code, errOut)
+		}
+	}
+	if n := len(w.srv.Traces()); n != 0 {
+		t.Fatalf("a refused backfill uploaded %d traces", n)
+	}
+	env := withEnv(w.env, map[string]string{"TRACESYNC_DELETE_ON_REMOVE": "true", "TRACESYNC_LOG_FORMAT": "json"})
+	code, out, errOut := mainIn(t, context.Background(), env, "backfill", "--settle", "50ms", w.folder)
+	if code != 0 || !strings.Contains(errOut, "TRACESYNC_DELETE_ON_REMOVE is ignored by backfill") || !strings.Contains(out, "uploaded") {
+		t.Errorf("backfill with TRACESYNC_DELETE_ON_REMOVE=true: exit %d, want 0 and a warning\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+}
+
+// A .jsonl cut mid-line is "incomplete" in a dry run, as the real backfill
+// reports it, not "quarantine".
+func TestDryRunCallsACutFileIncompleteLikeBackfill(t *testing.T) {
+	w := newCheckConfigWorld(t)
+	writeFile(t, w.folder, "ok.json", traceJSON("ok"))
+	writeFile(t, w.folder, "cut.jsonl", []byte("{\"trace_id\":\"ok-1\"}\n{\"trace_id\":\"cut-2\",\"ev"))
+	writeFile(t, w.folder, "broken.json", []byte(`not json`))
+	cut := filepath.Join(w.folder, "cut.jsonl")
+
+	code, out, errOut := mainIn(t, context.Background(), w.env, "backfill", "--dry-run", "--settle", "50ms", w.folder)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d\n%s%s", code, out, errOut)
+	}
+	if !regexp.MustCompile(`(?m)^incomplete +` + regexp.QuoteMeta(cut) + ` .*incomplete JSON`).MatchString(out) {
+		t.Errorf("dry run does not list %s as incomplete:\n%s", cut, out)
+	}
+	if regexp.MustCompile(`(?m)^quarantine +` + regexp.QuoteMeta(cut)).MatchString(out) {
+		t.Errorf("dry run lists %s as quarantine; a backfill reports it incomplete:\n%s", cut, out)
+	}
+	if !strings.Contains(out, "quarantine 1, leave 1 incomplete") {
+		t.Errorf("dry run total: want 'quarantine 1, leave 1 incomplete' (broken.json, cut.jsonl):\n%s", out)
+	}
+
+	code, out, errOut = mainIn(t, context.Background(), w.env, "backfill", "--settle", "50ms", "--settle-timeout", "1s", w.folder)
+	if code != 1 || !regexp.MustCompile(regexp.QuoteMeta(cut)+`: .*incomplete`).MatchString(out) {
+		t.Fatalf("backfill: exit %d, want 1 with %s reported incomplete\nstdout:\n%s\nstderr:\n%s", code, cut, out, errOut)
+	}
+}
