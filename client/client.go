@@ -62,6 +62,21 @@ var ErrMissingProject = errors.New("organization is missing project")
 // error, not something that passes with time.
 var ErrWrongOrganization = errors.New("organization does not belong to this API key")
 
+// WrongOrganizationError is returned by Discover when the pinned
+// organization is not the one the API key belongs to.
+type WrongOrganizationError struct {
+	Pinned string // the organization asked for
+	KeyOrg string // the organization the key belongs to
+}
+
+// Error says which organizations differ.
+func (e *WrongOrganizationError) Error() string {
+	return fmt.Sprintf("%v: organization %s is not the one this API key belongs to (%s)", ErrWrongOrganization, e.Pinned, e.KeyOrg)
+}
+
+// Is makes errors.Is(err, ErrWrongOrganization) true.
+func (e *WrongOrganizationError) Is(target error) bool { return target == ErrWrongOrganization }
+
 // Client talks to one Stratix API with one key. It is safe for concurrent
 // use. It never retries: every method makes at most one attempt per HTTP
 // call and reports a classified error (see Classify).
@@ -176,7 +191,7 @@ func (c *Client) Discover(ctx context.Context) (Target, error) {
 	}
 	orgID := org.ID
 	if c.pinned.OrganizationID != "" && c.pinned.OrganizationID != org.ID {
-		return Target{}, fmt.Errorf("%w: organization %s is not the one this API key belongs to (%s): pass --organization-id %s or leave it out", ErrWrongOrganization, c.pinned.OrganizationID, org.ID, org.ID)
+		return Target{}, &WrongOrganizationError{Pinned: c.pinned.OrganizationID, KeyOrg: org.ID}
 	}
 	projectID := c.pinned.ProjectID
 	if projectID == "" {
@@ -199,7 +214,7 @@ func (c *Client) Discover(ctx context.Context) (Target, error) {
 			projectID = org.Projects[0].ID
 		}
 		if projectID == "" {
-			return Target{}, fmt.Errorf("organizations: %w: organization %s lists a project without an id (pass --project-id)", ErrBadResponse, orgID)
+			return Target{}, fmt.Errorf("organizations: %w: organization %s lists a project without an id: %w", ErrBadResponse, orgID, ErrMissingProject)
 		}
 	}
 	c.mu.Lock()

@@ -22,7 +22,7 @@ const DefaultBaseURL = "https://api.layerlens.ai/api/v1"
 const MaxFileSize int64 = 50 << 20
 
 // ErrNoAPIKey is returned by New when Config.APIKey is empty.
-var ErrNoAPIKey = errors.New("no API key: set LAYERLENS_STRATIX_API_KEY or pass --api-key-file")
+var ErrNoAPIKey = errors.New("no API key")
 
 // ErrUnsupportedType is returned for a filename that is neither .json nor .jsonl.
 var ErrUnsupportedType = errors.New("unsupported file type: only .json and .jsonl are accepted")

@@ -25,6 +25,14 @@ var ErrSchemaTooNew = errors.New("store: state file written by a newer schema")
 // database that tracesync did not write. It is left untouched.
 var ErrNotStateFile = errors.New("store: not a tracesync state file")
 
+// ErrNoMigration is returned (wrapped) by Open when the file's schema is
+// older than this build can migrate from. It is left untouched.
+var ErrNoMigration = errors.New("store: no migration from the state file's schema")
+
+// ErrNoStateFile is returned (wrapped) by Compact when the state directory
+// holds no state file.
+var ErrNoStateFile = errors.New("store: no state file")
+
 // ErrCorrupt is returned when a stored value cannot be decoded, and wraps
 // the reason a file was moved aside on open (see DB.Recovered).
 var ErrCorrupt = errors.New("store: corrupt record")
@@ -42,7 +50,7 @@ func (e *LockedError) Error() string {
 	if e.PID > 0 {
 		holder = fmt.Sprintf("another tracesync (pid %d)", e.PID)
 	}
-	return fmt.Sprintf("cannot open state %s: held by %s; stop it or pass --state-dir", e.File, holder)
+	return fmt.Sprintf("cannot open state %s: held by %s; stop it", e.File, holder)
 }
 
 // Is makes errors.Is(err, ErrLocked) true.
@@ -58,7 +66,7 @@ type SchemaError struct {
 
 // Error says what happened and what to do.
 func (e *SchemaError) Error() string {
-	return fmt.Sprintf("cannot open state %s: it was written by a newer tracesync (schema %d, this build knows up to %d); upgrade tracesync or pass --state-dir", e.File, e.Found, e.Known)
+	return fmt.Sprintf("cannot open state %s: it was written by a newer tracesync (schema %d, this build knows up to %d); upgrade tracesync", e.File, e.Found, e.Known)
 }
 
 // Is makes errors.Is(err, ErrSchemaTooNew) true.

@@ -113,7 +113,7 @@ func Compact(dir string) (before, after int64, err error) {
 	file := filepath.Join(dir, FileName)
 	st, err := os.Stat(file)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, 0, fmt.Errorf("no state file at %s: nothing to compact (pass --state-dir?)", file)
+		return 0, 0, fmt.Errorf("%w at %s: nothing to compact", ErrNoStateFile, file)
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("stat state %s: %w", file, err)

@@ -101,7 +101,7 @@ func (db *DB) initSchema(bdb *bolt.DB, target string) error {
 				return nil
 			})
 			if foreign {
-				return fmt.Errorf("open state %s: %w (it holds buckets tracesync does not know); move it away or pass --state-dir", db.file, ErrNotStateFile)
+				return fmt.Errorf("open state %s: %w (it holds buckets tracesync does not know); move it away", db.file, ErrNotStateFile)
 			}
 			var err error
 			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
@@ -118,7 +118,7 @@ func (db *DB) initSchema(bdb *bolt.DB, target string) error {
 		for v := version; v < SchemaVersion; v++ {
 			step, ok := migrations[v]
 			if !ok {
-				return fmt.Errorf("open state %s: no migration from schema %d; move it away or pass --state-dir", db.file, v)
+				return fmt.Errorf("open state %s: %w %d; move it away", db.file, ErrNoMigration, v)
 			}
 			if err := step(tx); err != nil {
 				return fmt.Errorf("migrate state %s from schema %d to %d: %w", db.file, v, v+1, err)
@@ -171,7 +171,7 @@ func createNamespace(tx *bolt.Tx, target string) error {
 func schemaVersion(meta *bolt.Bucket, file string) (uint32, error) {
 	raw := meta.Get(keySchema)
 	if len(raw) != 4 {
-		return 0, fmt.Errorf("open state %s: %w (no schema version); move it away or pass --state-dir", file, ErrNotStateFile)
+		return 0, fmt.Errorf("open state %s: %w (no schema version); move it away", file, ErrNotStateFile)
 	}
 	version := binary.BigEndian.Uint32(raw)
 	if version > SchemaVersion {

@@ -113,7 +113,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		opts.MaxBatch = defaultMaxBatch
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory %s: %w (pass --state-dir to use another)", dir, err)
+		return nil, fmt.Errorf("create state directory %s: %w", dir, err)
 	}
 	db := &DB{
 		dir:            dir,

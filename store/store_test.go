@@ -170,7 +170,7 @@ func TestSecondOpenIsLockedWithPID(t *testing.T) {
 		t.Errorf("LockedError{File: %s, PID: %d}, want {%s, %d}", le.File, le.PID, filepath.Join(dir, FileName), os.Getpid())
 	}
 	msg := err.Error()
-	for _, want := range []string{filepath.Join(dir, FileName), "pid " + strconv.Itoa(os.Getpid()), "stop it or pass --state-dir"} {
+	for _, want := range []string{filepath.Join(dir, FileName), "pid " + strconv.Itoa(os.Getpid()), "; stop it"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("lock message %q does not say %q", msg, want)
 		}

@@ -126,6 +126,9 @@ type Config struct {
 	Now func() time.Time
 	// Log receives the engine's lines; the zero value logs nothing.
 	Log zerolog.Logger
+	// Hints say, in the log lines, what the user can do; the zero value
+	// gives general advice.
+	Hints Hints
 	// Metrics receives the engine's metrics; nil means none.
 	Metrics *Metrics
 }
@@ -173,6 +176,7 @@ func (c *Config) setDefaults() error {
 	if c.HealthTimeout == 0 {
 		c.HealthTimeout = 30 * time.Second
 	}
+	c.Hints.setDefaults()
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -201,3 +205,39 @@ type configError struct{ msg string }
 
 func (e *configError) Error() string        { return "invalid engine configuration: " + e.msg }
 func (e *configError) Is(target error) bool { return target == ErrConfig }
+
+// Hints are the words the engine's log lines use for what the user can do.
+// The engine knows no flags or commands: cmd/tracesync fills these with
+// its own.
+type Hints struct {
+	// Key says where the API key comes from, e.g. "the key
+	// (LAYERLENS_STRATIX_API_KEY or --api-key-file)". Empty: "the key".
+	Key string
+	// Confirm says how to confirm the held-back removals under a root,
+	// e.g. "run `tracesync reconcile --confirm /srv/traces`". Nil: confirm
+	// them with Engine.Reconcile.
+	Confirm func(root string) string
+	// Budget names the settings of the delete budget, e.g. "--max-delete
+	// and --max-delete-window". Empty: "the delete budget".
+	Budget string
+}
+
+func (h Hints) key() string {
+	if h.Key == "" {
+		return "the key"
+	}
+	return h.Key
+}
+
+func (h Hints) confirm(root string) string {
+	if h.Confirm == nil {
+		return "confirm them (Engine.Reconcile on " + root + ")"
+	}
+	return h.Confirm(root)
+}
+
+func (h *Hints) setDefaults() {
+	if h.Budget == "" {
+		h.Budget = "the delete budget"
+	}
+}

@@ -62,7 +62,7 @@ func (l *loop) onDeleteResult(r workResult) {
 	case client.ClassCanceled:
 		return
 	case client.ClassAuth:
-		l.pause("the API key was rejected (HTTP 401/403); fix the key — probing until it works", r.err)
+		l.pause("the API key was rejected (HTTP 401/403); fix "+l.e.cfg.Hints.key()+" — probing until it works", r.err)
 		d.queued = true
 		l.delQ = append(l.delQ, d)
 		return

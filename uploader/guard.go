@@ -234,8 +234,8 @@ func (l *loop) holdDevice(root string, dev uint64, live int) {
 	}
 	l.holdPaths(root, g.paths)
 	l.e.log.Error().Str("root", root).Uint64("device", dev).Int("files", len(g.paths)).
-		Msgf("held back: the folder %s is now on device %d, not the one its %d tracked files were recorded on (another disk, or its disk is not mounted): %d of them are gone from disk, none is marked removed, no remote trace is deleted, and new files there are not synced until the recorded disk is back; if this is the right disk and those files are really gone, run `%s`",
-			root, dev, live, len(g.paths), l.confirmCommand(root))
+		Msgf("held back: the folder %s is now on device %d, not the one its %d tracked files were recorded on (another disk, or its disk is not mounted): %d of them are gone from disk, none is marked removed, no remote trace is deleted, and new files there are not synced until the recorded disk is back; if this is the right disk and those files are really gone, %s",
+			root, dev, live, len(g.paths), l.e.cfg.Hints.confirm(root))
 }
 
 // releaseDevice ends a root's device hold and hands its parked files on.
@@ -270,7 +270,7 @@ func (l *loop) onConfirmed(roots []string) {
 		delete(l.g.scanHold, root)
 		if dev, ok := l.g.devHold[root]; ok {
 			l.g.devAccepted[root] = dev
-			l.releaseDevice(root, "confirmed with tracesync reconcile --confirm")
+			l.releaseDevice(root, "confirmed by the user")
 		}
 	}
 }
@@ -406,8 +406,8 @@ func (l *loop) judgeRemovals(now time.Time) {
 		case l.leftEmpty(root, v.del):
 			why = "the folder would be left with no tracked file"
 		case len(l.g.acted)+len(v.del) > l.e.cfg.MaxDelete:
-			why = fmt.Sprintf("deleting their traces would make %d tracked files deleted remotely within --max-delete-window %s, more than --max-delete %d",
-				len(l.g.acted)+len(v.del), window, l.e.cfg.MaxDelete)
+			why = fmt.Sprintf("deleting their traces would make %d tracked files deleted remotely within %s, more than %d (%s)",
+				len(l.g.acted)+len(v.del), window, l.e.cfg.MaxDelete, l.e.cfg.Hints.Budget)
 		}
 		if why != "" {
 			l.holdWithLog(root, v.del, why)
@@ -491,16 +491,8 @@ func (l *loop) holdWithLog(root string, paths []string, why string) {
 	}
 	n := len(l.g.held[root])
 	l.e.log.Error().Str("root", root).Int("files", n).
-		Msgf("held back: %d tracked files under %s are gone from disk, but %s, so none is marked removed and no remote trace is deleted; if they are really gone, run `%s` (it works while the daemon runs)",
-			n, root, why, l.confirmCommand(root))
-}
-
-// confirmCommand is the command that confirms root's held removals.
-func (l *loop) confirmCommand(root string) string {
-	if l.e.cfg.DeleteOnRemove {
-		return "tracesync reconcile --confirm --delete-on-remove " + root
-	}
-	return "tracesync reconcile --confirm " + root
+		Msgf("held back: %d tracked files under %s are gone from disk, but %s, so none is marked removed and no remote trace is deleted; if they are really gone, %s",
+			n, root, why, l.e.cfg.Hints.confirm(root))
 }
 
 // recordedDevs counts the devices of root's live records.

@@ -144,7 +144,7 @@ func (l *loop) onResult(r workResult) {
 		return
 	case client.ClassAuth:
 		l.e.m.failures.WithLabelValues("auth").Inc()
-		l.pause("the API key was rejected (HTTP 401/403); fix the key (LAYERLENS_STRATIX_API_KEY or --api-key-file) — probing until it works", r.err)
+		l.pause("the API key was rejected (HTTP 401/403); fix "+l.e.cfg.Hints.key()+" — probing until it works", r.err)
 		u.state = jobPaused
 		if u.resolve == resolveNone {
 			l.unlock(u)

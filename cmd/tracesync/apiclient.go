@@ -29,6 +29,9 @@ func (g *globals) newClient(ctx context.Context) (*client.Client, error) {
 		ProjectID:      g.projectID,
 		ProjectName:    g.projectName,
 	})
+	if errors.Is(err, client.ErrNoAPIKey) {
+		return nil, usageErrorf("%w: set LAYERLENS_STRATIX_API_KEY or pass --api-key-file", err)
+	}
 	if err != nil {
 		return nil, asUsage(err)
 	}
@@ -44,14 +47,15 @@ var errKeyRejected = errors.New("API key rejected")
 // discoveryError explains a failed discovery to the user.
 func discoveryError(err error, base, keySource string) error {
 	var ae *client.APIError
+	var wrongOrg *client.WrongOrganizationError
 	switch {
 	case errors.As(err, &ae) && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden):
 		return fmt.Errorf("%w: %s answered HTTP %d (%s) to the API key read from %s: check the key, or set LAYERLENS_STRATIX_API_KEY / --api-key-file: %w",
 			errKeyRejected, base, ae.StatusCode, ae.Message, keySource, err)
 	case errors.Is(err, client.ErrMissingProject):
 		return asUsage(fmt.Errorf("%w (pass --project-id or --project to choose one)", err))
-	case errors.Is(err, client.ErrWrongOrganization):
-		return asUsage(err)
+	case errors.As(err, &wrongOrg):
+		return asUsage(fmt.Errorf("%w: pass --organization-id %s or leave it out", err, wrongOrg.KeyOrg))
 	case client.Classify(err) == client.ClassCanceled:
 		return err
 	case client.Classify(err) == client.ClassTransient:

@@ -158,6 +158,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		RemoteName:    f.remoteName.v,
 		NoRemoteCheck: f.noRemoteCheck,
 		ProbeInterval: f.probeInterval,
+		Hints:         engineHints(f),
 		OneShot:       once,
 		Log:           g.log,
 		Metrics:       uploader.NewMetrics(s.reg),
@@ -232,6 +233,21 @@ func newConnectBackoff() *backoff.ExponentialBackOff {
 	bo.MaxElapsedTime = 0
 	bo.Reset() // NewExponentialBackOff started from its own 500ms default
 	return bo
+}
+
+// engineHints are the engine's words for what the user can do: this
+// command's flags and commands.
+func engineHints(f *syncFlags) uploader.Hints {
+	return uploader.Hints{
+		Key:    "the key (LAYERLENS_STRATIX_API_KEY or --api-key-file)",
+		Budget: "raise --max-delete or shorten --max-delete-window to allow more",
+		Confirm: func(root string) string {
+			if f.deleteOnRemove {
+				return "run `tracesync reconcile --confirm --delete-on-remove " + root + "` (it works while the daemon runs)"
+			}
+			return "run `tracesync reconcile --confirm " + root + "` (it works while the daemon runs)"
+		},
+	}
 }
 
 // errStoppedConnecting: the daemon was stopped (SIGTERM, SIGINT) while it
@@ -463,6 +479,10 @@ func explainStateError(err error, dir string) error {
 		return fmt.Errorf("%w: the disk holding the state file %s failed a write: check dmesg and the disk, then start tracesync again; uploads whose record was not written are resolved on the next start", err, file)
 	case errors.Is(err, fs.ErrPermission):
 		return asUsage(fmt.Errorf("%w: the user running tracesync (uid %d) may not write the state directory %s: fix its owner or mode (under systemd, StateDirectory= does this) or pass --state-dir", err, os.Getuid(), dir))
+	case errors.Is(err, store.ErrLocked), errors.Is(err, store.ErrSchemaTooNew), errors.Is(err, store.ErrNotStateFile), errors.Is(err, store.ErrNoMigration):
+		return fmt.Errorf("%w, or pass --state-dir to use another state directory", err)
+	case errors.Is(err, store.ErrNoStateFile):
+		return fmt.Errorf("%w (is --state-dir right?)", err)
 	}
 	return err
 }

@@ -49,7 +49,7 @@ while a daemon (or any tracesync) holds the state, it refuses and changes nothin
 			diskBefore, diskErr := allocatedSize(file)
 			before, after, err := store.Compact(dir)
 			if err != nil {
-				return err
+				return explainStateError(err, dir)
 			}
 			diskAfter, err := allocatedSize(file)
 			if err == nil {

@@ -73,7 +73,7 @@ func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), e
 		db, err = store.OpenReadOnly(dir, store.Options{Log: g.log})
 	}
 	if err != nil {
-		return nil, file, nil, err // a *store.LockedError names the holder and what to do
+		return nil, file, nil, explainStateError(err, dir)
 	}
 	return control.NewStoreHandler(db), file, func() { _ = db.Close() }, nil
 }
