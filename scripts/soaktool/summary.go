@@ -92,10 +92,10 @@ func summaryTable(cfg config, d counts, v verdict, sv serverView, calls fakeCall
 	}
 	row(fmt.Sprintf("latency %s on every call", cfg.latency), "-", callsFig)
 	row(fmt.Sprintf("proxy cuts %g of forwarded chunks (half by TCP reset)", cfg.dropRate),
-		fmt.Sprintf("%d failures without an answer retried; %d lost create answers recovered by adopting the traces (rule 9); pool paused %d times (rule 11)", logs.causes["cut"], logs.recovered, logs.pauses),
+		fmt.Sprintf("%d failures without an answer retried; %d lost create answers recovered by adopting the traces; pool paused as one %d times", logs.causes["cut"], logs.recovered, logs.pauses),
 		fmt.Sprintf("%d of %d connections cut (%d by reset)", proxy.drops.Load(), proxy.conns.Load(), proxy.resets.Load()))
 	row("producer: writes, slow writes, renames, moves, rewrites, duplicates, deletes",
-		fmt.Sprintf("uploads %.0f, links %.0f; %d uploads stopped before create (file changed, rule 7)", final["tracesync_uploads_total"], final["tracesync_links_total"], logs.changed+logs.causes["changed"]),
+		fmt.Sprintf("uploads %.0f, links %.0f; %d uploads stopped before create (the file changed while it was sent)", final["tracesync_uploads_total"], final["tracesync_links_total"], logs.changed+logs.causes["changed"]),
 		fmt.Sprintf("written %d + %d slowly, renamed %d, moved %d, rewritten %d (%d in place), duplicated %d, deleted %d",
 			d.written, d.slowWritten, d.renamed, d.moved, d.rewritten, d.inPlace, d.duplicated, d.deleted))
 	row("every file present uploaded exactly once",
