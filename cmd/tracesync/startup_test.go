@@ -127,11 +127,4 @@ func TestSyncStartupErrors(t *testing.T) {
 	if code == 0 || !strings.Contains(stderr.String(), "held by another tracesync") {
 		t.Fatalf("backfill on a held state: exit %d, want an error naming the holder:\n%s", code, stderr.String())
 	}
-	// The store knows no flags: the command adds the one that helps.
-	stderr.Reset()
-	code = Main(context.Background(), []string{"state", "compact"}, strings.NewReader(""), &stdout, &stderr,
-		func(k string) string { return w.env[k] })
-	if code == 0 || !strings.Contains(stderr.String(), "held by another tracesync") || !strings.Contains(stderr.String(), "or pass --state-dir") {
-		t.Fatalf("state compact on a held state: exit %d, want an error naming the holder and --state-dir:\n%s", code, stderr.String())
-	}
 }

@@ -37,7 +37,7 @@ func TestStateCompact(t *testing.T) {
 	}
 
 	code, _, errOut := stRun(t, "state", "compact", "--state-dir", dir)
-	if code != 1 || !strings.Contains(errOut, "stop it or pass --state-dir") {
+	if code != 1 || !strings.Contains(errOut, "stop it, or pass --state-dir") {
 		t.Errorf("compact while the state is held: exit %d, stderr %q; want 1 and a clear refusal", code, errOut)
 	}
 	db.Close()

@@ -64,7 +64,7 @@ func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), e
 		db, err = store.Open(dir, store.Options{Log: g.log})
 	}
 	if errors.As(err, &locked) {
-		return nil, file, nil, fmt.Errorf("%w (it did not answer on its control socket %s within %v either)", err, control.SocketPath(dir), daemonAnswerWait)
+		return nil, file, nil, explainStateError(fmt.Errorf("%w (it did not answer on its control socket %s within %v either)", err, control.SocketPath(dir), daemonAnswerWait), dir)
 	}
 	if errors.Is(err, syscall.EROFS) {
 		// A state disk that turned read-only: status and files still

@@ -176,7 +176,7 @@ func TestStatusLockedWithoutSocketSaysWho(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("status on a held state without a socket: exit %d, want 1", code)
 	}
-	for _, want := range []string{"pid", "stop it or pass --state-dir"} {
+	for _, want := range []string{"pid", "stop it", "or pass --state-dir"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr %q does not say %q", errOut, want)
 		}
