@@ -136,6 +136,9 @@ type Server struct {
 	nDeleted          int        // deleted entries still in traces
 	byID              traceIndex
 	sources           map[sourceKey]int // live traces per project and filename
+	// named holds each project's and filename's traces, oldest first, for
+	// list's source filter; deleted ones go when s.traces is compacted.
+	named map[sourceKey][]*trace
 	tokens            map[string]*presignedURL
 	inflight          map[string][]*presignedURL // open uploads per basename: presigned, not yet created
 	objects           map[objectKey]*object
@@ -235,6 +238,7 @@ func New(opts Options) (*Server, error) {
 		now:               opts.Now,
 		ttl:               opts.URLTTL,
 		sources:           make(map[sourceKey]int),
+		named:             make(map[sourceKey][]*trace),
 		tokens:            make(map[string]*presignedURL),
 		inflight:          make(map[string][]*presignedURL),
 		objects:           make(map[objectKey]*object),

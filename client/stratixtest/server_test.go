@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -595,5 +596,33 @@ func TestFaultSeedRepeatsTheDraws(t *testing.T) {
 	}
 	if second != first {
 		t.Fatalf("seed %d drew other faults the second time:\nfirst  %s\nsecond %s", seed, first, second)
+	}
+}
+
+// list's source filter walks only that name's traces: a deleted one is
+// gone from it, and other names never show.
+func TestListBySourceSkipsDeleted(t *testing.T) {
+	srv := stratixtest.NewServer(stratixtest.Options{})
+	defer srv.Close()
+	rc := newRaw(t, srv)
+	var got []string
+	for i := range 3 {
+		_, b := rc.upload("same.json", "application/json", fmt.Sprintf(`{"i":%d}`, i))
+		got = append(got, ids(t, b)...)
+		rc.upload("other.json", "application/json", fmt.Sprintf(`{"o":%d}`, i))
+	}
+	if st, _ := rc.call("DELETE", rc.traces()+"/"+got[1], nil); st != 200 && st != 204 {
+		t.Fatalf("delete: HTTP %d", st)
+	}
+	st, body := rc.call("GET", rc.traces()+"?source=same.json&sort_order=asc", nil)
+	if st != 200 {
+		t.Fatalf("list: HTTP %d", st)
+	}
+	var listed []string
+	for _, tr := range body["traces"].([]any) {
+		listed = append(listed, tr.(map[string]any)["id"].(string))
+	}
+	if want := []string{got[0], got[2]}; !slices.Equal(listed, want) {
+		t.Fatalf("source=same.json after deleting %s: %v, want %v", got[1], listed, want)
 	}
 }

@@ -206,6 +206,8 @@ func (s *Server) newTracesLocked(now time.Time, project, filename string, datas 
 	ids := make([]string, len(datas))
 	block := make([]trace, len(datas))
 	s.traces = growDoubling(s.traces, len(datas))
+	key := sourceKey{project, filename}
+	named := growDoubling(s.named[key], len(datas))
 	start := 0
 	for i, d := range datas {
 		if !now.After(s.lastCreated) {
@@ -218,10 +220,12 @@ func (s *Server) newTracesLocked(now time.Time, project, filename string, datas 
 		t := &block[i]
 		*t = trace{id: ids[i], project: project, createdAt: now, filename: filename, data: d}
 		s.traces = append(s.traces, t)
+		named = append(named, t)
 		s.byID.put(t)
 		s.persistCreateLocked(t)
 	}
-	s.sources[sourceKey{project, filename}] += len(datas)
+	s.named[key] = named
+	s.sources[key] += len(datas)
 	return ids
 }
 
@@ -238,7 +242,9 @@ func growDoubling[T any](s []T, n int) []T {
 func (s *Server) addTraceLocked(t *trace) {
 	s.traces = append(s.traces, t)
 	s.byID.put(t)
-	s.sources[sourceKey{t.project, t.filename}]++
+	k := sourceKey{t.project, t.filename}
+	s.named[k] = append(s.named[k], t)
+	s.sources[k]++
 }
 
 // splitTraces turns an uploaded object into trace bodies (stratix-api.md,
@@ -345,6 +351,7 @@ func (s *Server) deleteLocked(t *trace) {
 	k := sourceKey{t.project, t.filename}
 	if s.sources[k]--; s.sources[k] <= 0 {
 		delete(s.sources, k)
+		delete(s.named, k)
 	}
 	s.deleted = append(s.deleted, t.id)
 	s.nDeleted++
@@ -358,6 +365,9 @@ func (s *Server) deleteLocked(t *trace) {
 		clear(s.traces[len(live):])
 		s.traces = live
 		s.nDeleted = 0
+		for k, ts := range s.named {
+			s.named[k] = slices.DeleteFunc(ts, func(x *trace) bool { return x.deleted })
+		}
 	}
 }
 
@@ -453,11 +463,18 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		return true
 	}
 	s.mu.Lock()
+	// A filename narrows the walk to that name's traces, as an index would
+	// on a real server: looking for one upload's traces must not cost a
+	// walk of the whole project.
+	pool := s.traces
+	if source != "" && source != "upload" {
+		pool = s.named[sourceKey{project, source}]
+	}
 	var matched []*trace
-	for i := range s.traces {
-		t := s.traces[i]
+	for i := range pool {
+		t := pool[i]
 		if desc {
-			t = s.traces[len(s.traces)-1-i]
+			t = pool[len(pool)-1-i]
 		}
 		if match(t) {
 			matched = append(matched, t)
