@@ -131,14 +131,14 @@ type Server struct {
 	faultRand *mathrand.Rand // the draws of fault rates, from seed
 	seed      uint64
 
-	mu                sync.Mutex // guards everything below
-	traces            []*trace   // by created_at, ascending; deleted ones are removed lazily
-	nDeleted          int        // deleted entries still in traces
-	byID              traceIndex
-	sources           map[sourceKey]int // live traces per project and filename
+	mu       sync.Mutex // guards everything below
+	traces   []*trace   // by created_at, ascending; deleted ones are removed lazily
+	nDeleted int        // deleted entries still in traces
+	byID     traceIndex
+	sources  map[sourceKey]int // live traces per project and filename
 	// named holds each project's and filename's traces, oldest first, for
 	// list's source filter; deleted ones go when s.traces is compacted.
-	named map[sourceKey][]*trace
+	named             map[sourceKey][]*trace
 	tokens            map[string]*presignedURL
 	inflight          map[string][]*presignedURL // open uploads per basename: presigned, not yet created
 	objects           map[objectKey]*object
