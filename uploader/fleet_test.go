@@ -113,7 +113,8 @@ func TestTwoUploadersSameBasenames(t *testing.T) {
 
 // Rule 15: a content the state does not know, whose unique name the
 // server already holds (uploaded by another uploader, or recorded in a
-// state since lost), is adopted: no presign, no create.
+// state since lost), is adopted: no PUT, no create (a presign runs beside
+// the listing and is left unused).
 func TestRemoteCheckAdoptsNotUploads(t *testing.T) {
 	cfg := fastConfig()
 	cfg.RemoteName = uploader.RemoteNameUnique
@@ -122,7 +123,7 @@ func TestRemoteCheckAdoptsNotUploads(t *testing.T) {
 	first.ready(p)
 	first.waitState(p, store.StateUploaded)
 	firstIDs := func() []string { c, _ := first.db.GetContent(first.rec(p).Hash); return c.TraceIDs }()
-	presigns := first.srv.Calls(stratixtest.EndpointPresign)
+	puts, creates := first.srv.Calls(stratixtest.EndpointPut), first.srv.Calls(stratixtest.EndpointCreate)
 
 	// A second state (a lost one, or another host's) meets the same bytes
 	// under another folder and basename: another stem, so another name.
@@ -131,8 +132,8 @@ func TestRemoteCheckAdoptsNotUploads(t *testing.T) {
 	other := second.write("y/other.json", traceA)
 	second.ready(same)
 	second.waitState(same, store.StateUploaded)
-	if got := first.srv.Calls(stratixtest.EndpointPresign); got != presigns {
-		t.Fatalf("a content already on the server under its name: %d presigns more, want 0", got-presigns)
+	if p, c := first.srv.Calls(stratixtest.EndpointPut), first.srv.Calls(stratixtest.EndpointCreate); p != puts || c != creates {
+		t.Fatalf("a content already on the server under its name: %d PUTs and %d creates more, want none", p-puts, c-creates)
 	}
 	c, _ := second.db.GetContent(second.rec(same).Hash)
 	if !slices.Equal(sortedCopy(c.TraceIDs), sortedCopy(firstIDs)) {

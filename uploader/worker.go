@@ -181,25 +181,52 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 			}
 		}()
 	}
+	// Rule 15: another process, or this host before its state was lost,
+	// may have uploaded these bytes under this very name. The listing runs
+	// beside the first presign, so it adds no round trip to an upload; a
+	// presigned URL left unused costs nothing. (The intent above is written
+	// meanwhile; if traces are found, it goes back to the presign phase and
+	// their record clears it.)
+	type listing struct {
+		ids []string
+		err error
+	}
+	var checked chan listing
 	if s.checkRemote && early {
-		// Rule 15: another process, or this host before its state was
-		// lost, may have uploaded these bytes under this very name. (The
-		// intent above is written meanwhile; if traces are found, it goes
-		// back to the presign phase and their record clears it.)
-		ids, err := e.findTraces(ctx, s.filename, time.Time{})
-		if err != nil {
-			return e.fail(r, "check", err)
+		checked = make(chan listing, 1)
+		go func() {
+			ids, err := e.findTraces(ctx, s.filename, time.Time{})
+			checked <- listing{ids, err}
+		}()
+	}
+	// awaitCheck waits for the listing, once: done when it decides the
+	// attempt (traces found, or the listing failed).
+	awaitCheck := func() (res workResult, done bool) {
+		if checked == nil {
+			return r, false
 		}
-		if len(ids) > 0 {
-			r.kind, r.ids, r.dur = resFound, ids, time.Since(r.started)
-			return r
+		c := <-checked
+		checked = nil
+		switch {
+		case c.err != nil:
+			return e.fail(r, "check", c.err), true
+		case len(c.ids) > 0:
+			r.kind, r.ids, r.dur = resFound, c.ids, time.Since(r.started)
+			return r, true
 		}
+		return r, false
 	}
 	for represign := 0; ; represign++ {
 		if err := e.wait(ctx); err != nil {
+			if res, done := awaitCheck(); done {
+				return res
+			}
 			return e.fail(r, "presign", err)
 		}
 		pre, err := e.api.Presign(ctx, s.filename, s.contentType, s.size)
+		if res, done := awaitCheck(); done {
+			return res
+		}
 		if err != nil {
 			r = e.fail(r, "presign", err)
 			r.mayHaveCreated = s.needResolve

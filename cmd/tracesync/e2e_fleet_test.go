@@ -141,8 +141,8 @@ func TestE2ELostStateUploadsNothing(t *testing.T) {
 	if _, after := createsOf(e.srv, nil); after != before {
 		t.Fatalf("after the state was lost: %d creates, want still %d", after, before)
 	}
-	if n := e.srv.Calls(stratixtest.EndpointPresign); n != before {
-		t.Fatalf("after the state was lost: %d presigns in all, want still %d (nothing uploaded again)", n, before)
+	if n := e.srv.Calls(stratixtest.EndpointPut); n != before {
+		t.Fatalf("after the state was lost: %d PUTs in all, want still %d (nothing uploaded again)", n, before)
 	}
 	checkRecordedOwnTraces(t, e, files)
 	p.signal(os.Interrupt)
