@@ -201,10 +201,10 @@ func decodePath(key, v []byte) (PathRecord, error) {
 // contentFormat is the first byte of a content record since schema 3: its
 // trace ids are front-coded, each stored as the length of the prefix it
 // shares with the previous id and the rest. Ids of one create share most of
-// their bytes wherever the server numbers them in order (the ids of a
-// 50 MiB file of stratix-fake's took 3.3 MB as format 1, and bbolt
-// allocated 4.9 MB more to write them); random ids (UUIDv4) cost one byte
-// more each. Format 1 content records, from older builds, still decode.
+// their bytes wherever the server numbers them in order, which a large
+// file's hundreds of thousands of ids made costly as plain strings; random
+// ids (UUIDv4) cost one byte more each. Format 1 content records, from
+// older builds, still decode.
 const contentFormat byte = 2
 
 // encodeContent encodes a Content; the hash is the key.

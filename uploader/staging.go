@@ -17,21 +17,20 @@ func (l *loop) unstage(u *upload) {
 // maxStaged is how many jobs stageMore keeps ready ahead of the workers:
 // four per worker, enough to cover the two commits a staged intent may
 // wait for (the one being written, then its own) in a backfill of small
-// files (measured: 2 per worker left workers waiting 0.7-1.2 ms per
-// upload, 4 per worker 0.4 ms). It is also the most create-phase intents
+// files (README, Performance). It is also the most create-phase intents
 // of uploads that never ran a SIGKILL can leave: each costs one listing
 // at the next start.
 func (l *loop) maxStaged() int { return 4 * l.e.cfg.Workers }
 
 // stageMore writes ahead, with the loop's other writes (one commit for
 // many), the create-phase intents (rule 9) of the next queued uploads
-// while every worker is busy, and takes their basename locks (rule 8)
-// from then. A worker that takes a staged job goes straight to presign,
-// PUT and create: without it, each upload's own intent commit, queued
-// behind the other commits, was the largest part of a worker's turn in a
-// backfill of small files (1.8 of 4.7 ms). Jobs are staged only when no
-// worker is free: an upload that can start now writes its own intent
-// while its presign and PUT run, which is quicker for a single file.
+// while every worker is busy, and takes their name locks (rule 8) from
+// then. A worker that takes a staged job goes straight to presign, PUT
+// and create: without it, each upload's own intent commit, queued behind
+// the other commits, was the largest part of a worker's turn in a backfill
+// of small files. Jobs are staged only when no worker is free: an upload
+// that can start now writes its own intent while its presign and PUT run,
+// which is quicker for a single file.
 func (l *loop) stageMore() {
 	if l.stopping || l.paused || l.fatal != nil || l.resolving > 0 || l.inflight < l.e.cfg.Workers {
 		return

@@ -145,9 +145,8 @@ type Server struct {
 	createsByFilename map[string]int
 	// created holds the object of every successful create, once per
 	// create. Its SHA-256 is taken only when CreatesByHash asks: hashing
-	// every PUT made the fake use 5.08-5.30 CPU-s per 8 x 50 MiB backfill
-	// against 4.76-4.87 without, on the CPUs the benchmark shares with
-	// tracesync. The bytes are kept by the traces made from them anyway.
+	// every PUT cost the benchmark CPU it shares with tracesync. The bytes
+	// are kept by the traces made from them anyway.
 	created     []*object
 	maxInflight int
 	deleted     []string
