@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -497,23 +498,35 @@ func latency(c config, name string) ([]float64, error) {
 	var salt [6]byte
 	_, _ = rand.Read(salt[:])
 	var out []float64
+	// The upload is named by its content (stem.<16 hex of its SHA-256>.json)
+	// or, by builds before that and with --remote-name basename, by the
+	// bare name: look for both until one is seen, then for that form only.
+	form := -1
 	for i := range c.drops {
 		fname := fmt.Sprintf("lat-%s-%04d.json", hex.EncodeToString(salt[:]), i)
 		tmp := filepath.Join(drop, "."+fname+".tmp")
-		if err := os.WriteFile(tmp, []byte(fmt.Sprintf(`{"trace_id":"%s","agent_name":"bench"}`+"\n", fname)), 0o644); err != nil {
+		data := []byte(fmt.Sprintf(`{"trace_id":"%s","agent_name":"bench"}`+"\n", fname))
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
 			return nil, err
 		}
+		sum := sha256.Sum256(data)
+		names := []string{strings.TrimSuffix(fname, ".json") + "." + hex.EncodeToString(sum[:8]) + ".json", fname}
 		t0 := time.Now()
 		if err := os.Rename(tmp, filepath.Join(drop, fname)); err != nil {
 			return nil, err
 		}
 		deadline := t0.Add(30 * time.Second)
-		for {
-			res, err := api.List(ctx, client.ListOptions{Source: fname, PageSize: 1})
+		for try := 0; ; try++ {
+			k := try % len(names)
+			if form >= 0 {
+				k = form
+			}
+			res, err := api.List(ctx, client.ListOptions{Source: names[k], PageSize: 1})
 			if err != nil {
 				return nil, err
 			}
 			if len(res.Traces) > 0 {
+				form = k
 				out = append(out, float64(res.Traces[0].CreatedAt.Sub(t0).Microseconds())/1000)
 				break
 			}
