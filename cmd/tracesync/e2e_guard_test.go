@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tracesync/tracesync/client/stratixtest"
+	"github.com/tracesync/tracesync/store"
 )
 
 // The mass-delete guard on the real binary: a budget over time, renames
@@ -149,6 +151,92 @@ func TestE2EGuardRootEmptiedByEvents(t *testing.T) {
 	if !strings.Contains(p.stderr.String(), "tracesync reconcile --confirm --delete-on-remove "+root) {
 		t.Errorf("the held-back error does not name the confirm command\n%s", tail(p.stderr.String(), 4000))
 	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(guardLimit); code != 0 {
+		t.Fatalf("SIGTERM: exit %d, want 0", code)
+	}
+}
+
+// TestE2EGuardRootOnAnotherDevice restarts the daemon on a folder whose
+// files were recorded on another device (its disk is not mounted, and the
+// mount point holds other files): nothing is deleted, even after a rescan,
+// and its new files are not synced, until `reconcile --confirm`. A device
+// cannot be unmounted under a test here, so the records are rewritten to
+// name another device while the daemon is stopped, which is what the
+// daemon then meets.
+func TestE2EGuardRootOnAnotherDevice(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{})
+	root := t.TempDir()
+	gone := numbered("d", 3)
+	p := startGuarded(t, e, root, gone)
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(guardLimit); code != 0 {
+		t.Fatalf("SIGTERM: exit %d, want 0", code)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(e.state, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(context.Background(), func(tx *store.Tx) error {
+		for _, n := range gone {
+			rec, err := tx.GetPath(filepath.Join(root, n))
+			if err != nil {
+				return err
+			}
+			rec.Dev = uint64(st.Dev) + 1
+			if err := tx.PutPath(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("rewrite the records' device: %v", err)
+	}
+	for _, n := range gone {
+		if err := os.Remove(filepath.Join(root, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh := writeFile(t, root, "new.json", traceJSON("new on the other disk"))
+
+	// A second folder orders things: the watcher scans in its one loop,
+	// so a file dropped there after the rescan began is reported after
+	// the rescan's end, and the engine takes events in order.
+	other := t.TempDir()
+	p = e.start("run", "--settle", "100ms", "--delete-on-remove", "--max-delete", "100", "--rescan-interval", "0", root, other)
+	p.waitFor("the 3 files held back", guardLimit, func() bool { return e.status().HeldBack == 3 })
+	p.signal(syscall.SIGHUP) // a rescan
+	p.waitFor("the rescan to start", guardLimit, func() bool { return strings.Contains(p.stderr.String(), "rescan requested") })
+	marker := writeFile(t, other, "marker.json", traceJSON("marker"))
+	p.waitFor("the marker after the rescan", guardLimit, func() bool { return allCreatedOnce(e.srv, []string{marker}) })
+	// Removals are judged one remove grace (1.2 s here) after the last
+	// one: wait past it, as a user would before looking.
+	time.Sleep(3 * time.Second)
+	if d := e.srv.Deleted(); len(d) != 0 {
+		t.Fatalf("folder on another device, after a rescan: %d traces deleted, want 0", len(d))
+	}
+	if per, _ := createsOf(e.srv, []string{fresh}); per[fresh] != 0 {
+		t.Fatalf("folder on another device: its new file was uploaded, want it held until confirmed")
+	}
+	if !strings.Contains(p.stderr.String(), "is now on device") {
+		t.Fatalf("no error says the folder is on another device:\n%s", tail(p.stderr.String(), 4000))
+	}
+
+	r := e.run("reconcile", "--confirm", "--delete-on-remove", root)
+	if r.code != 0 {
+		t.Fatalf("reconcile --confirm with the daemon running: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	p.waitFor("the 3 confirmed deletes", guardLimit, func() bool { return len(e.srv.Deleted()) == 3 })
+	p.waitFor("the new file uploaded after the confirm", guardLimit, func() bool { return allCreatedOnce(e.srv, []string{fresh}) })
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(guardLimit); code != 0 {
 		t.Fatalf("SIGTERM: exit %d, want 0", code)
