@@ -2,13 +2,16 @@
 // (a path is ready, a path is gone, a scan finished, a root vanished),
 // hashes and validates files, decides with the store what each one needs,
 // and runs the uploads (presign, PUT, create) and remote deletes through the
-// client with one backoff policy. design.md's eleven rules live here and
+// client with one backoff policy. The rules of design.md live here and
 // nowhere else.
 //
 // It knows the store, the client and the watcher only through their types
 // and the small interfaces Store and API declared below; cmd/tracesync wires
 // the concrete values.
 package uploader
+
+// config.go owns the engine's configuration and the interfaces it needs of
+// the store and the API.
 
 import (
 	"context"

@@ -1,5 +1,8 @@
 package uploader
 
+// engine.go owns the Engine's API: New, Run, Shutdown, and what other
+// goroutines may ask of a running engine (Progress, Known, Requeue, health).
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package uploader
 
+// hash.go owns reading a file once to hash and validate it, and telling
+// what it found: valid, empty, incomplete, invalid, too large, unreadable.
+
 import (
 	"crypto/sha256"
 	"errors"

@@ -1,5 +1,7 @@
 package uploader
 
+// metrics.go owns the engine's Prometheus collectors.
+
 import (
 	"sync"
 

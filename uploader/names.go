@@ -1,5 +1,7 @@
 package uploader
 
+// names.go owns the name an upload is given at the server.
+
 import (
 	"encoding/hex"
 	"path/filepath"

@@ -1,5 +1,8 @@
 package uploader
 
+// ops.go owns the store changes the main loop decides, each applied by
+// the writer inside one batched transaction.
+
 import (
 	"errors"
 	"slices"

@@ -1,5 +1,8 @@
 package uploader
 
+// removal.go owns finding the tracked files that are gone from disk, and
+// Reconcile, the user's confirmation of removals the guard held back.
+
 import (
 	"context"
 	"errors"

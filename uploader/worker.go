@@ -1,5 +1,8 @@
 package uploader
 
+// worker.go owns one upload or delete attempt on a worker: the check by
+// name, presign, PUT, create, recovery listings, and their intents.
+
 import (
 	"context"
 	"errors"
