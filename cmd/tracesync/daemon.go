@@ -56,7 +56,7 @@ type syncer struct {
 	ctlDone chan struct{}
 	ctlErr  error // what the control socket's server ended with, once ctlDone is closed
 
-	scanUnchanged atomic.Int64 // files the scans found already recorded (not read again)
+	scanUnchanged atomic.Int64 // files the scans found already done (not read again): see known
 	resettler     *trackingResettler
 }
 
@@ -179,7 +179,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		FollowSymlinks: f.followSymlinks,
 		RootMarker:     f.rootMarker,
 		Once:           once,
-		Known:          s.eng.Known,
+		Known:          s.known,
 		Log:            g.log,
 	})
 	if err != nil {
@@ -384,7 +384,6 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 				delete(pending, ev.Root)
 				files += ev.Scan.Files
 				unchanged += ev.Scan.Unchanged
-				s.scanUnchanged.Add(int64(ev.Scan.Unchanged))
 				if len(pending) == 0 && scanned != nil {
 					s.g.log.Info().Int("files", files).Int("unchanged", unchanged).Msg("first scan queued")
 					close(scanned)
@@ -399,6 +398,21 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 		}
 	}
 	return nil
+}
+
+// known is the engine's restart fast path (uploader.Engine.Known), which
+// also counts the files it vouches for that an earlier run finished. A
+// pending or retrying path is not counted: the engine finishes it and
+// counts it as uploaded; nor a quarantined one, which the summary counts
+// from the store.
+func (s *syncer) known(path string, st watcher.Stat) bool {
+	if !s.eng.Known(path, st) {
+		return false
+	}
+	if rec, err := s.db.GetPath(path); err == nil && (rec.State == store.StateUploaded || rec.State == store.StateSkipped) {
+		s.scanUnchanged.Add(1)
+	}
+	return true
 }
 
 func (s *syncer) healthy() error {
