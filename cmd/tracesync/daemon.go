@@ -206,11 +206,6 @@ func (s *syncer) connect(ctx context.Context) (*client.Client, error) {
 		}
 		var ee *exitError
 		class := client.Classify(err)
-		if s.once && class == client.ClassAuth {
-			// A backfill has a person waiting: a rejected key is theirs to
-			// fix, a configuration error (exit 2).
-			return nil, asUsage(err)
-		}
 		if s.once || errors.As(err, &ee) || (class != client.ClassTransient && class != client.ClassAuth) {
 			return nil, err
 		}
@@ -476,9 +471,10 @@ func onSignal(ctx context.Context, fn func(), sig ...os.Signal) error {
 // explainStateError adds what to do to an error of the state directory
 // dir: a full disk, a read-only file system, a failing disk, or a
 // directory the user may not write. The last is a configuration error
-// (exit 2: systemd does not restart what only a person can fix); the
-// others exit 1, so a disk that is repaired or freed gets the daemon back
-// by itself.
+// (exit 2: systemd does not restart what only a person can fix), as is a
+// file that is no state this binary can use; a disk that fails or fills
+// and a state held by another process exit 1, so the daemon comes back by
+// itself when they clear.
 func explainStateError(err error, dir string) error {
 	file := filepath.Join(dir, store.FileName)
 	switch {
@@ -493,10 +489,13 @@ func explainStateError(err error, dir string) error {
 		return fmt.Errorf("%w: the disk holding the state file %s failed a write: check dmesg and the disk, then start tracesync again; uploads whose record was not written are resolved on the next start", err, file)
 	case errors.Is(err, fs.ErrPermission):
 		return asUsage(fmt.Errorf("%w: the user running tracesync (uid %d) may not write the state directory %s: fix its owner or mode (under systemd, StateDirectory= does this) or pass --state-dir", err, os.Getuid(), dir))
-	case errors.Is(err, store.ErrLocked), errors.Is(err, store.ErrSchemaTooNew), errors.Is(err, store.ErrNotStateFile), errors.Is(err, store.ErrNoMigration):
+	case errors.Is(err, store.ErrLocked):
 		return fmt.Errorf("%w, or pass --state-dir to use another state directory", err)
+	case errors.Is(err, store.ErrSchemaTooNew), errors.Is(err, store.ErrNotStateFile), errors.Is(err, store.ErrNoMigration):
+		// Not a tracesync state this binary can use: only a person fixes that.
+		return asUsage(fmt.Errorf("%w, or pass --state-dir to use another state directory", err))
 	case errors.Is(err, store.ErrNoStateFile):
-		return fmt.Errorf("%w (is --state-dir right?)", err)
+		return asUsage(fmt.Errorf("%w (is --state-dir right?)", err))
 	}
 	return err
 }
