@@ -158,10 +158,7 @@ func count(n int) string {
 // with it: countOf(1, "file", "files") is "1 file". Every count printed
 // next to a noun goes through it.
 func countOf(n int, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return count(n) + " " + many
+	return count(n) + " " + pluralize(n, one, many)
 }
 
 // humanBytes formats n in binary units (KiB, MiB, GiB).
