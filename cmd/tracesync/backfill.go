@@ -327,7 +327,7 @@ func (s *backfillSummary) write(w io.Writer) {
 	case len(s.incomplete) > 0:
 		fmt.Fprintln(w, "complete the incomplete files (writers should write a temporary name and rename it into place), then run the same command again")
 	case s.interrupted || s.unfinished > 0:
-		fmt.Fprintf(w, "%d files not finished: run the same command again to finish (nothing is uploaded twice)\n", s.unfinished)
+		fmt.Fprintf(w, "%s not finished: run the same command again to finish (nothing is uploaded twice)\n", countOf(s.unfinished, "file", "files"))
 	case s.quarantined > 0:
 		fmt.Fprintln(w, "fix the quarantined files (they are retried when their bytes change), or run tracesync retry PATH after fixing the cause")
 	}
@@ -391,8 +391,8 @@ func (p *dryPlan) write(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "dry run: would upload %d files (%s), link %d, skip %d empty, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
-		p.count["upload"], humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
+	fmt.Fprintf(w, "dry run: would upload %s (%s), link %d, skip %d empty, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
+		countOf(p.count["upload"], "file", "files"), humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
 }
 
 // planBackfill scans dirs once (the watcher in Once mode, like a backfill)
