@@ -59,8 +59,9 @@ type Engine struct {
 type Progress struct {
 	FilesSeen int   // ready files taken (a file seen again counts again)
 	FilesDone int   // of those, the ones that reached a final state
-	BytesSeen int64 // their sizes
-	BytesDone int64
+	FilesRead int   // of those done, the ones whose bytes were read (not refused unread: too large, unsupported)
+	BytesSeen int64 // the sizes of the files taken, but for those over MaxFileSize (refused unread)
+	BytesDone int64 // the bytes read of the files done: a file refused unread adds nothing
 
 	Hashing  int // files being hashed and validated
 	Queued   int // uploads waiting for a worker (incl. backoff and basename lock)

@@ -55,6 +55,7 @@ type hashResult struct {
 	Hash    store.Hash
 	ID      fileID
 	Values  int64
+	Read    int64 // bytes read: 0 for a file refused unread (too large, unsupported, unopenable)
 	Err     error // the reason, for every outcome but hashOK and hashEmpty
 }
 
@@ -105,7 +106,7 @@ func hashFile(path string, maxSize int64) hashResult {
 		if k > 0 {
 			n += int64(k)
 			if n > maxSize {
-				return hashResult{Outcome: hashChanged, ID: id, Err: fmt.Errorf("%s grew while it was read", path)}
+				return hashResult{Outcome: hashChanged, ID: id, Read: n, Err: fmt.Errorf("%s grew while it was read", path)}
 			}
 			h.Write(buf[:k])
 			if syntaxErr == nil {
@@ -118,19 +119,19 @@ func hashFile(path string, maxSize int64) hashResult {
 			break
 		}
 		if err != nil {
-			return hashResult{Outcome: hashUnreadable, ID: id, Err: fmt.Errorf("read %s: %w (check the disk and the file's permissions)", path, err)}
+			return hashResult{Outcome: hashUnreadable, ID: id, Read: n, Err: fmt.Errorf("read %s: %w (check the disk and the file's permissions)", path, err)}
 		}
 	}
 	after, err := f.Stat()
 	if err != nil {
-		return hashResult{Outcome: hashUnreadable, ID: id, Err: fmt.Errorf("stat %s: %w", path, err)}
+		return hashResult{Outcome: hashUnreadable, ID: id, Read: n, Err: fmt.Errorf("stat %s: %w", path, err)}
 	}
 	if a := identity(after); !a.same(id) || n != id.Size {
-		return hashResult{Outcome: hashChanged, ID: a, Err: fmt.Errorf("%s changed while it was read", path)}
+		return hashResult{Outcome: hashChanged, ID: a, Read: n, Err: fmt.Errorf("%s changed while it was read", path)}
 	}
 	var sum store.Hash
 	h.Sum(sum[:0])
-	res := hashResult{Hash: sum, ID: id}
+	res := hashResult{Hash: sum, ID: id, Read: n}
 	if syntaxErr == nil {
 		syntaxErr = v.Close()
 	}

@@ -67,7 +67,7 @@ func (l *loop) onEvent(ev watcher.Event) {
 		}
 		reason = fmt.Sprintf("%s: %s; the writer should write a temporary name and rename it into place", ev.Path, reason)
 		l.writes = append(l.writes, &quarantineOp{path: ev.Path, root: ev.Root, reason: reason})
-		l.countQuarantine(ev.Path, "incomplete", 0, reason)
+		l.countQuarantine(ev.Path, "incomplete", -1, reason)
 	case watcher.RootGone:
 		l.onRootGone(ev.Root, ev.Reason)
 	case watcher.RootBack:
@@ -87,7 +87,12 @@ func (l *loop) onReady(path, root string, size int64, force bool) {
 		l.paths[path] = p
 	}
 	p.force = p.force || force
-	l.e.progress(func(pr *Progress) { pr.FilesSeen++; pr.BytesSeen += size })
+	l.e.progress(func(pr *Progress) {
+		pr.FilesSeen++
+		if size <= l.e.cfg.MaxFileSize {
+			pr.BytesSeen += size // a larger file is refused unread: no bytes to come
+		}
+	})
 	if p.busy() {
 		if p.job != nil && p.job.state != jobRunning && p.job.state != jobRecording {
 			// Not started: let go of the upload and look at the new bytes.
@@ -189,27 +194,30 @@ func (l *loop) onDecided(o *decideOp) {
 	}
 	p.deciding = false
 	l.deciding--
-	size := o.res.ID.Size
+	read := o.res.Read
+	if read == 0 && !readOutcome(o.res.Outcome) {
+		read = -1 // refused unread
+	}
 	log := l.e.log
 	switch o.dec {
 	case decUnchanged:
-		l.done(func(pr *Progress) { pr.Unchanged++ }, size)
+		l.done(func(pr *Progress) { pr.Unchanged++ }, read)
 	case decLinked:
 		log.Debug().Str("path", path).Str("hash", o.res.Hash.String()).Msg("linked to an uploaded content: no upload")
 		l.e.m.links.Inc()
-		l.done(func(pr *Progress) { pr.Linked++ }, size)
+		l.done(func(pr *Progress) { pr.Linked++ }, read)
 	case decSkipped:
 		log.Info().Str("path", path).Msg("skipped: empty file, nothing to upload")
-		l.done(func(pr *Progress) { pr.Skipped++ }, size)
+		l.done(func(pr *Progress) { pr.Skipped++ }, read)
 	case decQuarantined:
 		reason := o.reason
 		if reason == "" {
 			reason = "rejected"
 		}
 		if o.prevState != store.StateQuarantined || o.reason != "" {
-			l.countQuarantine(path, reason, size, o.lastErr)
+			l.countQuarantine(path, reason, read, o.lastErr)
 		} else {
-			l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, size)
+			l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, read)
 		}
 	case decUpload:
 		l.attach(path, p, o)
@@ -220,19 +228,34 @@ func (l *loop) onDecided(o *decideOp) {
 	l.release(path, p)
 }
 
-func (l *loop) countQuarantine(path, reason string, size int64, msg string) {
+// countQuarantine counts path quarantined for reason; read is as for done.
+func (l *loop) countQuarantine(path, reason string, read int64, msg string) {
 	l.e.log.Warn().Str("path", path).Str("reason", reason).Str("error", msg).Msg("quarantined: fix the file (or `tracesync retry` it) and it is tried again")
 	l.e.m.quarantined.WithLabelValues(reason).Inc()
-	l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, size)
+	l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, read)
 }
 
-// done counts one file reaching a final state.
-func (l *loop) done(fn func(p *Progress), size int64) {
+// done counts one file reaching a final state after read bytes of it were
+// read; read < 0 means it was refused unread (too large, unsupported).
+func (l *loop) done(fn func(p *Progress), read int64) {
 	l.e.progress(func(pr *Progress) {
 		fn(pr)
 		pr.FilesDone++
-		pr.BytesDone += size
+		if read >= 0 {
+			pr.FilesRead++
+			pr.BytesDone += read
+		}
 	})
+}
+
+// readOutcome reports whether a hash outcome came from reading the file
+// (an empty file was read too), not from refusing it unread.
+func readOutcome(o hashOutcome) bool {
+	switch o {
+	case hashTooLarge, hashUnsupported, hashVanished, hashUnreadable:
+		return false // an unreadable file that was partly read has Read > 0
+	}
+	return true
 }
 
 // attach makes path wait for the upload of its content, creating the job.

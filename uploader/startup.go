@@ -59,6 +59,8 @@ func (l *loop) startup() error {
 			}
 			p := &pathJob{root: rec.Root, size: rec.Size}
 			l.paths[rec.Path] = p
+			// Taken here, not by a Ready: the scan's Known vouches for an unchanged file.
+			l.e.progress(func(p *Progress) { p.FilesSeen++; p.BytesSeen += rec.Size })
 			if u := l.jobs[rec.Hash]; u != nil {
 				u.paths[rec.Path] = true
 				if u.root == "" {

@@ -56,6 +56,9 @@ func discoveryError(err error, base, keySource string) error {
 		return asUsage(fmt.Errorf("%w (pass --project-id or --project to choose one)", err))
 	case errors.As(err, &wrongOrg):
 		return asUsage(fmt.Errorf("%w: pass --organization-id %s or leave it out", err, wrongOrg.KeyOrg))
+	case errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound:
+		// Discovery's one call is GET /organizations: a 404 is a wrong base URL.
+		return asUsage(fmt.Errorf("%s has no Stratix API: %w; check --base-url / LAYERLENS_STRATIX_BASE_URL: the base URL usually ends in /api/v1 (e.g. %s)", base, err, defaultBaseURLHelp))
 	case client.Classify(err) == client.ClassCanceled:
 		return err
 	case client.Classify(err) == client.ClassTransient:

@@ -207,8 +207,9 @@ type backfillSummary struct {
 	listed        []store.PathRecord
 	unfinished    int      // pending or retrying paths left (an interrupted run)
 	incomplete    []string // files sent back to settling that never came back whole
-	filesDone     int
-	bytesDone     int64
+	filesDone     int      // files that reached a final state
+	filesRead     int      // of those, the ones read (not refused unread: too large)
+	bytesDone     int64    // the bytes read
 	interrupted   bool
 }
 
@@ -219,7 +220,7 @@ func summarize(db *store.DB, dirs []string, p uploader.Progress, scanUnchanged i
 	s := &backfillSummary{
 		elapsed: elapsed, uploaded: p.Uploaded, bytesUploaded: p.BytesUploaded, adopted: p.Adopted, linked: p.Linked,
 		unchanged: p.Unchanged + scanUnchanged, skipped: p.Skipped, reasons: p.QuarantineReasons,
-		filesDone: p.FilesDone, bytesDone: p.BytesDone,
+		filesDone: p.FilesDone, filesRead: p.FilesRead, bytesDone: p.BytesDone,
 	}
 	for _, d := range dirs {
 		err := db.ForEachPath(d+string(filepath.Separator), func(r store.PathRecord) error {
@@ -275,7 +276,11 @@ func (s *backfillSummary) write(w io.Writer) {
 	if s.interrupted {
 		word = "INTERRUPTED"
 	}
-	fmt.Fprintf(w, "backfill %s in %s: %s files read, %s\n", word, s.elapsed.Round(10*time.Millisecond), count(s.filesDone), humanBytes(s.bytesDone))
+	fmt.Fprintf(w, "backfill %s in %s: %s read, %s", word, s.elapsed.Round(10*time.Millisecond), countOf(s.filesRead, "file", "files"), humanBytes(s.bytesDone))
+	if unread := s.filesDone - s.filesRead; unread > 0 {
+		fmt.Fprintf(w, "; %s refused unread (see quarantined)", countOf(unread, "file", "files"))
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  uploaded     %8s  (%s sent)\n", count(s.uploaded), humanBytes(s.bytesUploaded))
 	if s.adopted > 0 {
 		fmt.Fprintf(w, "  adopted      %8s  (already on the server under its content's name: recorded, no upload)\n", count(s.adopted))
@@ -317,12 +322,12 @@ func (s *backfillSummary) write(w io.Writer) {
 			fmt.Fprintf(w, "      %s: incomplete\n", p)
 		}
 	}
-	fmt.Fprintf(w, "  rate         %.0f files/s, %s/s\n", float64(s.filesDone)/secs, humanBytes(int64(float64(s.bytesDone)/secs)))
+	fmt.Fprintf(w, "  rate         %.0f files/s, %s/s\n", float64(s.filesRead)/secs, humanBytes(int64(float64(s.bytesDone)/secs)))
 	switch {
 	case len(s.incomplete) > 0:
 		fmt.Fprintln(w, "complete the incomplete files (writers should write a temporary name and rename it into place), then run the same command again")
 	case s.interrupted || s.unfinished > 0:
-		fmt.Fprintf(w, "%d files not finished: run the same command again to finish (nothing is uploaded twice)\n", s.unfinished)
+		fmt.Fprintf(w, "%s not finished: run the same command again to finish (nothing is uploaded twice)\n", countOf(s.unfinished, "file", "files"))
 	case s.quarantined > 0:
 		fmt.Fprintln(w, "fix the quarantined files (they are retried when their bytes change), or run tracesync retry PATH after fixing the cause")
 	}
@@ -386,8 +391,8 @@ func (p *dryPlan) write(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "dry run: would upload %d files (%s), link %d, skip %d empty, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
-		p.count["upload"], humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
+	fmt.Fprintf(w, "dry run: would upload %s (%s), link %d, skip %d empty, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
+		countOf(p.count["upload"], "file", "files"), humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
 }
 
 // planBackfill scans dirs once (the watcher in Once mode, like a backfill)

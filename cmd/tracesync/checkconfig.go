@@ -102,7 +102,7 @@ func runCheckConfig(ctx context.Context, g *globals, f *syncFlags, args []string
 
 	switch {
 	case r.failures == 0:
-		fmt.Fprintf(g.stdout, "check-config: all %d checks passed\n", r.checks)
+		fmt.Fprintf(g.stdout, "check-config: %s passed\n", countOf(r.checks, "check", "checks"))
 		return nil
 	case r.configBad:
 		fmt.Fprintf(g.stdout, "check-config: %d of %d checks failed: fix the configuration, then run check-config again\n", r.failures, r.checks)

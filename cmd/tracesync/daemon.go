@@ -56,7 +56,7 @@ type syncer struct {
 	ctlDone chan struct{}
 	ctlErr  error // what the control socket's server ended with, once ctlDone is closed
 
-	scanUnchanged atomic.Int64 // files the scans found already recorded (not read again)
+	scanUnchanged atomic.Int64 // files the scans found already done (not read again): see known
 	resettler     *trackingResettler
 }
 
@@ -179,7 +179,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		FollowSymlinks: f.followSymlinks,
 		RootMarker:     f.rootMarker,
 		Once:           once,
-		Known:          s.eng.Known,
+		Known:          s.known,
 		Log:            g.log,
 	})
 	if err != nil {
@@ -206,11 +206,6 @@ func (s *syncer) connect(ctx context.Context) (*client.Client, error) {
 		}
 		var ee *exitError
 		class := client.Classify(err)
-		if s.once && class == client.ClassAuth {
-			// A backfill has a person waiting: a rejected key is theirs to
-			// fix, a configuration error (exit 2).
-			return nil, asUsage(err)
-		}
 		if s.once || errors.As(err, &ee) || (class != client.ClassTransient && class != client.ClassAuth) {
 			return nil, err
 		}
@@ -384,7 +379,6 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 				delete(pending, ev.Root)
 				files += ev.Scan.Files
 				unchanged += ev.Scan.Unchanged
-				s.scanUnchanged.Add(int64(ev.Scan.Unchanged))
 				if len(pending) == 0 && scanned != nil {
 					s.g.log.Info().Int("files", files).Int("unchanged", unchanged).Msg("first scan queued")
 					close(scanned)
@@ -399,6 +393,21 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 		}
 	}
 	return nil
+}
+
+// known is the engine's restart fast path (uploader.Engine.Known), which
+// also counts the files it vouches for that an earlier run finished. A
+// pending or retrying path is not counted: the engine finishes it and
+// counts it as uploaded; nor a quarantined one, which the summary counts
+// from the store.
+func (s *syncer) known(path string, st watcher.Stat) bool {
+	if !s.eng.Known(path, st) {
+		return false
+	}
+	if rec, err := s.db.GetPath(path); err == nil && (rec.State == store.StateUploaded || rec.State == store.StateSkipped) {
+		s.scanUnchanged.Add(1)
+	}
+	return true
 }
 
 func (s *syncer) healthy() error {
@@ -462,9 +471,10 @@ func onSignal(ctx context.Context, fn func(), sig ...os.Signal) error {
 // explainStateError adds what to do to an error of the state directory
 // dir: a full disk, a read-only file system, a failing disk, or a
 // directory the user may not write. The last is a configuration error
-// (exit 2: systemd does not restart what only a person can fix); the
-// others exit 1, so a disk that is repaired or freed gets the daemon back
-// by itself.
+// (exit 2: systemd does not restart what only a person can fix), as is a
+// file that is no state this binary can use; a disk that fails or fills
+// and a state held by another process exit 1, so the daemon comes back by
+// itself when they clear.
 func explainStateError(err error, dir string) error {
 	file := filepath.Join(dir, store.FileName)
 	switch {
@@ -479,10 +489,13 @@ func explainStateError(err error, dir string) error {
 		return fmt.Errorf("%w: the disk holding the state file %s failed a write: check dmesg and the disk, then start tracesync again; uploads whose record was not written are resolved on the next start", err, file)
 	case errors.Is(err, fs.ErrPermission):
 		return asUsage(fmt.Errorf("%w: the user running tracesync (uid %d) may not write the state directory %s: fix its owner or mode (under systemd, StateDirectory= does this) or pass --state-dir", err, os.Getuid(), dir))
-	case errors.Is(err, store.ErrLocked), errors.Is(err, store.ErrSchemaTooNew), errors.Is(err, store.ErrNotStateFile), errors.Is(err, store.ErrNoMigration):
+	case errors.Is(err, store.ErrLocked):
 		return fmt.Errorf("%w, or pass --state-dir to use another state directory", err)
+	case errors.Is(err, store.ErrSchemaTooNew), errors.Is(err, store.ErrNotStateFile), errors.Is(err, store.ErrNoMigration):
+		// Not a tracesync state this binary can use: only a person fixes that.
+		return asUsage(fmt.Errorf("%w, or pass --state-dir to use another state directory", err))
 	case errors.Is(err, store.ErrNoStateFile):
-		return fmt.Errorf("%w (is --state-dir right?)", err)
+		return asUsage(fmt.Errorf("%w (is --state-dir right?)", err))
 	}
 	return err
 }

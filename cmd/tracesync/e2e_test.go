@@ -611,11 +611,16 @@ func TestE2EDemo(t *testing.T) {
 	t.Parallel()
 	bin := tracesyncBinary(t)
 	home := t.TempDir()
-	e := &e2eEnv{t: t, bin: bin, env: []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TRACESYNC_LOG_FORMAT=json"}}
+	// A key exported for the real API is not used without --real.
+	real := stratixtest.NewServer(stratixtest.Options{})
+	t.Cleanup(real.Close)
+	e := &e2eEnv{t: t, bin: bin, env: []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TRACESYNC_LOG_FORMAT=json",
+		"LAYERLENS_STRATIX_API_KEY=" + stratixtest.DefaultAPIKey, "LAYERLENS_STRATIX_BASE_URL=" + real.URL()}}
 	dir := filepath.Join(home, "demo")
 	p := e.start("demo", "--dir", dir, "--duration", "60s", "--settle", "100ms", "--api-addr", "127.0.0.1:0")
 
-	urlRE := regexp.MustCompile(`LAYERLENS_STRATIX_API_KEY=(\S+) tracesync traces list --base-url (\S+)`)
+	// The binary is not on PATH: the printed commands name it by its path.
+	urlRE := regexp.MustCompile(`LAYERLENS_STRATIX_API_KEY=(\S+) ` + regexp.QuoteMeta(bin) + ` traces list --base-url (\S+)`)
 	var m []string
 	p.waitFor("the list command to be printed", time.Minute, func() bool {
 		m = urlRE.FindStringSubmatch(p.stdout.String())
@@ -640,8 +645,12 @@ func TestE2EDemo(t *testing.T) {
 	if code := p.wait(time.Minute); code != 0 {
 		t.Fatalf("demo after Ctrl-C: exit %d, want 0\n%s", code, tail(p.stderr.String(), 4000))
 	}
-	if !strings.Contains(p.stdout.String(), "no API key configured") {
-		t.Errorf("demo did not say it runs the embedded API:\n%s", p.stdout.String())
+	if out := p.stdout.String(); !strings.Contains(out, "an embedded Stratix-compatible API runs at") || !strings.Contains(out, "pass --real") ||
+		!strings.Contains(out, "status: "+bin+" status --state-dir") {
+		t.Errorf("demo did not say it runs the embedded API, that --real uses the configured key, and how to run status:\n%s", out)
+	}
+	if n := real.Calls(stratixtest.EndpointOrganizations); n != 0 {
+		t.Errorf("demo without --real called the configured API %d times, want 0", n)
 	}
 }
 

@@ -34,7 +34,7 @@ func TestEnvironmentCannotConfirm(t *testing.T) {
 	}
 	// --confirm on the command line does act (the test can tell).
 	code, out, errOut = mainIn(t, context.Background(), env, "reconcile", "--confirm", w.folder)
-	if code != 0 || !strings.Contains(out, "marked 1 files removed") || len(w.srv.Deleted()) != 1 {
+	if code != 0 || !strings.Contains(out, "marked 1 file removed") || len(w.srv.Deleted()) != 1 {
 		t.Fatalf("reconcile --confirm: exit %d, %d deleted; want 1 marked and 1 deleted\nstdout:\n%s\nstderr:\n%s", code, len(w.srv.Deleted()), out, errOut)
 	}
 }

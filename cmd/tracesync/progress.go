@@ -154,6 +154,13 @@ func count(n int) string {
 	return b.String()
 }
 
+// countOf formats n with thousands separators and the noun that agrees
+// with it: countOf(1, "file", "files") is "1 file". Every count printed
+// next to a noun goes through it.
+func countOf(n int, one, many string) string {
+	return count(n) + " " + pluralize(n, one, many)
+}
+
 // humanBytes formats n in binary units (KiB, MiB, GiB).
 func humanBytes(n int64) string {
 	const unit = 1024

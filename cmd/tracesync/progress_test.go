@@ -74,3 +74,28 @@ func TestCountAndHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// The summary's "read" and rate count the files and bytes read, not a file
+// refused unread for its size, and every count agrees with its noun.
+func TestBackfillSummaryCountsWhatWasRead(t *testing.T) {
+	s := &backfillSummary{elapsed: time.Second, uploaded: 1, bytesUploaded: 1024, filesDone: 2, filesRead: 1, bytesDone: 1024, quarantined: 1}
+	var b strings.Builder
+	s.write(&b)
+	out := b.String()
+	for _, want := range []string{"1 file read, 1.0 KiB; 1 file refused unread", "rate         1 files/s, 1.0 KiB/s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCountOf(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{0, "0 files"}, {1, "1 file"}, {2, "2 files"}, {3013, "3,013 files"}} {
+		if got := countOf(tc.n, "file", "files"); got != tc.want {
+			t.Errorf("countOf(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}

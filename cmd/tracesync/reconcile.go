@@ -176,7 +176,7 @@ func writeReconcile(w io.Writer, rep uploader.ReconcileReport, deleteOnRemove bo
 		}
 		fmt.Fprintf(w, "nothing changed; if these files are really gone, run the same command with --confirm to %s\n", what)
 	default:
-		fmt.Fprintf(w, "marked %d files removed; %d contents have no file left", rep.Removed, rep.Orphaned)
+		fmt.Fprintf(w, "marked %s removed; %s no file left", countOf(rep.Removed, "file", "files"), countOf(rep.Orphaned, "content has", "contents have"))
 		if deleteOnRemove {
 			fmt.Fprintf(w, "; %d remote trace deletes queued, %d done, %d failed (retried)", rep.DeletesQueued, rep.DeletesDone, rep.DeletesFailed)
 		} else {

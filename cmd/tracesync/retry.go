@@ -20,8 +20,11 @@ next pass uploads them. Paths in other states are left as they are.
 It needs no API key. While a daemon runs, it asks the daemon, which picks the
 files up; otherwise the next run or backfill does.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if all == (len(args) > 0) {
-				return usageErrorf("retry: give --all or one or more paths, not both")
+			switch {
+			case !all && len(args) == 0:
+				return usageErrorf("retry: give the paths to retry (tracesync files --state quarantined lists them), or --all for every quarantined or retrying path")
+			case all && len(args) > 0:
+				return usageErrorf("retry: give --all or paths, not both")
 			}
 			paths, err := trackedPaths(args)
 			if err != nil {

@@ -62,10 +62,16 @@ func TestRetryViaDaemon(t *testing.T) {
 
 func TestRetryUsage(t *testing.T) {
 	dir := t.TempDir()
-	for _, args := range [][]string{{"retry"}, {"retry", "--all", "x.json"}} {
-		code, _, errOut := stRun(t, append(args, "--state-dir", dir)...)
-		if code != 2 || !strings.Contains(errOut, "--all or one or more paths") {
-			t.Errorf("%v: exit %d, stderr %q; want 2 and how to call it", args, code, errOut)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"retry"}, "give the paths to retry (tracesync files --state quarantined lists them), or --all"},
+		{[]string{"retry", "--all", "x.json"}, "give --all or paths, not both"},
+	} {
+		code, _, errOut := stRun(t, append(c.args, "--state-dir", dir)...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 saying %q", c.args, code, errOut, c.want)
 		}
 	}
 }

@@ -20,12 +20,41 @@ import (
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
-// Exit codes, decided here and nowhere else (design.md, "Operating it").
+// Exit codes, decided here and nowhere else (design.md, "Operating it"),
+// the same for every command:
+//
+//	0  success
+//	1  runtime failure: the API unreachable or failing, the state file held
+//	   by another process, a full or failing disk, a backfill file that
+//	   failed for good, an interruption
+//	2  usage or configuration error: flags, arguments, environment, the API
+//	   key missing or rejected, a base URL with no API behind it, no such
+//	   project, a state directory the user may not write or that holds no
+//	   (or a newer) tracesync state
+//
+// A configuration error is one only a person can fix: systemd does not
+// restart a unit that exits 2 (RestartPreventExitStatus in the unit).
 const (
 	exitOK      = 0
-	exitFailure = 1 // runtime failure, or (backfill) any file that failed for good
-	exitUsage   = 2 // usage or configuration error
+	exitFailure = 1
+	exitUsage   = 2
 )
+
+// exitCodeOf is the table above applied to the error a command returned.
+func exitCodeOf(err error) int {
+	var ee *exitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.Is(err, errKeyRejected):
+		// Untyped where it is made: the daemon keeps trying a rejected key
+		// (a key rotated a moment late); a command that gives up exits 2.
+		return exitUsage
+	}
+	return exitFailure
+}
 
 // exitError carries an exit code up to Main.
 type exitError struct {
@@ -97,11 +126,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	if err == nil {
 		return exitOK
 	}
-	code := exitFailure
-	var ee *exitError
-	if errors.As(err, &ee) {
-		code = ee.code
-	}
+	code := exitCodeOf(err)
 	if !errors.Is(err, errSilentFailure) {
 		fmt.Fprintf(stderr, "tracesync: %v\n", err)
 	}
@@ -112,7 +137,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 // unknown commands usage errors (exit 2) where cobra makes them, for every
 // command under c: cobra returns them as plain errors.
 func usageErrorsTyped(c *cobra.Command) {
-	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return asUsage(err) })
+	c.SetFlagErrorFunc(flagError)
 	switch args := c.Args; {
 	case args != nil:
 		c.Args = func(cmd *cobra.Command, a []string) error { return asUsage(args(cmd, a)) }
@@ -267,10 +292,10 @@ func applyEnv(cmd *cobra.Command, getenv func(string) string) (fromEnv map[strin
 			fromEnv[f.Name] = name
 			if sv, ok := f.Value.(pflag.SliceValue); ok {
 				if err := sv.Replace(splitList(v)); err != nil {
-					errs = append(errs, fmt.Errorf("environment %s=%q for --%s: %w", name, v, f.Name, err))
+					errs = append(errs, envValueError(name, v, f, err))
 				}
 			} else if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("environment %s=%q for --%s: %w", name, v, f.Name, err))
+				errs = append(errs, envValueError(name, v, f, err))
 			}
 			f.Changed = true
 			return

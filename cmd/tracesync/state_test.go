@@ -84,9 +84,11 @@ func TestStateCompactRefusesWhileDaemonRuns(t *testing.T) {
 	}
 }
 
+// No state where the state should be is a configuration error (exit 2):
+// --state-dir is likely wrong.
 func TestStateCompactWithoutState(t *testing.T) {
 	code, _, errOut := stRun(t, "state", "compact", "--state-dir", t.TempDir())
-	if code != 1 || !strings.Contains(errOut, "nothing to compact") {
+	if code != exitUsage || !strings.Contains(errOut, "nothing to compact") {
 		t.Errorf("compact with no state: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -89,7 +89,7 @@ func newTracesListCmd(g *globals) *cobra.Command {
 				if asJSON {
 					return tracesJSON(g.stdout, traces)
 				}
-				return tracesTable(g.stdout, traces, fmt.Sprintf("%d traces", len(traces)))
+				return tracesTable(g.stdout, traces, countOf(len(traces), "trace", "traces"))
 			}
 			res, err := c.List(ctx, opts)
 			if err != nil {
@@ -101,7 +101,7 @@ func newTracesListCmd(g *globals) *cobra.Command {
 				}
 				return tracesJSON(g.stdout, res)
 			}
-			footer := fmt.Sprintf("page %d: %d of %d traces", opts.Page, len(res.Traces), res.TotalCount)
+			footer := fmt.Sprintf("page %d: %d of %s", opts.Page, len(res.Traces), countOf(res.TotalCount, "trace", "traces"))
 			if (opts.Page-1)*opts.PageSize+len(res.Traces) < res.TotalCount {
 				footer += fmt.Sprintf(" (next: --page %d, or --all)", opts.Page+1)
 			}
@@ -310,7 +310,7 @@ sets of traces. To keep a folder in sync exactly once, use "tracesync run".`,
 				} else {
 					r.TraceIDs = ids
 					if !asJSON {
-						fmt.Fprintf(g.stdout, "%s: %d traces: %s\n", path, len(ids), strings.Join(ids, " "))
+						fmt.Fprintf(g.stdout, "%s: %s: %s\n", path, countOf(len(ids), "trace", "traces"), strings.Join(ids, " "))
 					}
 				}
 				results = append(results, r)

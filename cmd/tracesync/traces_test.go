@@ -56,7 +56,7 @@ func TestTracesCommands(t *testing.T) {
 	if len(traces) != 4 {
 		t.Fatalf("traces upload: server holds %d traces, want 4", len(traces))
 	}
-	if !strings.Contains(out, a+": 3 traces: "+traces[0].ID) || !strings.Contains(out, b+": 1 traces: "+traces[3].ID) {
+	if !strings.Contains(out, a+": 3 traces: "+traces[0].ID) || !strings.Contains(out, b+": 1 trace: "+traces[3].ID) {
 		t.Fatalf("traces upload output does not give each file's trace ids:\n%s", out)
 	}
 
@@ -174,8 +174,8 @@ func TestTracesRejectedKeySaysWhereItCameFrom(t *testing.T) {
 	srv, env := tracesServer(t, stratixtest.Options{APIKey: "the-right-key"})
 	env["LAYERLENS_STRATIX_API_KEY"] = "sk-wrong-key-4711"
 	code, out, errOut := tracesRun(t, env, "traces", "sources")
-	if code != 1 || out != "" {
-		t.Fatalf("rejected key: exit %d stdout %q, want 1 and nothing", code, out)
+	if code != exitUsage || out != "" {
+		t.Fatalf("rejected key: exit %d stdout %q, want 2 (a configuration error) and nothing", code, out)
 	}
 	if !strings.Contains(errOut, "rejected") || !strings.Contains(errOut, "environment variable LAYERLENS_STRATIX_API_KEY") || !strings.Contains(errOut, "401") {
 		t.Fatalf("rejected key: stderr %q should say the key was rejected and where it was read from", errOut)
@@ -187,8 +187,8 @@ func TestTracesRejectedKeySaysWhereItCameFrom(t *testing.T) {
 	keyFile := tracesWrite(t, t.TempDir(), "api-key", "sk-wrong-key-4711\n")
 	delete(env, "LAYERLENS_STRATIX_API_KEY")
 	code, _, errOut = tracesRun(t, env, "--api-key-file", keyFile, "traces", "list")
-	if code != 1 || !strings.Contains(errOut, "file "+keyFile) || strings.Contains(errOut, "sk-wrong-key-4711") {
-		t.Fatalf("rejected key from a file: exit %d, stderr %q; want 1 naming the file, not the key", code, errOut)
+	if code != exitUsage || !strings.Contains(errOut, "file "+keyFile) || strings.Contains(errOut, "sk-wrong-key-4711") {
+		t.Fatalf("rejected key from a file: exit %d, stderr %q; want 2 naming the file, not the key", code, errOut)
 	}
 
 	srv.SetAPIKey("sk-wrong-key-4711")

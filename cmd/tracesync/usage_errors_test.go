@@ -19,11 +19,13 @@ func TestCommandLineMistakesExit2(t *testing.T) {
 		{[]string{"bogus"}, `unknown command "bogus" for "tracesync"`},
 		{[]string{"stat"}, "did you mean state or status?"},
 		{[]string{"run", "--bogus"}, "unknown flag: --bogus"},
-		{[]string{"run", "--workers", "x"}, `invalid argument "x" for "--workers"`},
+		{[]string{"run", "--workers", "x"}, `invalid value "x" for --workers: want a whole number`},
+		{[]string{"backfill", "--worker", "3"}, "unknown flag: --worker; did you mean --workers?"},
+		{[]string{"run", "--settle-timout", "1m"}, "did you mean --settle-timeout?"},
 		{[]string{"traces", "get"}, "accepts 1 arg(s), received 0"},
 		{[]string{"forget"}, "requires at least 1 arg(s)"},
 		{[]string{"status", "extra"}, `unknown command "extra" for "tracesync status"`},
-		{[]string{"status", "--json=maybe"}, `invalid argument "maybe"`},
+		{[]string{"status", "--json=maybe"}, `invalid value "maybe" for --json: want true or false`},
 	} {
 		code, _, stderr := mainIn(t, context.Background(), env, c.args...)
 		if code != exitUsage || !strings.Contains(stderr, c.want) {
@@ -34,6 +36,21 @@ func TestCommandLineMistakesExit2(t *testing.T) {
 		code, stdout, stderr := mainIn(t, context.Background(), env, args...)
 		if code != exitOK || !strings.Contains(stdout, "Usage:") || stderr != "" {
 			t.Errorf("tracesync %s: exit %d, stderr %q; want its help and exit 0", strings.Join(args, " "), code, stderr)
+		}
+	}
+}
+
+// A value from the environment that does not parse names the variable and
+// the form wanted, not only the parser's words.
+func TestEnvValueErrorNamesVariableAndForm(t *testing.T) {
+	for name, want := range map[string]string{
+		"TRACESYNC_WORKERS": "TRACESYNC_WORKERS=\"abc\" is not valid for --workers: want a whole number (e.g. 8); fix or unset TRACESYNC_WORKERS",
+		"TRACESYNC_SETTLE":  "TRACESYNC_SETTLE=\"abc\" is not valid for --settle: want a duration with a unit",
+	} {
+		env := map[string]string{"HOME": t.TempDir(), name: "abc"}
+		code, _, stderr := mainIn(t, context.Background(), env, "backfill", t.TempDir())
+		if code != exitUsage || !strings.Contains(stderr, want) {
+			t.Errorf("%s=abc: exit %d, stderr %q; want exit %d saying %q", name, code, stderr, exitUsage, want)
 		}
 	}
 }
