@@ -65,7 +65,7 @@ func (w *stateWatch) run(ctx context.Context) error {
 			if ev.Name == w.dir {
 				// The directory moved or went and came back: inotify dropped
 				// its watch, so set it again, or fall back to the timer.
-				if err := fw.Add(w.dir); err != nil {
+				if err := w.rewatch(ctx, fw); err != nil {
 					w.log.Warn().Err(err).Str("state_dir", w.dir).Dur("every", w.poll).
 						Msg("cannot watch the state directory again: checking the state file on a timer instead")
 					return w.pollLoop(ctx)
@@ -84,6 +84,24 @@ func (w *stateWatch) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// rewatch sets the directory's watch again. The check just found the
+// state file in place, so the directory is back; if it moves again while
+// the watch is set, setting it fails, so it tries for a moment.
+func (w *stateWatch) rewatch(ctx context.Context, fw *fsnotify.Watcher) error {
+	var err error
+	for range 50 {
+		if err = fw.Add(w.dir); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // concerns reports whether ev may mean the state file is no longer the one
