@@ -114,7 +114,7 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 		if format == "" || format == "auto" {
 			format = "console"
 		}
-		log, err := logging.New(&barLogWriter{p: bar}, level, format)
+		log, err := logging.NewWithOptions(&barLogWriter{p: bar}, level, format, logging.Options{Roots: g.logRoots})
 		if err != nil {
 			return asUsage(err)
 		}

@@ -186,6 +186,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		return nil, asUsage(err)
 	}
 	s.resettler = &trackingResettler{w: s.w, pending: map[string]bool{}}
+	g.logRoots.Set(dirs)
 	g.log.Info().Strs("dirs", dirs).Str("base_url", s.target.BaseURL).Str("organization", s.target.OrganizationID).
 		Str("project", s.target.ProjectID).Str("state", s.db.File()).Msg("tracesync starting")
 	return s, nil

@@ -301,3 +301,45 @@ func TestEveryDurFieldIsListed(t *testing.T) {
 		t.Fatalf("no Dur field found under %s: the scan is broken", root)
 	}
 }
+
+// A console line shows 12 hex digits of a hash and paths relative to their
+// watched root; the JSON line of the same event keeps both whole.
+func TestConsoleShortensHashesAndPaths(t *testing.T) {
+	const hash = "559c70c406bb84cf2d5f08ab8e2332a8b3d4945d6da90dd77280d2f7de74f94a"
+	root := filepath.Join(string(filepath.Separator), "srv", "traces", "drop")
+	path := filepath.Join(root, "team", "eval.jsonl")
+	emit := func(format string, dirs ...string) string {
+		var buf strings.Builder
+		roots := &Roots{}
+		log, err := NewWithOptions(&buf, "info", format, Options{Roots: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots.Set(dirs)
+		log.Warn().Str("path", path).Str("hash", hash).Strs("paths", []string{path}).Str("root", root).
+			Msg("quarantined: " + path + ": invalid JSON")
+		return buf.String()
+	}
+
+	line := emit("console", root)
+	for _, want := range []string{"path=team/eval.jsonl", "hash=559c70c406bb ", "paths=[\"team/eval.jsonl\"]", "quarantined: team/eval.jsonl: invalid JSON", "root=" + root} {
+		if !strings.Contains(line, want) {
+			t.Errorf("console line lacks %q: %q", want, line)
+		}
+	}
+	if strings.Contains(line, hash) {
+		t.Errorf("console line shows the whole hash: %q", line)
+	}
+
+	two := emit("console", root, filepath.Join(string(filepath.Separator), "srv", "other"))
+	if !strings.Contains(two, "path=drop/team/eval.jsonl") {
+		t.Errorf("with two roots, the console line should name the root's folder: %q", two)
+	}
+
+	js := emit("json", root)
+	for _, want := range []string{`"path":"` + path + `"`, `"hash":"` + hash + `"`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("JSON line lacks %s: %s", want, js)
+		}
+	}
+}
