@@ -154,7 +154,8 @@ func NewWithOptions(w io.Writer, level, format string, opts Options) (zerolog.Lo
 }
 
 // forPeople prepares a console line's fields: readable durations, short
-// hashes, paths relative to roots.
+// hashes, paths relative to roots, and no field that only repeats what the
+// message says (a path the message names).
 func forPeople(roots *Roots) func(map[string]any) error {
 	return func(fields map[string]any) error {
 		if err := readableDurations(fields); err != nil {
@@ -172,9 +173,21 @@ func forPeople(roots *Roots) func(map[string]any) error {
 				}
 			}
 		}
+		msg, _ := fields[zerolog.MessageFieldName].(string)
+		for k, v := range fields {
+			s, ok := v.(string)
+			if ok && len(s) >= minRepeat && k != zerolog.MessageFieldName && k != zerolog.LevelFieldName &&
+				k != zerolog.TimestampFieldName && strings.Contains(msg, s) {
+				delete(fields, k)
+			}
+		}
 		return nil
 	}
 }
+
+// minRepeat is the shortest field value a console line drops when its
+// message already says it: shorter ones ("ok", "1") may match by chance.
+const minRepeat = 4
 
 // fullHash matches a SHA-256 in hex, as content hashes are logged.
 var fullHash = regexp.MustCompile(`\b[0-9a-f]{64}\b`)

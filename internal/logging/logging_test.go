@@ -317,12 +317,12 @@ func TestConsoleShortensHashesAndPaths(t *testing.T) {
 		}
 		roots.Set(dirs)
 		log.Warn().Str("path", path).Str("hash", hash).Strs("paths", []string{path}).Str("root", root).
-			Msg("quarantined: " + path + ": invalid JSON")
+			Str("error", "read "+path+": permission denied").Msg("cannot read")
 		return buf.String()
 	}
 
 	line := emit("console", root)
-	for _, want := range []string{"path=team/eval.jsonl", "hash=559c70c406bb ", "paths=[\"team/eval.jsonl\"]", "quarantined: team/eval.jsonl: invalid JSON", "root=" + root} {
+	for _, want := range []string{"path=team/eval.jsonl", "hash=559c70c406bb ", "paths=[\"team/eval.jsonl\"]", "error=\"read team/eval.jsonl: permission denied\"", "root=" + root} {
 		if !strings.Contains(line, want) {
 			t.Errorf("console line lacks %q: %q", want, line)
 		}
@@ -340,6 +340,34 @@ func TestConsoleShortensHashesAndPaths(t *testing.T) {
 	for _, want := range []string{`"path":"` + path + `"`, `"hash":"` + hash + `"`} {
 		if !strings.Contains(js, want) {
 			t.Errorf("JSON line lacks %s: %s", want, js)
+		}
+	}
+}
+
+// A console line names a path once: a field whose value the message already
+// says is left out; JSON keeps the field.
+func TestConsoleDropsFieldsTheMessageSays(t *testing.T) {
+	root := filepath.Join(string(filepath.Separator), "srv", "drop")
+	for _, format := range []string{"console", "json"} {
+		var buf strings.Builder
+		roots := &Roots{}
+		roots.Set([]string{root})
+		log, err := NewWithOptions(&buf, "info", format, Options{Roots: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info().Str("path", filepath.Join(root, "b.json")).Str("result", "ok").
+			Msg("renamed: " + filepath.Join(root, "a.json") + " -> " + filepath.Join(root, "b.json"))
+		line := buf.String()
+		switch format {
+		case "console":
+			if strings.Contains(line, "path=") || !strings.Contains(line, "renamed: a.json -> b.json") || !strings.Contains(line, "result=ok") {
+				t.Errorf("console: want the message with short paths, no path field, result=ok: %q", line)
+			}
+		case "json":
+			if !strings.Contains(line, `"path":"`+filepath.Join(root, "b.json")+`"`) {
+				t.Errorf("json: want the path field whole: %q", line)
+			}
 		}
 	}
 }
