@@ -5,7 +5,11 @@ package uploader
 // to the upload of its content.
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
@@ -195,7 +199,7 @@ func (l *loop) onDecided(o *decideOp) {
 	case decUnchanged:
 		l.done(func(pr *Progress) { pr.Unchanged++ }, size)
 	case decLinked:
-		log.Debug().Str("path", path).Str("hash", o.res.Hash.String()).Msg("linked to an uploaded content: no upload")
+		l.logLinked(path, o.res.Hash)
 		l.e.m.links.Inc()
 		l.done(func(pr *Progress) { pr.Linked++ }, size)
 	case decSkipped:
@@ -215,13 +219,60 @@ func (l *loop) onDecided(o *decideOp) {
 		l.attach(path, p, o)
 	}
 	if !o.orphan.IsZero() {
-		l.orphan(o.orphan, o.orphanSize)
+		l.orphan(o.orphan, o.orphanSize, "")
 	}
 	l.release(path, p)
 }
 
+// logLinked says what a path whose bytes are already uploaded is: the new
+// name of a file gone a moment ago (a rename, rule 5), or a copy of a file
+// still there. Neither uploads anything.
+func (l *loop) logLinked(path string, h store.Hash) {
+	refs, err := l.e.st.Refs(h)
+	if err != nil {
+		l.e.log.Error().Err(err).Str("path", path).Msg("read the paths of a linked content")
+	}
+	var from, copyOf string
+	for _, r := range refs {
+		if r == path {
+			continue
+		}
+		_, pending := l.g.pending[r]
+		if _, err := os.Lstat(r); pending || errors.Is(err, fs.ErrNotExist) {
+			from = r
+			l.g.renamed[r] = true // judgeRemovals does not tell its removal again
+			break
+		}
+		if copyOf == "" {
+			copyOf = r
+		}
+	}
+	if t, ok := l.orphans[h]; from == "" && ok {
+		from = t.from // its removal was acted on first; "" if not known
+	}
+	ev := l.e.log.Info().Str("path", path).Str("hash", h.String())
+	switch {
+	case from != "":
+		ev.Msg("renamed: " + from + " -> " + path + " (no upload, no delete)")
+	case copyOf != "":
+		ev.Msg("linked: same bytes as " + copyOf + " (no upload)")
+	default:
+		ev.Msg("linked: same bytes as a file uploaded before (no upload)")
+	}
+}
+
+// countQuarantine logs a quarantined path once, its path and advice once:
+// msg names the path (the reasons built in hash.go and onEvent do) or the
+// line adds it, and reasons without advice of their own get the general one.
 func (l *loop) countQuarantine(path, reason string, size int64, msg string) {
-	l.e.log.Warn().Str("path", path).Str("reason", reason).Str("error", msg).Msg("quarantined: fix the file (or `tracesync retry` it) and it is tried again")
+	text := msg
+	if !strings.Contains(msg, path) {
+		text = path + ": " + msg
+	}
+	if reason == "invalid" || reason == "rejected" {
+		text += "; fix the file and it is tried again (or `tracesync retry` it)"
+	}
+	l.e.log.Warn().Str("path", path).Str("reason", reason).Msg("quarantined: " + text)
 	l.e.m.quarantined.WithLabelValues(reason).Inc()
 	l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, size)
 }
