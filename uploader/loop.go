@@ -244,7 +244,7 @@ func (l *loop) stop() {
 		}
 	}
 	l.stagedQ = nil
-	l.e.log.Info().Int("in_flight", l.inflight).Msg("stopping: no new work; waiting for uploads in flight")
+	l.e.log.Debug().Int("in_flight", l.inflight).Msg("engine stopping: no new work; waiting for uploads in flight") // cmd tells the person
 }
 
 // busy reports work that must finish before Run may return.
