@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/internal/control"
 	"github.com/tracesync/tracesync/store"
 )
@@ -123,11 +124,16 @@ func readStatus(ctx context.Context, g *globals) (control.Status, error) {
 
 func printStatus(w io.Writer, st control.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	target := st.Target
-	if target == "" {
-		target = "(none: nothing has been synced with this state directory)"
+	switch t, ok := client.ParseTarget(st.Target); {
+	case st.Target == "":
+		fmt.Fprintf(tw, "Target:\t(none: nothing has been synced with this state directory)\n")
+	case ok:
+		fmt.Fprintf(tw, "API:\t%s\n", t.BaseURL)
+		fmt.Fprintf(tw, "Organization:\t%s\n", t.OrganizationID)
+		fmt.Fprintf(tw, "Project:\t%s\n", t.ProjectID)
+	default:
+		fmt.Fprintf(tw, "Target:\t%s\n", st.Target)
 	}
-	fmt.Fprintf(tw, "Target:\t%s\n", target)
 	fmt.Fprintf(tw, "State file:\t%s\n", st.StateFile)
 	if st.Daemon {
 		fmt.Fprintf(tw, "Source:\trunning daemon (pid %d)\n", st.DaemonPID)
