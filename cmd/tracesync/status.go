@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -164,7 +165,11 @@ func printStatus(w io.Writer, st control.Status) error {
 		if !e.At.IsZero() {
 			at = e.At.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", at, e.State, e.Path, e.Error)
+		if strings.Contains(e.Error, e.Path) { // the message names the file itself: once is enough
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", at, e.State, e.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s: %s\n", at, e.State, e.Path, e.Error)
 	}
 	return tw.Flush()
 }
