@@ -199,6 +199,7 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 		newCheckConfigCmd(g),
 	)
 	usageErrorsTyped(root)
+	helpNamesEnv(root)
 	return root
 }
 
