@@ -224,6 +224,10 @@ func (l *loop) onDecided(o *decideOp) {
 	l.release(path, p)
 }
 
+// maxRenameChecks bounds the lstat calls logLinked makes among a content's
+// other paths, so a content held by thousands of files costs a few.
+const maxRenameChecks = 8
+
 // logLinked says what a path whose bytes are already uploaded is: the new
 // name of a file gone a moment ago (a rename, rule 5), or a copy of a file
 // still there. Neither uploads anything.
@@ -233,12 +237,19 @@ func (l *loop) logLinked(path string, h store.Hash) {
 		l.e.log.Error().Err(err).Str("path", path).Msg("read the paths of a linked content")
 	}
 	var from, copyOf string
+	checked := 0
 	for _, r := range refs {
 		if r == path {
 			continue
 		}
 		_, pending := l.g.pending[r]
-		if _, err := os.Lstat(r); pending || errors.Is(err, fs.ErrNotExist) {
+		gone := pending
+		if !gone && checked < maxRenameChecks {
+			checked++
+			_, err := os.Lstat(r)
+			gone = errors.Is(err, fs.ErrNotExist)
+		}
+		if gone {
 			from = r
 			l.g.renamed[r] = true // judgeRemovals does not tell its removal again
 			break
