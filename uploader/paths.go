@@ -283,7 +283,8 @@ func (l *loop) countQuarantine(path, reason string, size int64, msg string) {
 	if reason == "invalid" || reason == "rejected" {
 		text += "; fix the file and it is tried again (or `tracesync retry` it)"
 	}
-	l.e.log.Warn().Str("path", path).Str("reason", reason).Msg("quarantined: " + text)
+	// error stays a field for JSON; the console leaves it out, as the message says it.
+	l.e.log.Warn().Str("path", path).Str("reason", reason).Str("error", msg).Msg("quarantined: " + text)
 	l.e.m.quarantined.WithLabelValues(reason).Inc()
 	l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, size)
 }

@@ -176,7 +176,7 @@ func forPeople(roots *Roots) func(map[string]any) error {
 		msg, _ := fields[zerolog.MessageFieldName].(string)
 		for k, v := range fields {
 			s, ok := v.(string)
-			if ok && len(s) >= minRepeat && k != zerolog.MessageFieldName && k != zerolog.LevelFieldName &&
+			if ok && saysMore(s) && k != zerolog.MessageFieldName && k != zerolog.LevelFieldName &&
 				k != zerolog.TimestampFieldName && strings.Contains(msg, s) {
 				delete(fields, k)
 			}
@@ -185,9 +185,12 @@ func forPeople(roots *Roots) func(map[string]any) error {
 	}
 }
 
-// minRepeat is the shortest field value a console line drops when its
-// message already says it: shorter ones ("ok", "1") may match by chance.
-const minRepeat = 4
+// saysMore reports whether a field value is one a message cannot contain by
+// chance: a file name or path, or a long text such as an error. A short
+// word ("invalid", "ok") may just be a word of the message.
+func saysMore(s string) bool {
+	return len(s) >= 12 || (len(s) >= 3 && strings.ContainsAny(s, "./"))
+}
 
 // fullHash matches a SHA-256 in hex, as content hashes are logged.
 var fullHash = regexp.MustCompile(`\b[0-9a-f]{64}\b`)

@@ -356,13 +356,13 @@ func TestConsoleDropsFieldsTheMessageSays(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		log.Info().Str("path", filepath.Join(root, "b.json")).Str("result", "ok").
+		log.Info().Str("path", filepath.Join(root, "b.json")).Str("result", "ok").Str("reason", "renamed").
 			Msg("renamed: " + filepath.Join(root, "a.json") + " -> " + filepath.Join(root, "b.json"))
 		line := buf.String()
 		switch format {
 		case "console":
-			if strings.Contains(line, "path=") || !strings.Contains(line, "renamed: a.json -> b.json") || !strings.Contains(line, "result=ok") {
-				t.Errorf("console: want the message with short paths, no path field, result=ok: %q", line)
+			if strings.Contains(line, "path=") || !strings.Contains(line, "renamed: a.json -> b.json") || !strings.Contains(line, "result=ok") || !strings.Contains(line, "reason=renamed") {
+				t.Errorf("console: want the message with short paths, no path field, result=ok, reason=renamed (a word, not a repeat): %q", line)
 			}
 		case "json":
 			if !strings.Contains(line, `"path":"`+filepath.Join(root, "b.json")+`"`) {
