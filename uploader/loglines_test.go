@@ -71,13 +71,13 @@ func TestRenameAndLinkSayWhichPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.ready(b)
-	findLog(t, logs, logWant{level: "info", msg: "renamed: " + a + " -> " + b})
+	findLog(t, logs, logWant{level: "info", msg: "renamed: " + a + " -> " + b, fields: map[string]string{"from": a, "path": b}})
 	h.removed(a)
 	h.waitState(a, store.StateRemoved)
 
 	c := h.write("c.json", traceA)
 	h.ready(c)
-	findLog(t, logs, logWant{level: "info", msg: "linked: same bytes as " + b})
+	findLog(t, logs, logWant{level: "info", msg: "linked: same bytes as " + b, fields: map[string]string{"same_as": b, "path": c}})
 	os.Remove(c)
 	h.removed(c)
 	h.waitState(c, store.StateRemoved)

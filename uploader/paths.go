@@ -263,10 +263,10 @@ func (l *loop) logLinked(path string, h store.Hash) {
 	}
 	ev := l.e.log.Info().Str("path", path).Str("hash", h.String())
 	switch {
-	case from != "":
-		ev.Msg("renamed: " + from + " -> " + path + " (no upload, no delete)")
+	case from != "": // from and same_as are for JSON; the console leaves out what the message says
+		ev.Str("from", from).Msg("renamed: " + from + " -> " + path + " (no upload, no delete)")
 	case copyOf != "":
-		ev.Msg("linked: same bytes as " + copyOf + " (no upload)")
+		ev.Str("same_as", copyOf).Msg("linked: same bytes as " + copyOf + " (no upload)")
 	default:
 		ev.Msg("linked: same bytes as a file uploaded before (no upload)")
 	}
