@@ -64,8 +64,12 @@ type Roots struct {
 	dirs []string
 }
 
-// Set records the watched folders (absolute, clean).
+// Set records the watched folders (absolute, clean). On a nil Roots it
+// does nothing, as a logger without roots keeps paths whole.
 func (r *Roots) Set(dirs []string) {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.dirs = append([]string(nil), dirs...)
