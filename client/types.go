@@ -69,6 +69,20 @@ func (t Target) String() string {
 	return strings.TrimRight(t.BaseURL, "/") + "|" + t.OrganizationID + "|" + t.ProjectID
 }
 
+// ParseTarget reads a Target back from its String form (the key the state
+// records). It reports false when s is not one.
+func ParseTarget(s string) (Target, bool) {
+	j := strings.LastIndex(s, "|")
+	if j < 0 {
+		return Target{}, false
+	}
+	i := strings.LastIndex(s[:j], "|")
+	if i <= 0 || j == len(s)-1 || j == i+1 {
+		return Target{}, false
+	}
+	return Target{BaseURL: s[:i], OrganizationID: s[i+1 : j], ProjectID: s[j+1:]}, true
+}
+
 // Organization is the body of GET /organizations.
 type Organization struct {
 	ID       string    `json:"id"`

@@ -24,6 +24,13 @@ type delJob struct {
 type orphanTimer struct {
 	at   time.Time
 	size int64
+	from string // the removed path that held the content last; "" if unknown
+}
+
+// deleteTally counts one content's trace deletes, so the log says once
+// that its traces are gone rather than once per trace.
+type deleteTally struct {
+	total, done, gone int
 }
 
 // orphanBusy reports a reason to wait before deleting an orphaned content:
@@ -52,7 +59,8 @@ func (l *loop) onDeleteResult(r workResult) {
 			res = "already-gone"
 		}
 		l.e.m.deletes.WithLabelValues(res).Inc()
-		l.e.log.Info().Str("trace_id", id).Str("hash", d.d.Hash.String()).Str("result", res).Msg("remote trace deleted")
+		l.e.log.Debug().Str("trace_id", id).Str("hash", d.d.Hash.String()).Str("result", res).Msg("remote trace deleted")
+		l.tallyDelete(d.d.Hash, r.err != nil)
 		delete(l.dels, id)
 		l.e.progress(func(p *Progress) { p.DeletesDone++ })
 		l.writes = append(l.writes, &deleteDoneOp{id: id})
@@ -89,6 +97,12 @@ func (l *loop) addDelete(d store.Delete) {
 	}
 	j := &delJob{d: d, bo: l.newBackoff(d.Attempts)}
 	l.dels[d.TraceID] = j
+	t := l.delTally[d.Hash]
+	if t == nil {
+		t = &deleteTally{}
+		l.delTally[d.Hash] = t
+	}
+	t.total++
 	if d.NextAttempt.After(l.now()) {
 		heap.Push(&l.sched, schedItem{at: d.NextAttempt, del: j})
 		return
@@ -108,10 +122,33 @@ func (l *loop) loadDeletes() {
 	}
 }
 
-// orphan schedules the check-then-delete of a content without paths (rule 4).
-func (l *loop) orphan(h store.Hash, size int64) {
+// tallyDelete counts a done delete of content h's traces and, with the
+// last one, logs one line for the content.
+func (l *loop) tallyDelete(h store.Hash, alreadyGone bool) {
+	t := l.delTally[h]
+	if t == nil {
+		return
+	}
+	t.done++
+	if alreadyGone {
+		t.gone++
+	}
+	if t.done < t.total {
+		return
+	}
+	delete(l.delTally, h)
+	ev := l.e.log.Info().Str("hash", h.String()).Int("traces", t.total)
+	if t.gone > 0 {
+		ev = ev.Int("already_gone", t.gone)
+	}
+	ev.Msg("remote traces deleted")
+}
+
+// orphan schedules the check-then-delete of a content without paths (rule
+// 4); from is the removed path that held it last, when known.
+func (l *loop) orphan(h store.Hash, size int64, from string) {
 	if !l.e.cfg.DeleteOnRemove {
 		return // the content stays: the same bytes reappearing are linked, not uploaded
 	}
-	l.orphans[h] = orphanTimer{at: l.now().Add(l.e.cfg.DeleteDelay), size: size}
+	l.orphans[h] = orphanTimer{at: l.now().Add(l.e.cfg.DeleteDelay), size: size, from: from}
 }

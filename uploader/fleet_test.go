@@ -139,6 +139,8 @@ func TestRemoteCheckAdoptsNotUploads(t *testing.T) {
 	if !slices.Equal(sortedCopy(c.TraceIDs), sortedCopy(firstIDs)) {
 		t.Fatalf("adopted %v, want the first uploader's %v", c.TraceIDs, firstIDs)
 	}
+	// The store shows the path uploaded a moment before the loop counts it.
+	second.waitFor("the adoption to be counted", func() bool { return second.eng.Progress().Adopted >= 1 })
 	if pr := second.eng.Progress(); pr.Adopted != 1 || pr.Uploaded != 0 {
 		t.Fatalf("progress adopted %d uploaded %d, want 1 and 0", pr.Adopted, pr.Uploaded)
 	}

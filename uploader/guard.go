@@ -50,6 +50,8 @@ type guard struct {
 	devHold     map[string]uint64         // root → the device it is on, not its records'
 	devAccepted map[string]uint64         // root → a device the user confirmed
 	parked      map[string]map[string]watcher.Event
+
+	renamed map[string]bool // gone paths logLinked logged as renamed, until their removal is acted on
 }
 
 func newGuard() guard {
@@ -62,6 +64,7 @@ func newGuard() guard {
 		devHold:     map[string]uint64{},
 		devAccepted: map[string]uint64{},
 		parked:      map[string]map[string]watcher.Event{},
+		renamed:     map[string]bool{},
 	}
 }
 
@@ -283,6 +286,7 @@ func under(path, dir string) bool {
 // unhold forgets a held or pending removal of a path that is back.
 func (l *loop) unhold(path, root string) {
 	delete(l.g.pending, path)
+	delete(l.g.renamed, path)
 	if set := l.g.held[root]; set != nil {
 		delete(set, path)
 		if len(set) == 0 {
@@ -312,28 +316,35 @@ func (l *loop) addPending(root string, paths []string) {
 type removalKind uint8
 
 const (
-	removalFree   removalKind = iota + 1 // deletes nothing remote: a rename, or no traces
+	removalFree   removalKind = iota + 1 // deletes nothing remote: no traces, or deletes are off
+	removalKept                          // another live path holds its content: a rename or a copy
 	removalDelete                        // its content's traces would be deleted
 	removalMaybe                         // a file of its size is being hashed: perhaps its new name
 )
 
 // classify says what removing rec would do, the pending set aside.
 func (l *loop) classify(rec store.PathRecord) removalKind {
-	if !l.e.cfg.DeleteOnRemove || rec.Hash.IsZero() {
+	if rec.Hash.IsZero() {
+		return removalFree
+	}
+	refs, err := l.e.st.Refs(rec.Hash)
+	if err != nil {
+		if !l.e.cfg.DeleteOnRemove {
+			return removalFree
+		}
+		return removalMaybe
+	}
+	for _, r := range refs {
+		if _, gone := l.g.pending[r]; r != rec.Path && !gone {
+			return removalKept
+		}
+	}
+	if !l.e.cfg.DeleteOnRemove {
 		return removalFree
 	}
 	c, err := l.e.st.GetContent(rec.Hash)
 	if err != nil {
 		return removalFree // nothing uploaded yet: nothing to delete now
-	}
-	refs, err := l.e.st.Refs(rec.Hash)
-	if err != nil {
-		return removalMaybe
-	}
-	for _, r := range refs {
-		if _, gone := l.g.pending[r]; r != rec.Path && !gone {
-			return removalFree // another live path holds the content: a rename
-		}
 	}
 	if l.orphanBusy(rec.Hash, c.Size) {
 		return removalMaybe
@@ -350,7 +361,7 @@ func (l *loop) judgeRemovals(now time.Time) {
 		return
 	}
 	capped := now.Sub(l.g.first) >= max(maxGather, 2*l.gatherDelay())
-	type verdict struct{ free, del []string }
+	type verdict struct{ free, del, kept, told []string }
 	byRoot := map[string]*verdict{}
 	var roots []string
 	maybe := false
@@ -377,6 +388,13 @@ func (l *loop) judgeRemovals(now time.Time) {
 			v.free = append(v.free, p)
 		case removalDelete:
 			v.del = append(v.del, p)
+		case removalKept:
+			v.free = append(v.free, p)
+			if l.g.renamed[p] {
+				v.told = append(v.told, p)
+			} else {
+				v.kept = append(v.kept, p) // a copy removed, or a rename not told yet
+			}
 		default:
 			v.free = append(v.free, p)
 		}
@@ -392,6 +410,7 @@ func (l *loop) judgeRemovals(now time.Time) {
 		v := byRoot[root]
 		for _, p := range append(v.free, v.del...) {
 			delete(l.g.pending, p)
+			delete(l.g.renamed, p)
 		}
 		if why := l.rootHold(root); why != "" {
 			l.holdWithLog(root, append(v.free, v.del...), why)
@@ -399,6 +418,7 @@ func (l *loop) judgeRemovals(now time.Time) {
 		}
 		act = append(act, v.free...)
 		if len(v.del) == 0 {
+			l.logRemoved(v.free, v.kept, v.told, nil)
 			continue
 		}
 		why := ""
@@ -410,6 +430,7 @@ func (l *loop) judgeRemovals(now time.Time) {
 				len(l.g.acted)+len(v.del), window, l.e.cfg.MaxDelete, l.e.cfg.Hints.Budget)
 		}
 		if why != "" {
+			l.logRemoved(v.free, v.kept, v.told, nil)
 			l.holdWithLog(root, v.del, why)
 			continue
 		}
@@ -417,7 +438,7 @@ func (l *loop) judgeRemovals(now time.Time) {
 			l.g.acted = append(l.g.acted, now)
 		}
 		act = append(act, v.del...)
-		l.e.log.Info().Str("root", root).Int("files", len(v.del)).Int("renamed_or_kept", len(v.free)).Msg("files removed")
+		l.logRemoved(v.free, v.kept, v.told, v.del)
 	}
 	if len(l.g.pending) == 0 {
 		l.g.first, l.g.last = time.Time{}, time.Time{}
@@ -425,6 +446,42 @@ func (l *loop) judgeRemovals(now time.Time) {
 	if len(act) > 0 {
 		l.writes = append(l.writes, &removeOp{paths: act})
 	}
+}
+
+// removedListed is how many paths a "removed" line names; the count says
+// how many there were in all.
+const removedListed = 5
+
+// logRemoved says which paths are marked removed: the free ones (nothing
+// deleted remotely), the kept ones apart (another path holds their bytes),
+// del (their traces are deleted once the grace ends), and not the renames
+// logLinked already told.
+func (l *loop) logRemoved(free, kept, told, del []string) {
+	var plain []string
+	for _, p := range free {
+		if !slices.Contains(kept, p) && !slices.Contains(told, p) {
+			plain = append(plain, p)
+		}
+	}
+	plain = append(plain, del...)
+	if len(plain) > 0 {
+		ev := l.e.log.Info().Int("files", len(plain))
+		if len(del) > 0 {
+			ev = ev.Int("deleting_traces_of", len(del)) // their contents have no other file
+		}
+		ev.Msg("removed: " + listPaths(plain))
+	}
+	if len(kept) > 0 {
+		l.e.log.Info().Int("files", len(kept)).Msg("removed: " + listPaths(kept) + " (another file holds the same bytes: traces kept)")
+	}
+}
+
+// listPaths names up to removedListed paths, then how many more.
+func listPaths(paths []string) string {
+	if len(paths) <= removedListed {
+		return strings.Join(paths, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(paths[:removedListed], ", "), len(paths)-removedListed)
 }
 
 // rootHold says why no removal under root may be acted on now; "" if none.

@@ -144,7 +144,7 @@ func hashFile(path string, maxSize int64) hashResult {
 		res.Err = fmt.Errorf("%s: %w", path, syntaxErr)
 	case syntaxErr != nil:
 		res.Outcome = hashInvalid
-		res.Err = fmt.Errorf("%s: %w; fix the file (or replace it) and it is retried", path, syntaxErr)
+		res.Err = fmt.Errorf("%s: %w", path, syntaxErr) // the advice is the quarantine line's (countQuarantine)
 	default:
 		res.Outcome = hashOK
 	}

@@ -29,6 +29,7 @@ type loop struct {
 	locks    map[string]*upload
 	sched    schedHeap
 	dels     map[string]*delJob
+	delTally map[store.Hash]*deleteTally // deletes per content, for one log line each
 	delQ     []*delJob
 	orphans  map[store.Hash]orphanTimer
 	hashQ    []hashReq
@@ -74,6 +75,7 @@ func newLoop(e *Engine, events <-chan watcher.Event, w Resettler) *loop {
 		blocked:  map[string][]*upload{},
 		locks:    map[string]*upload{},
 		dels:     map[string]*delJob{},
+		delTally: map[store.Hash]*deleteTally{},
 		orphans:  map[store.Hash]orphanTimer{},
 		rootGone: map[string]string{},
 		scanned:  map[string]bool{},
@@ -242,7 +244,7 @@ func (l *loop) stop() {
 		}
 	}
 	l.stagedQ = nil
-	l.e.log.Info().Int("in_flight", l.inflight).Msg("stopping: no new work; waiting for uploads in flight")
+	l.e.log.Debug().Int("in_flight", l.inflight).Msg("engine stopping: no new work; waiting for uploads in flight") // cmd tells the person
 }
 
 // busy reports work that must finish before Run may return.
@@ -306,11 +308,12 @@ func (l *loop) fire(now time.Time) {
 			continue
 		}
 		if l.orphanBusy(h, o.size) {
-			l.orphans[h] = orphanTimer{at: now.Add(max(l.e.cfg.DeleteDelay, 10*time.Millisecond)), size: o.size}
+			o.at = now.Add(max(l.e.cfg.DeleteDelay, 10*time.Millisecond))
+			l.orphans[h] = o
 			continue
 		}
 		delete(l.orphans, h)
-		l.writes = append(l.writes, &orphanOp{hash: h})
+		l.writes = append(l.writes, &orphanOp{hash: h, from: o.from})
 	}
 	l.judgeRemovals(now)
 	if l.paused && !l.probing && !l.stopping && !now.Before(l.probeAt) {

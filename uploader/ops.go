@@ -256,6 +256,7 @@ func (o *quarantineOp) apply(tx *store.Tx, now time.Time) error {
 type orphaned struct {
 	hash store.Hash
 	size int64
+	path string // the removed path that held it last
 }
 
 // removeOp marks paths removed (after the guard of rule 6 let them through)
@@ -270,6 +271,7 @@ type removeOp struct {
 func (o *removeOp) apply(tx *store.Tx, now time.Time) error {
 	o.removed, o.orphans = 0, nil
 	var hashes []store.Hash
+	last := map[store.Hash]string{}
 	for _, p := range o.paths {
 		old, err := tx.RemovePath(p, now)
 		if errors.Is(err, store.ErrNotFound) {
@@ -285,13 +287,16 @@ func (o *removeOp) apply(tx *store.Tx, now time.Time) error {
 		if !old.Hash.IsZero() && !slices.Contains(hashes, old.Hash) {
 			hashes = append(hashes, old.Hash)
 		}
+		if !old.Hash.IsZero() {
+			last[old.Hash] = p
+		}
 	}
 	for _, h := range hashes {
 		if tx.RefCount(h) > 0 {
 			continue
 		}
 		if c, err := tx.GetContent(h); err == nil {
-			o.orphans = append(o.orphans, orphaned{h, c.Size})
+			o.orphans = append(o.orphans, orphaned{h, c.Size, last[h]})
 		}
 	}
 	return nil
@@ -301,6 +306,7 @@ func (o *removeOp) apply(tx *store.Tx, now time.Time) error {
 // last check that no path references it (rule 4).
 type orphanOp struct {
 	hash store.Hash
+	from string // the path that held it last, for the log; "" if unknown
 	// outputs
 	deletes []store.Delete
 }

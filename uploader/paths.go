@@ -5,7 +5,11 @@ package uploader
 // to the upload of its content.
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"strings"
 
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
@@ -203,7 +207,7 @@ func (l *loop) onDecided(o *decideOp) {
 	case decUnchanged:
 		l.done(func(pr *Progress) { pr.Unchanged++ }, read)
 	case decLinked:
-		log.Debug().Str("path", path).Str("hash", o.res.Hash.String()).Msg("linked to an uploaded content: no upload")
+		l.logLinked(path, o.res.Hash)
 		l.e.m.links.Inc()
 		l.done(func(pr *Progress) { pr.Linked++ }, read)
 	case decSkipped:
@@ -223,14 +227,73 @@ func (l *loop) onDecided(o *decideOp) {
 		l.attach(path, p, o)
 	}
 	if !o.orphan.IsZero() {
-		l.orphan(o.orphan, o.orphanSize)
+		l.orphan(o.orphan, o.orphanSize, "")
 	}
 	l.release(path, p)
 }
 
-// countQuarantine counts path quarantined for reason; read is as for done.
+// maxRenameChecks bounds the lstat calls logLinked makes among a content's
+// other paths, so a content held by thousands of files costs a few.
+const maxRenameChecks = 8
+
+// logLinked says what a path whose bytes are already uploaded is: the new
+// name of a file gone a moment ago (a rename, rule 5), or a copy of a file
+// still there. Neither uploads anything.
+func (l *loop) logLinked(path string, h store.Hash) {
+	refs, err := l.e.st.Refs(h)
+	if err != nil {
+		l.e.log.Error().Err(err).Str("path", path).Msg("read the paths of a linked content")
+	}
+	var from, copyOf string
+	checked := 0
+	for _, r := range refs {
+		if r == path {
+			continue
+		}
+		_, pending := l.g.pending[r]
+		gone := pending
+		if !gone && checked < maxRenameChecks {
+			checked++
+			_, err := os.Lstat(r)
+			gone = errors.Is(err, fs.ErrNotExist)
+		}
+		if gone {
+			from = r
+			l.g.renamed[r] = true // judgeRemovals does not tell its removal again
+			break
+		}
+		if copyOf == "" {
+			copyOf = r
+		}
+	}
+	if t, ok := l.orphans[h]; from == "" && ok {
+		from = t.from // its removal was acted on first; "" if not known
+	}
+	ev := l.e.log.Info().Str("path", path).Str("hash", h.String())
+	switch {
+	case from != "": // from and same_as are for JSON; the console leaves out what the message says
+		ev.Str("from", from).Msg("renamed: " + from + " -> " + path + " (no upload, no delete)")
+	case copyOf != "":
+		ev.Str("same_as", copyOf).Msg("linked: same bytes as " + copyOf + " (no upload)")
+	default:
+		ev.Msg("linked: same bytes as a file uploaded before (no upload)")
+	}
+}
+
+// countQuarantine logs a quarantined path once, its path and advice once:
+// msg names the path (the reasons built in hash.go and onEvent do) or the
+// line adds it, and reasons without advice of their own get the general
+// one. read is as for done.
 func (l *loop) countQuarantine(path, reason string, read int64, msg string) {
-	l.e.log.Warn().Str("path", path).Str("reason", reason).Str("error", msg).Msg("quarantined: fix the file (or `tracesync retry` it) and it is tried again")
+	text := msg
+	if !strings.Contains(msg, path) {
+		text = path + ": " + msg
+	}
+	if reason == "invalid" || reason == "rejected" {
+		text += "; fix the file and it is tried again (or `tracesync retry` it)"
+	}
+	// error stays a field for JSON; the console leaves it out, as the message says it.
+	l.e.log.Warn().Str("path", path).Str("reason", reason).Str("error", msg).Msg("quarantined: " + text)
 	l.e.m.quarantined.WithLabelValues(reason).Inc()
 	l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, read)
 }

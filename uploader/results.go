@@ -231,6 +231,6 @@ func (l *loop) onUploaded(o *uploadedOp) {
 		}
 	})
 	if o.orphaned {
-		l.orphan(u.hash, u.size) // re-checked when due: a path may come back
+		l.orphan(u.hash, u.size, "") // re-checked when due: a path may come back
 	}
 }

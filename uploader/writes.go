@@ -52,14 +52,18 @@ func (l *loop) onWritten(d writeDone) {
 			l.onUploaded(o)
 		case *removeOp:
 			for _, or := range o.orphans {
-				l.orphan(or.hash, or.size)
+				l.orphan(or.hash, or.size, or.path)
 			}
 		case *orphanOp:
 			for _, del := range o.deletes {
 				l.addDelete(del)
 			}
 			if len(o.deletes) > 0 {
-				l.e.log.Info().Str("hash", o.hash.String()).Int("traces", len(o.deletes)).Msg("content has no file left: deleting its traces")
+				ev := l.e.log.Info().Str("hash", o.hash.String()).Int("traces", len(o.deletes))
+				if o.from != "" {
+					ev = ev.Str("path", o.from)
+				}
+				ev.Msg("content has no file left: deleting its traces")
 			}
 		case *requeueOp:
 			for _, rec := range o.recs {

@@ -360,7 +360,13 @@ func (l *loop) handleFound(f found) {
 		if r.gone {
 			return
 		}
-		l.cfg.Log.Info().Str("root", r.path).Int("files", f.scan.Files).Int("unchanged", f.scan.Unchanged).
+		// A clean scan is told at debug level: cmd says what the first scan
+		// found, and a rescan every --rescan-interval would be noise.
+		ev := l.cfg.Log.Debug()
+		if f.scan.Errors > 0 {
+			ev = l.cfg.Log.Warn()
+		}
+		ev.Str("root", r.path).Int("files", f.scan.Files).Int("unchanged", f.scan.Unchanged).
 			Int("errors", f.scan.Errors).Dur("took", now.Sub(f.scan.Started)).Msg("scan done")
 		l.emit(Event{Kind: ScanDone, Root: r.path, Scan: f.scan})
 	case foundRootGone:

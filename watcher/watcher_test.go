@@ -721,3 +721,20 @@ func TestDirectoryRenamedWithinRoot(t *testing.T) {
 		}
 	}
 }
+
+// A clean scan logs nothing at info level: the command says what the first
+// scan found, and a rescan every --rescan-interval would be noise.
+func TestCleanScanIsQuietAtInfo(t *testing.T) {
+	root := tempRoot(t)
+	writeFile(t, filepath.Join(root, "a.json"), "{}")
+	var logs syncBuffer
+	w, err := New(Config{Roots: []string{root}, Settle: testSettle, Log: zerolog.New(&logs).Level(zerolog.InfoLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runRecorder(t, w)
+	r.waitEvent(ScanDone, root, "")
+	if strings.Contains(logs.String(), "scan done") {
+		t.Fatalf("a clean scan logged at info:\n%s", logs.String())
+	}
+}

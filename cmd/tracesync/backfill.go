@@ -70,8 +70,10 @@ tracesync files --state quarantined) or the run was interrupted;
 			return runBackfill(cmd.Context(), g, &f, dirs, !cmd.Flag("log-level").Changed)
 		},
 	}
-	addSyncFlags(cmd.Flags(), &f)
-	cmd.Flags().Lookup("delete-on-remove").Usage = "refused: a backfill never deletes (use tracesync run --delete-on-remove, or tracesync reconcile --confirm --delete-on-remove)"
+	addCommonFlags(cmd.Flags(), &f)
+	// Defined, hidden, only to refuse it with advice (backfillDeleteOnRemove).
+	cmd.Flags().BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "refused: a backfill never deletes")
+	_ = cmd.Flags().MarkHidden("delete-on-remove")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be uploaded, linked, skipped or quarantined; upload nothing (needs no API key)")
 	return cmd
 }
@@ -114,7 +116,7 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 		if format == "" || format == "auto" {
 			format = "console"
 		}
-		log, err := logging.New(&barLogWriter{p: bar}, level, format)
+		log, err := logging.NewWithOptions(&barLogWriter{p: bar}, level, format, logging.Options{Roots: g.logRoots})
 		if err != nil {
 			return asUsage(err)
 		}

@@ -186,6 +186,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		return nil, asUsage(err)
 	}
 	s.resettler = &trackingResettler{w: s.w, pending: map[string]bool{}}
+	g.logRoots.Set(dirs)
 	g.log.Info().Strs("dirs", dirs).Str("base_url", s.target.BaseURL).Str("organization", s.target.OrganizationID).
 		Str("project", s.target.ProjectID).Str("state", s.db.File()).Msg("tracesync starting")
 	return s, nil
@@ -329,7 +330,8 @@ func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
 		case <-egCtx.Done():
 		case <-ctx.Done():
 			interrupted = true
-			s.g.log.Info().Dur("shutdown_timeout", s.f.shutdownTimeout).Msg("stopping: no new uploads; waiting for the ones in flight")
+			s.g.log.Info().Int("in_flight", s.eng.Progress().InFlight).Dur("shutdown_timeout", s.f.shutdownTimeout).
+				Msg("stopping: no new uploads; waiting for the ones in flight")
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), s.f.shutdownTimeout)
 		defer cancel()
@@ -358,6 +360,11 @@ func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
 	if interrupted && s.once {
 		return errInterrupted
 	}
+	if !s.once { // a backfill ends with its summary instead
+		p := s.eng.Progress()
+		s.g.log.Info().Int("uploaded", p.Uploaded).Int("linked", p.Linked+p.Adopted).Int("quarantined", p.Quarantined).
+			Int("traces_deleted", p.DeletesDone).Msg("stopped")
+	}
 	return nil
 }
 
@@ -380,7 +387,15 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 				files += ev.Scan.Files
 				unchanged += ev.Scan.Unchanged
 				if len(pending) == 0 && scanned != nil {
-					s.g.log.Info().Int("files", files).Int("unchanged", unchanged).Msg("first scan queued")
+					verb := "watching"
+					if s.once {
+						verb = "scanned"
+					}
+					msg := fmt.Sprintf("%s %d %s, %d %s", verb, len(s.dirs), pluralize(len(s.dirs), "folder", "folders"), files, pluralize(files, "file", "files"))
+					if unchanged > 0 {
+						msg += fmt.Sprintf(" (%d unchanged since the last run)", unchanged)
+					}
+					s.g.log.Info().Int("files", files).Int("unchanged", unchanged).Msg(msg)
 					close(scanned)
 					scanned = nil
 				}

@@ -106,7 +106,7 @@ func runDemo(ctx context.Context, g *globals, f *syncFlags, o demoOptions) error
 		return fmt.Errorf("create the drop folder: %w (pass --dir to use another place)", err)
 	}
 	if !o.logFormatGiven {
-		log, err := logging.New(g.stderr, g.logLevel, "console")
+		log, err := logging.NewWithOptions(g.stderr, g.logLevel, "console", logging.Options{Roots: g.logRoots})
 		if err != nil {
 			return asUsage(err)
 		}

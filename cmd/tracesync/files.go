@@ -55,7 +55,8 @@ It needs no API key. While a daemon runs, it asks the daemon.`,
 				if len(f.TraceIDs) > 0 {
 					traces = strings.Join(f.TraceIDs, ",")
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", f.State, f.Attempts, hash, traces, f.Path, f.LastError)
+				lastErr := strings.TrimPrefix(f.LastError, f.Path+": ") // the PATH column names it already
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", f.State, f.Attempts, hash, traces, f.Path, lastErr)
 			}
 			return tw.Flush()
 		},

@@ -85,6 +85,8 @@ func (s *syncer) prune(ctx context.Context, wait time.Duration) {
 		return // stopping
 	case err != nil:
 		s.g.log.Error().Err(err).Msg("prune failed; the state keeps its old records until the next try")
+	case st.Paths+st.Contents == 0:
+		s.g.log.Debug().Dur("retention", s.f.retention).Msg("nothing to prune") // every start prunes: say so only when it did something
 	default:
 		s.g.log.Info().Int("paths", st.Paths).Int("contents", st.Contents).Dur("retention", s.f.retention).
 			Msg("pruned records of files removed longer ago than --retention and of contents nothing refers to")

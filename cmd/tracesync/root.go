@@ -102,7 +102,8 @@ type globals struct {
 	memProfile     string
 	stopProfile    func() error
 
-	log zerolog.Logger // built in PersistentPreRunE
+	log      zerolog.Logger // built in PersistentPreRunE
+	logRoots *logging.Roots // the watched folders console lines shorten paths against, set once known
 
 	// fromEnv names the flags applyEnv set from the environment, with the
 	// variable each came from.
@@ -111,7 +112,7 @@ type globals struct {
 
 // Main runs the tracesync command line and returns the process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
-	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, log: zerolog.Nop()}
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, log: zerolog.Nop(), logRoots: &logging.Roots{}}
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -177,7 +178,7 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 				return asUsage(err)
 			}
 			g.fromEnv = fromEnv
-			log, err := logging.New(g.stderr, g.logLevel, g.logFormat)
+			log, err := logging.NewWithOptions(g.stderr, g.logLevel, g.logFormat, logging.Options{Roots: g.logRoots})
 			if err != nil {
 				return asUsage(err)
 			}
@@ -223,6 +224,7 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 		newCheckConfigCmd(g),
 	)
 	usageErrorsTyped(root)
+	helpNamesEnv(root)
 	return root
 }
 

@@ -9,12 +9,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/internal/control"
 	"github.com/tracesync/tracesync/store"
 )
@@ -123,11 +125,16 @@ func readStatus(ctx context.Context, g *globals) (control.Status, error) {
 
 func printStatus(w io.Writer, st control.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	target := st.Target
-	if target == "" {
-		target = "(none: nothing has been synced with this state directory)"
+	switch t, ok := client.ParseTarget(st.Target); {
+	case st.Target == "":
+		fmt.Fprintf(tw, "Target:\t(none: nothing has been synced with this state directory)\n")
+	case ok:
+		fmt.Fprintf(tw, "API:\t%s\n", t.BaseURL)
+		fmt.Fprintf(tw, "Organization:\t%s\n", t.OrganizationID)
+		fmt.Fprintf(tw, "Project:\t%s\n", t.ProjectID)
+	default:
+		fmt.Fprintf(tw, "Target:\t%s\n", st.Target)
 	}
-	fmt.Fprintf(tw, "Target:\t%s\n", target)
 	fmt.Fprintf(tw, "State file:\t%s\n", st.StateFile)
 	if st.Daemon {
 		fmt.Fprintf(tw, "Source:\trunning daemon (pid %d)\n", st.DaemonPID)
@@ -158,7 +165,11 @@ func printStatus(w io.Writer, st control.Status) error {
 		if !e.At.IsZero() {
 			at = e.At.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", at, e.State, e.Path, e.Error)
+		if strings.Contains(e.Error, e.Path) { // the message names the file itself: once is enough
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", at, e.State, e.Error)
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s: %s\n", at, e.State, e.Path, e.Error)
 	}
 	return tw.Flush()
 }

@@ -112,7 +112,7 @@ func TestStatusReadsStateFileWithoutDaemonOrKey(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: exit %d, stderr %q", code, errOut)
 	}
-	for _, want := range []string{stTarget, filepath.Join(dir, store.FileName), "no daemon running", "uploaded", "quarantined", "flaky.json", "503 Service Unavailable"} {
+	for _, want := range []string{"API:", "http://127.0.0.1:1\n", "Organization:", "org-1\n", "Project:", "proj-1\n", filepath.Join(dir, store.FileName), "no daemon running", "uploaded", "quarantined", "flaky.json", "503 Service Unavailable"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output does not show %q:\n%s", want, out)
 		}

@@ -16,8 +16,10 @@ import (
 	"github.com/tracesync/tracesync/uploader"
 )
 
-// syncFlags are the flags run and backfill share (check-config may reuse
-// them). Each is also read from TRACESYNC_<FLAG> by applyEnv.
+// syncFlags are the flags of the syncing commands: the common set
+// (addCommonFlags: run, backfill, demo, check-config) and the daemon set
+// (addDaemonFlags: not backfill). Each is also read from TRACESYNC_<FLAG>
+// by applyEnv.
 type syncFlags struct {
 	workers         int
 	include         []string
@@ -65,37 +67,60 @@ const alwaysIgnoredHelp = ".*, *.tmp, *.part, *.swp, *~, #*#"
 // argument is given: a comma-separated list.
 const dirsEnv = "TRACESYNC_DIRS"
 
-// addSyncFlags defines the shared flags on fs, with their defaults, into f.
+// Limits of the shared flags, checked by validate and named in the help.
+const (
+	maxWorkers        = 256
+	minRescanInterval = time.Second
+	minPoll           = 10 * time.Millisecond
+	minProbeInterval  = 100 * time.Millisecond
+)
+
+// addSyncFlags defines the flags of the commands that sync continuously
+// (run, demo, check-config): the common set and the daemon set.
 func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
+	addCommonFlags(fs, f)
+	addDaemonFlags(fs, f)
+}
+
+// addCommonFlags defines the flags every syncing command uses, backfill
+// included, with their defaults, into f. It also sets the daemon flags'
+// defaults, so f validates where they are not defined.
+func addCommonFlags(fs *pflag.FlagSet, f *syncFlags) {
 	f.maxFileSize = byteSize(client.MaxFileSize)
-	fs.IntVar(&f.workers, "workers", defaultWorkers, "uploads in flight at once")
+	f.rescanInterval, f.maxDelete, f.maxDeleteWindow = defaultRescanInterval, defaultMaxDelete, defaultMaxDeleteWindow
+	fs.IntVar(&f.workers, "workers", defaultWorkers, fmt.Sprintf("uploads in flight at once, at most (1 to %d)", maxWorkers))
 	fs.StringSliceVar(&f.include, "include", []string{"*.json", "*.jsonl"}, "glob of file names to sync (repeatable, or comma-separated)")
 	fs.StringSliceVar(&f.exclude, "exclude", nil, "glob of file names or paths to skip, on top of the temporary names always skipped ("+alwaysIgnoredHelp+")")
-	fs.DurationVar(&f.settle, "settle", defaultSettle, "quiet time before a file counts as written")
-	fs.DurationVar(&f.settleTimeout, "settle-timeout", defaultSettleTimeout, "how long a file may stay incomplete (unparsable .json, .jsonl without final newline) before it is quarantined")
-	fs.DurationVar(&f.rescanInterval, "rescan-interval", defaultRescanInterval, "full rescan of every folder this often, as a safety net (0 disables)")
-	fs.BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "delete a file's traces remotely when no local file holds its content any more")
-	fs.IntVar(&f.maxDelete, "max-delete", defaultMaxDelete, "with --delete-on-remove, delete the traces of at most this many removed files within --max-delete-window; removals past it are held back whole, the first ones included, until tracesync reconcile --confirm (renamed or moved files do not count)")
-	fs.DurationVar(&f.maxDeleteWindow, "max-delete-window", defaultMaxDeleteWindow, "the time window --max-delete counts over")
-	fs.Var(&f.maxFileSize, "max-file-size", "largest file to upload, e.g. 10MiB (at most and by default 50MiB, the API's limit); larger files are quarantined")
+	fs.DurationVar(&f.settle, "settle", defaultSettle, "quiet time before a file counts as written (more than 0)")
+	fs.DurationVar(&f.settleTimeout, "settle-timeout", defaultSettleTimeout, "how long a file may stay incomplete (unparsable .json, .jsonl without final newline) before it is quarantined (at least --settle)")
+	fs.Var(&f.maxFileSize, "max-file-size", "largest file to upload, e.g. 10MiB (1 byte to 50MiB, the API's limit and the default); larger files are quarantined")
 	fs.Float64Var(&f.rateLimit, "rate-limit", 0, "API requests per second at most (0: no limit)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9464 (empty: off)")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight uploads may take to finish")
-	fs.BoolVar(&f.noRecursive, "no-recursive", false, "watch only the top level of each folder")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight uploads may take to finish (0 or more)")
+	fs.BoolVar(&f.noRecursive, "no-recursive", false, "sync only the top level of each folder, not its subfolders")
 	fs.BoolVar(&f.followSymlinks, "follow-symlinks", false, "follow symbolic links (never out of a folder)")
-	fs.DurationVar(&f.poll, "poll", 0, "poll every INTERVAL instead of using inotify (for NFS, SMB); 0 uses inotify")
-	fs.StringVar(&f.rootMarker, "root-marker", "", "a file that must exist in each folder (like .stfolder); without it the folder counts as unmounted and nothing is deleted")
 	fs.Var(&f.remoteName, "remote-name", "the name each upload gets at the server: unique (the file's stem, 16 hex digits of its content's SHA-256, its extension: safe with any number of uploaders into one project) or basename (the bare file name: only for one uploader per project)")
 	fs.BoolVar(&f.noRemoteCheck, "no-remote-check", false, "do not ask the server, before uploading a content this state does not know, whether its unique name is already there (to adopt it instead of uploading it again)")
-	fs.DurationVar(&f.probeInterval, "probe-interval", defaultProbeInterval, "while uploads are paused (key rejected, API unreachable or answering 503), how often one request checks whether it works again")
+	fs.DurationVar(&f.probeInterval, "probe-interval", defaultProbeInterval, "while uploads are paused (key rejected, API unreachable or answering 503), how often one request checks whether it works again (at least "+minProbeInterval.String()+")")
 	fs.DurationVar(&f.retention, "retention", defaultRetention, "keep records of removed files this long, then prune them and the contents no file, upload or delete refers to (run: after the first scan, then daily; backfill: at the end); 0 keeps everything, else at least 1h")
+}
+
+// addDaemonFlags defines the flags only a command that keeps watching
+// uses: rescans, polling, and the remote deletes with their guard.
+func addDaemonFlags(fs *pflag.FlagSet, f *syncFlags) {
+	fs.DurationVar(&f.rescanInterval, "rescan-interval", defaultRescanInterval, "full rescan of every folder this often, as a safety net (0 disables, else at least "+minRescanInterval.String()+")")
+	fs.DurationVar(&f.poll, "poll", 0, "poll every INTERVAL instead of using inotify (for NFS, SMB); 0 uses inotify, else at least "+minPoll.String())
+	fs.StringVar(&f.rootMarker, "root-marker", "", "a file that must exist in each folder (like .stfolder); without it the folder counts as unmounted and nothing is deleted")
+	fs.BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "delete a file's traces remotely when no local file holds its content any more")
+	fs.IntVar(&f.maxDelete, "max-delete", defaultMaxDelete, "with --delete-on-remove, delete the traces of at most this many removed files within --max-delete-window; removals past it are held back whole, the first ones included, until tracesync reconcile --confirm (renamed or moved files do not count; 0 or more)")
+	fs.DurationVar(&f.maxDeleteWindow, "max-delete-window", defaultMaxDeleteWindow, "the time window --max-delete counts over (more than 0)")
 }
 
 // validate checks the shared flags; every error says how to fix it.
 func (f *syncFlags) validate() error {
 	var errs []error
-	if f.workers < 1 || f.workers > 256 {
-		errs = append(errs, fmt.Errorf("--workers %d: use 1 to 256", f.workers))
+	if f.workers < 1 || f.workers > maxWorkers {
+		errs = append(errs, fmt.Errorf("--workers %d: use 1 to %d", f.workers, maxWorkers))
 	}
 	if f.settle <= 0 {
 		errs = append(errs, fmt.Errorf("--settle %s: use a positive duration such as 1s", f.settle))
@@ -105,11 +130,11 @@ func (f *syncFlags) validate() error {
 	}
 	if f.rescanInterval < 0 {
 		errs = append(errs, fmt.Errorf("--rescan-interval %s: use 0 (off) or a positive duration such as 10m", f.rescanInterval))
-	} else if f.rescanInterval > 0 && f.rescanInterval < time.Second {
-		errs = append(errs, fmt.Errorf("--rescan-interval %s: use at least 1s (or 0 to disable)", f.rescanInterval))
+	} else if f.rescanInterval > 0 && f.rescanInterval < minRescanInterval {
+		errs = append(errs, fmt.Errorf("--rescan-interval %s: use at least %s (or 0 to disable)", f.rescanInterval, minRescanInterval))
 	}
-	if f.probeInterval < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("--probe-interval %s: use at least 100ms, e.g. 30s", f.probeInterval))
+	if f.probeInterval < minProbeInterval {
+		errs = append(errs, fmt.Errorf("--probe-interval %s: use at least %s, e.g. 30s", f.probeInterval, minProbeInterval))
 	}
 	if f.maxDelete < 0 {
 		errs = append(errs, fmt.Errorf("--max-delete %d: use 0 or more", f.maxDelete))
@@ -126,8 +151,8 @@ func (f *syncFlags) validate() error {
 	if f.shutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--shutdown-timeout %s: use 0 or a positive duration such as 30s", f.shutdownTimeout))
 	}
-	if f.poll < 0 || (f.poll > 0 && f.poll < 10*time.Millisecond) {
-		errs = append(errs, fmt.Errorf("--poll %s: use 0 (inotify) or an interval of at least 10ms", f.poll))
+	if f.poll < 0 || (f.poll > 0 && f.poll < minPoll) {
+		errs = append(errs, fmt.Errorf("--poll %s: use 0 (inotify) or an interval of at least %s", f.poll, minPoll))
 	}
 	if f.retention < 0 || (f.retention > 0 && f.retention < minRetention) {
 		errs = append(errs, fmt.Errorf("--retention %s: use 0 (keep every record) or at least %s, e.g. 720h for 30 days", f.retention, minRetention))

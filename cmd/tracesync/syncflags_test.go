@@ -173,26 +173,79 @@ func TestResolveDirs(t *testing.T) {
 	}
 }
 
-// TestCommandsHaveSharedFlags checks that run and backfill define every
-// shared flag, from one definition.
-func TestCommandsHaveSharedFlags(t *testing.T) {
+// TestCommandsHaveTheirFlags checks that each syncing command defines the
+// flags it uses, from one definition: every command the common set, the
+// commands that keep watching the daemon set, and backfill's help shows no
+// daemon flag.
+func TestCommandsHaveTheirFlags(t *testing.T) {
 	var ref syncFlags
-	fs := pflag.NewFlagSet("ref", pflag.ContinueOnError)
-	addSyncFlags(fs, &ref)
+	common := pflag.NewFlagSet("common", pflag.ContinueOnError)
+	addCommonFlags(common, &ref)
+	daemon := pflag.NewFlagSet("daemon", pflag.ContinueOnError)
+	addDaemonFlags(daemon, &ref)
+	g := &globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
+	root := newRootCmd(g)
+	for _, c := range []struct {
+		name   string
+		daemon bool
+	}{{"run", true}, {"demo", true}, {"check-config", true}, {"backfill", false}} {
+		cmd, _, err := root.Find([]string{c.name})
+		if err != nil || cmd.Name() != c.name {
+			t.Fatalf("find %s: %v", c.name, err)
+		}
+		common.VisitAll(func(f *pflag.Flag) {
+			got := cmd.Flags().Lookup(f.Name)
+			if got == nil {
+				t.Errorf("%s lacks --%s", c.name, f.Name)
+			} else if got.DefValue != f.DefValue {
+				t.Errorf("%s --%s default %q, want %q", c.name, f.Name, got.DefValue, f.DefValue)
+			}
+		})
+		daemon.VisitAll(func(f *pflag.Flag) {
+			got := cmd.Flags().Lookup(f.Name)
+			switch {
+			case c.daemon && got == nil:
+				t.Errorf("%s lacks the daemon flag --%s", c.name, f.Name)
+			case !c.daemon && got != nil && !got.Hidden:
+				t.Errorf("%s --help shows the daemon flag --%s, which it does not use", c.name, f.Name)
+			}
+		})
+	}
+}
+
+// Every flag's help names the variable it is read from, and the ranges
+// validate enforces are in the help of the flags that have one.
+func TestFlagHelpNamesVariableAndRange(t *testing.T) {
 	g := &globals{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, getenv: func(string) string { return "" }}
 	root := newRootCmd(g)
 	for _, name := range []string{"run", "backfill"} {
 		cmd, _, err := root.Find([]string{name})
-		if err != nil || cmd.Name() != name {
-			t.Fatalf("find %s: %v", name, err)
+		if err != nil {
+			t.Fatal(err)
 		}
-		fs.VisitAll(func(f *pflag.Flag) {
-			got := cmd.Flags().Lookup(f.Name)
-			if got == nil {
-				t.Errorf("%s lacks --%s", name, f.Name)
-			} else if got.DefValue != f.DefValue {
-				t.Errorf("%s --%s default %q, want %q", name, f.Name, got.DefValue, f.DefValue)
+		cmd.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Hidden || commandLineOnly[f.Name] {
+				return
+			}
+			if !strings.Contains(f.Usage, envName(f.Name)) {
+				t.Errorf("%s --%s help does not name %s: %q", name, f.Name, envName(f.Name), f.Usage)
 			}
 		})
+	}
+	run, _, _ := root.Find([]string{"run"})
+	for flag, want := range map[string]string{
+		"workers":          "1 to 256",
+		"settle":           "more than 0",
+		"rescan-interval":  "at least 1s",
+		"poll":             "at least 10ms",
+		"probe-interval":   "at least 100ms",
+		"max-file-size":    "1 byte to 50MiB",
+		"retention":        "at least 1h",
+		"max-delete":       "0 or more",
+		"shutdown-timeout": "0 or more",
+	} {
+		if u := run.Flags().Lookup(flag).Usage; !strings.Contains(u, want) {
+			t.Errorf("run --%s help does not give its range %q: %q", flag, want, u)
+		}
 	}
 }

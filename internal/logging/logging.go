@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +56,56 @@ func setDurationEncoding() {
 	})
 }
 
+// Roots is the set of watched folders a console log shortens paths
+// against. Commands know their folders only after the logger exists, so
+// they hand one in at once and Set it later. The zero value knows no root.
+type Roots struct {
+	mu   sync.RWMutex // guards dirs: set by the command, read by every console line
+	dirs []string
+}
+
+// Set records the watched folders (absolute, clean). On a nil Roots it
+// does nothing, as a logger without roots keeps paths whole.
+func (r *Roots) Set(dirs []string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dirs = append([]string(nil), dirs...)
+}
+
+// shorten makes paths under a root relative to it in s: "x.json" under the
+// only root, "drop/x.json" (the root's base name first) when there are
+// several, so two roots' files stay apart.
+func (r *Roots) shorten(s string) string {
+	if r == nil || !strings.Contains(s, string(filepath.Separator)) {
+		return s
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, dir := range r.dirs {
+		prefix := dir + string(filepath.Separator)
+		if dir == string(filepath.Separator) || !strings.Contains(s, prefix) {
+			continue
+		}
+		repl := ""
+		if len(r.dirs) > 1 {
+			repl = filepath.Base(dir) + string(filepath.Separator)
+		}
+		s = strings.ReplaceAll(s, prefix, repl)
+	}
+	return s
+}
+
+// Options are what a logger may know beyond level and format.
+type Options struct {
+	// Roots, when not nil, are the watched folders: console lines show
+	// the paths under them relative to them. JSON lines keep every path
+	// whole. Nil: paths as logged.
+	Roots *Roots
+}
+
 // New returns a logger writing to w at the named level ("debug", "info",
 // "warn", "error") in the named format ("auto", "json", "console"; "" is
 // "auto"). Auto picks console when w is a terminal, JSON otherwise.
@@ -64,6 +116,13 @@ func setDurationEncoding() {
 // Duration fields (DurationFields) are integer milliseconds in JSON and
 // readable durations in the console format.
 func New(w io.Writer, level, format string) (zerolog.Logger, error) {
+	return NewWithOptions(w, level, format, Options{})
+}
+
+// NewWithOptions is New with opts. The console format shows the first 12
+// hex digits of a content hash and paths under opts.Roots relative to
+// them, so a line fits a terminal; JSON lines keep everything.
+func NewWithOptions(w io.Writer, level, format string, opts Options) (zerolog.Logger, error) {
 	setDurationEncoding()
 	lvl := zerolog.InfoLevel
 	if level != "" {
@@ -88,18 +147,67 @@ func New(w io.Writer, level, format string) (zerolog.Logger, error) {
 	switch {
 	case journal && useConsole:
 		jw := &journalWriter{out: w}
-		jw.console = &zerolog.ConsoleWriter{Out: &jw.buf, TimeFormat: time.TimeOnly, NoColor: true, FormatPrepare: readableDurations}
+		jw.console = &zerolog.ConsoleWriter{Out: &jw.buf, TimeFormat: time.TimeOnly, NoColor: true, FormatPrepare: forPeople(opts.Roots)}
 		out = jw
 	case journal:
 		out = &journalWriter{out: w}
 	case useConsole:
-		out = console(w)
+		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !IsTerminal(w), FormatPrepare: forPeople(opts.Roots)}
 	}
 	return zerolog.New(out).Level(lvl).With().Timestamp().Logger(), nil
 }
 
-func console(w io.Writer) io.Writer {
-	return zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !IsTerminal(w), FormatPrepare: readableDurations}
+// forPeople prepares a console line's fields: readable durations, short
+// hashes, paths relative to roots, and no field that only repeats what the
+// message says (a path the message names).
+func forPeople(roots *Roots) func(map[string]any) error {
+	return func(fields map[string]any) error {
+		if err := readableDurations(fields); err != nil {
+			return err
+		}
+		for k, v := range fields {
+			switch v := v.(type) {
+			case string:
+				fields[k] = shortText(v, roots)
+			case []any:
+				for i, e := range v {
+					if s, ok := e.(string); ok {
+						v[i] = shortText(s, roots)
+					}
+				}
+			}
+		}
+		msg, _ := fields[zerolog.MessageFieldName].(string)
+		for k, v := range fields {
+			s, ok := v.(string)
+			if ok && saysMore(s) && k != zerolog.MessageFieldName && k != zerolog.LevelFieldName &&
+				k != zerolog.TimestampFieldName && strings.Contains(msg, s) {
+				delete(fields, k)
+			}
+		}
+		return nil
+	}
+}
+
+// saysMore reports whether a field value is one a message cannot contain by
+// chance: a file name or path, or a long text such as an error. A short
+// word ("invalid", "ok") may just be a word of the message.
+func saysMore(s string) bool {
+	return len(s) >= 12 || (len(s) >= 3 && strings.ContainsAny(s, "./"))
+}
+
+// fullHash matches a SHA-256 in hex, as content hashes are logged.
+var fullHash = regexp.MustCompile(`\b[0-9a-f]{64}\b`)
+
+// shortHashDigits is how many hex digits of a hash a console line shows:
+// enough to tell contents apart by eye and to grep the JSON logs.
+const shortHashDigits = 12
+
+func shortText(s string, roots *Roots) string {
+	if len(s) >= 64 {
+		s = fullHash.ReplaceAllStringFunc(s, func(h string) string { return h[:shortHashDigits] })
+	}
+	return roots.shorten(s)
 }
 
 // readableDurations replaces, in a console line's fields, the duration

@@ -301,3 +301,73 @@ func TestEveryDurFieldIsListed(t *testing.T) {
 		t.Fatalf("no Dur field found under %s: the scan is broken", root)
 	}
 }
+
+// A console line shows 12 hex digits of a hash and paths relative to their
+// watched root; the JSON line of the same event keeps both whole.
+func TestConsoleShortensHashesAndPaths(t *testing.T) {
+	const hash = "559c70c406bb84cf2d5f08ab8e2332a8b3d4945d6da90dd77280d2f7de74f94a"
+	root := filepath.Join(string(filepath.Separator), "srv", "traces", "drop")
+	path := filepath.Join(root, "team", "eval.jsonl")
+	emit := func(format string, dirs ...string) string {
+		var buf strings.Builder
+		roots := &Roots{}
+		log, err := NewWithOptions(&buf, "info", format, Options{Roots: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots.Set(dirs)
+		log.Warn().Str("path", path).Str("hash", hash).Strs("paths", []string{path}).Str("root", root).
+			Str("error", "read "+path+": permission denied").Msg("cannot read")
+		return buf.String()
+	}
+
+	line := emit("console", root)
+	for _, want := range []string{"path=team/eval.jsonl", "hash=559c70c406bb ", "paths=[\"team/eval.jsonl\"]", "error=\"read team/eval.jsonl: permission denied\"", "root=" + root} {
+		if !strings.Contains(line, want) {
+			t.Errorf("console line lacks %q: %q", want, line)
+		}
+	}
+	if strings.Contains(line, hash) {
+		t.Errorf("console line shows the whole hash: %q", line)
+	}
+
+	two := emit("console", root, filepath.Join(string(filepath.Separator), "srv", "other"))
+	if !strings.Contains(two, "path=drop/team/eval.jsonl") {
+		t.Errorf("with two roots, the console line should name the root's folder: %q", two)
+	}
+
+	js := emit("json", root)
+	for _, want := range []string{`"path":"` + path + `"`, `"hash":"` + hash + `"`} {
+		if !strings.Contains(js, want) {
+			t.Errorf("JSON line lacks %s: %s", want, js)
+		}
+	}
+}
+
+// A console line names a path once: a field whose value the message already
+// says is left out; JSON keeps the field.
+func TestConsoleDropsFieldsTheMessageSays(t *testing.T) {
+	root := filepath.Join(string(filepath.Separator), "srv", "drop")
+	for _, format := range []string{"console", "json"} {
+		var buf strings.Builder
+		roots := &Roots{}
+		roots.Set([]string{root})
+		log, err := NewWithOptions(&buf, "info", format, Options{Roots: roots})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info().Str("path", filepath.Join(root, "b.json")).Str("result", "ok").Str("reason", "renamed").
+			Msg("renamed: " + filepath.Join(root, "a.json") + " -> " + filepath.Join(root, "b.json"))
+		line := buf.String()
+		switch format {
+		case "console":
+			if strings.Contains(line, "path=") || !strings.Contains(line, "renamed: a.json -> b.json") || !strings.Contains(line, "result=ok") || !strings.Contains(line, "reason=renamed") {
+				t.Errorf("console: want the message with short paths, no path field, result=ok, reason=renamed (a word, not a repeat): %q", line)
+			}
+		case "json":
+			if !strings.Contains(line, `"path":"`+filepath.Join(root, "b.json")+`"`) {
+				t.Errorf("json: want the path field whole: %q", line)
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,8 @@ func TestScanLog(t *testing.T) {
 		`{"level":"warn","message":"file changed during its upload: create not called, back to settling"}`,
 		`{"level":"error","message":"uploads paused: the API is unreachable (3 connection failures in a row)"}`,
 		`{"level":"info","message":"uploaded"}`,
+		`{"level":"warn","message":"quarantined: /d/a.json: invalid JSON at line 1"}`,
+		`{"level":"warn","message":"quarantined: /d/b.json: invalid JSON at line 2"}`,
 	}, "\n") + "\n"
 	name := filepath.Join(t.TempDir(), "tracesync.log")
 	if err := os.WriteFile(name, []byte(log), 0o644); err != nil {
@@ -100,8 +103,12 @@ func TestScanLog(t *testing.T) {
 	if ls.recovered != 1 || ls.changed != 1 || ls.pauses != 1 {
 		t.Errorf("got %d recovered, %d changed, %d pauses, want 1 each", ls.recovered, ls.changed, ls.pauses)
 	}
-	if ls.levels != "error 1, info 2, warn 4" {
+	if ls.levels != "error 1, info 2, warn 6" {
 		t.Errorf("levels: got %q", ls.levels)
+	}
+	// Quarantines of two paths count as one kind of warning.
+	if !slices.Contains(ls.top, msgCount{"warn: quarantined", 2}) {
+		t.Errorf("top warnings %v: want \"warn: quarantined\" twice, not one entry per path", ls.top)
 	}
 }
 

@@ -47,6 +47,22 @@ func causeOf(msg string) string {
 	return "other"
 }
 
+// perPathHeads are the messages that go on to name their path or folder
+// ("quarantined: PATH: why"): they count by their head, or each path would
+// be a message of its own.
+var perPathHeads = []string{"quarantined: ", "held back: "}
+
+// msgKind is what a warning or error counts as: its message, or the head
+// of one that names a path.
+func msgKind(msg string) string {
+	for _, h := range perPathHeads {
+		if strings.HasPrefix(msg, h) {
+			return strings.TrimSuffix(h, ": ")
+		}
+	}
+	return msg
+}
+
 // scanLog reads the daemon's JSON log.
 func scanLog(name string) logStats {
 	ls := logStats{causes: map[string]int{}}
@@ -72,7 +88,7 @@ func scanLog(name string) logStats {
 		}
 		byLevel[l.Level]++
 		if l.Level == "warn" || l.Level == "error" {
-			byMsg[l.Level+": "+l.Message]++
+			byMsg[l.Level+": "+msgKind(l.Message)]++
 		}
 		switch {
 		case strings.HasPrefix(l.Message, "upload failed; will retry"):

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// jsonMessages decodes the messages of JSON log lines with their levels.
+func jsonMessages(t *testing.T, logs string) (msgs []string) {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var rec struct{ Level, Message string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %v: %q", err, line)
+		}
+		msgs = append(msgs, rec.Level+" "+rec.Message)
+	}
+	return msgs
+}
+
+func countPrefix(msgs []string, prefix string) int {
+	n := 0
+	for _, m := range msgs {
+		if strings.HasPrefix(m, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// The daemon says what it watches after the first scan, one line when it
+// is asked to stop and one when it has stopped; a prune that pruned
+// nothing says so at debug level only.
+func TestRunTellsWatchingStoppingStopped(t *testing.T) {
+	w := newCheckConfigWorld(t)
+	writeFile(t, w.folder, "a.json", traceJSON("a"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	env := withEnv(w.env, map[string]string{"TRACESYNC_LOG_FORMAT": "json"})
+	go func() {
+		done <- Main(ctx, []string{"run", "--log-level", "debug", "--settle", "50ms", w.folder}, strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
+	}()
+	deadline := time.Now().Add(time.Minute) // a hang guard, not a speed assertion
+	for !strings.Contains(stderr.String(), `"message":"nothing to prune"`) || !strings.Contains(stderr.String(), `"message":"uploaded"`) {
+		select {
+		case code := <-done:
+			t.Fatalf("run exited %d early:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run did not upload and prune within a minute:\n%s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("run: exit %d after a SIGTERM-like stop\n%s", code, stderr.String())
+	}
+	msgs := jsonMessages(t, stderr.String())
+	for _, want := range []struct {
+		prefix string
+		n      int
+	}{
+		{"info watching 1 folder, 1 file", 1},
+		{"info stopping:", 1},
+		{"info stopped", 1},
+		{"info pruned", 0},
+	} {
+		if got := countPrefix(msgs, want.prefix); got != want.n {
+			t.Errorf("%d lines %q, want %d in:\n%s", got, want.prefix, want.n, strings.Join(msgs, "\n"))
+		}
+	}
+}
