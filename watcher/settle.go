@@ -35,9 +35,11 @@ type settler struct {
 	// report it again. See pruneReported.
 	reported map[string]Stat
 	timers   timerHeap
-	// removedNow holds the paths reported Removed during the current
-	// fire, so a directory's children due at the same instant are covered.
-	removedNow map[string]bool
+	// removedAt holds when paths were reported Removed, for one grace
+	// period: a directory's children due a moment after it (a poll stats
+	// them one by one) are covered by its removal.
+	removedAt map[string]time.Time
+	prunedAt  time.Time // when removedAt was last pruned: at most once a grace
 }
 
 type settling struct {
@@ -67,17 +69,17 @@ type resettleRecord struct {
 
 func newSettler(settle, timeout, grace time.Duration) *settler {
 	return &settler{
-		settle:     settle,
-		timeout:    timeout,
-		grace:      grace,
-		writing:    func(string) bool { return false },
-		rootOK:     func(string) bool { return true },
-		exists:     func(p string) bool { _, err := lstat(p); return err == nil },
-		files:      map[string]*settling{},
-		removals:   map[string]*removal{},
-		resettled:  map[string]*resettleRecord{},
-		reported:   map[string]Stat{},
-		removedNow: map[string]bool{},
+		settle:    settle,
+		timeout:   timeout,
+		grace:     grace,
+		writing:   func(string) bool { return false },
+		rootOK:    func(string) bool { return true },
+		exists:    func(p string) bool { _, err := lstat(p); return err == nil },
+		files:     map[string]*settling{},
+		removals:  map[string]*removal{},
+		resettled: map[string]*resettleRecord{},
+		reported:  map[string]Stat{},
+		removedAt: map[string]time.Time{},
 	}
 }
 
@@ -199,7 +201,14 @@ func (s *settler) next() (time.Time, bool) {
 
 // fire handles every timer due at now.
 func (s *settler) fire(now time.Time, emit func(Event)) {
-	clear(s.removedNow)
+	if now.Sub(s.prunedAt) > s.grace {
+		s.prunedAt = now
+		for p, at := range s.removedAt {
+			if now.Sub(at) > s.grace {
+				delete(s.removedAt, p)
+			}
+		}
+	}
 	for len(s.timers) > 0 && !s.timers[0].due.After(now) {
 		t := heap.Pop(&s.timers).(timer)
 		if t.removal {
@@ -294,13 +303,13 @@ func (s *settler) fireRemoval(now time.Time, t timer, emit func(Event)) {
 		if _, ok := s.removals[d]; ok {
 			return
 		}
-		if s.removedNow[d] {
+		if _, ok := s.removedAt[d]; ok {
 			return
 		}
 	}
 	delete(s.reported, t.path)
 	delete(s.resettled, t.path)
-	s.removedNow[t.path] = true
+	s.removedAt[t.path] = now
 	emit(Event{Kind: Removed, Root: r.root, Path: t.path})
 }
 
