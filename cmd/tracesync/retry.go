@@ -3,9 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 
 	"github.com/spf13/cobra"
+	"github.com/tracesync/tracesync/store"
 )
 
 func newRetryCmd(g *globals) *cobra.Command {
@@ -42,11 +45,15 @@ files up; otherwise the next run or backfill does.`,
 				return err
 			}
 			defer closeFn()
-			n, err := h.Retry(cmd.Context(), paths, all)
+			res, err := h.Retry(cmd.Context(), paths, all)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "requeued %d %s\n", n, pluralize(n, "file", "files"))
+			fmt.Fprintf(g.stdout, "requeued %d %s\n", res.Requeued, pluralize(res.Requeued, "file", "files"))
+			left := slices.Sorted(maps.Keys(res.Left))
+			for _, p := range left {
+				fmt.Fprintf(g.stdout, "  %s: %s, %s\n", p, res.Left[p], notRetriedWhy(res.Left[p]))
+			}
 			return nil
 		},
 	}
@@ -65,6 +72,21 @@ func trackedPaths(args []string) ([]string, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// notRetriedWhy says why a path in state s was not moved back to pending.
+func notRetriedWhy(s store.State) string {
+	switch s {
+	case store.StateUploaded:
+		return "nothing to retry (already uploaded or linked)"
+	case store.StatePending:
+		return "already waiting for its upload"
+	case store.StateSkipped:
+		return "nothing to upload (empty)"
+	case store.StateRemoved:
+		return "gone from disk"
+	}
+	return "not retried"
 }
 
 func pluralize(n int, one, many string) string {

@@ -16,6 +16,9 @@ func TestRetryPathsAndAll(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "requeued 1 file") {
 		t.Fatalf("retry bad.json a.json: exit %d, out %q, stderr %q; want 1 requeued (a.json is uploaded)", code, out, errOut)
 	}
+	if want := filepath.Join(dir, "in", "a.json") + ": uploaded, nothing to retry"; !strings.Contains(out, want) {
+		t.Fatalf("retry of an uploaded path: out %q does not say %q", out, want)
+	}
 	code, out, _ = stRun(t, "retry", "--all", "--state-dir", dir)
 	if code != 0 || !strings.Contains(out, "requeued 1 file") {
 		t.Fatalf("retry --all: exit %d, out %q; want flaky.json requeued", code, out)

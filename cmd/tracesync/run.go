@@ -162,7 +162,7 @@ func (h *daemonHandler) Reconcile(ctx context.Context, roots []string, confirm b
 	return out, err
 }
 
-func (h *daemonHandler) Retry(ctx context.Context, paths []string, all bool) (int, error) {
+func (h *daemonHandler) Retry(ctx context.Context, paths []string, all bool) (control.RetryResult, error) {
 	if all {
 		paths = nil
 		err := h.db.ForEachPath("", func(r store.PathRecord) error {
@@ -172,16 +172,19 @@ func (h *daemonHandler) Retry(ctx context.Context, paths []string, all bool) (in
 			return ctx.Err()
 		})
 		if err != nil {
-			return 0, err
+			return control.RetryResult{}, err
 		}
 		if len(paths) == 0 {
-			return 0, nil
+			return control.RetryResult{}, nil
 		}
 	}
-	n, err := h.Handler.Retry(ctx, paths, false)
+	res, err := h.Handler.Retry(ctx, paths, false)
 	if err != nil {
-		return n, err
+		return res, err
 	}
 	h.eng.Requeue(paths)
-	return n, nil
+	if all {
+		res.Left = nil // --all named no path: what changed meanwhile is not news
+	}
+	return res, nil
 }

@@ -75,7 +75,7 @@ type Handler interface {
 	// Retry moves the given paths (or, with all, every path) that are
 	// quarantined or retrying back to pending now, and returns how many it
 	// moved. A path with no record fails the whole call (*NotTrackedError).
-	Retry(ctx context.Context, paths []string, all bool) (int, error)
+	Retry(ctx context.Context, paths []string, all bool) (RetryResult, error)
 	// Forget drops the records of the given paths (and of contents no
 	// other path references) and returns how many. A path with no record
 	// fails the whole call (*NotTrackedError).
@@ -122,6 +122,14 @@ var ErrAlreadyServing = errors.New("another tracesync daemon already serves this
 
 // ErrUnknownState is returned for a state name that is not one of store.States.
 var ErrUnknownState = errors.New("unknown state")
+
+// RetryResult is what a Retry did: how many paths it moved back to
+// pending, and, of the paths it was given by name, those it left alone
+// with the state that kept them (an uploaded file has nothing to retry).
+type RetryResult struct {
+	Requeued int                    `json:"changed"`
+	Left     map[string]store.State `json:"left,omitempty"`
+}
 
 // NotTrackedError names the paths a Retry or Forget was given that have no
 // record. errors.Is(err, store.ErrNotFound) is true.
@@ -226,7 +234,7 @@ func (h *storeHandler) Files(ctx context.Context, state store.State) ([]File, er
 // retryable reports whether retry moves a path in state s.
 func retryable(s store.State) bool { return s == store.StateQuarantined || s == store.StateRetrying }
 
-func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (int, error) {
+func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (RetryResult, error) {
 	if all {
 		paths = nil
 		err := h.db.ForEachPath("", func(r store.PathRecord) error {
@@ -236,18 +244,18 @@ func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (int
 			return ctx.Err()
 		})
 		if err != nil {
-			return 0, fmt.Errorf("retry: %w", err)
+			return RetryResult{}, fmt.Errorf("retry: %w", err)
 		}
 	}
 	if h.db.Target() == "" || len(paths) == 0 { // nothing was ever tracked here
 		if len(paths) > 0 {
-			return 0, &NotTrackedError{Paths: paths}
+			return RetryResult{}, &NotTrackedError{Paths: paths}
 		}
-		return 0, nil
+		return RetryResult{}, nil
 	}
-	var changed int
+	var res RetryResult
 	err := h.db.Update(ctx, func(tx *store.Tx) error {
-		changed = 0 // fn may run more than once
+		res = RetryResult{} // fn may run more than once
 		var missing []string
 		for _, p := range paths {
 			r, err := tx.GetPath(p)
@@ -259,7 +267,13 @@ func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (int
 				return err
 			}
 			if !retryable(r.State) {
-				continue // changed meanwhile, or never failed: nothing to retry
+				if !all { // changed meanwhile, or never failed: nothing to retry
+					if res.Left == nil {
+						res.Left = map[string]store.State{}
+					}
+					res.Left[p] = r.State
+				}
+				continue
 			}
 			r.State = store.StatePending
 			r.Attempts = 0
@@ -268,7 +282,7 @@ func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (int
 			if err := tx.PutPath(r); err != nil {
 				return err
 			}
-			changed++
+			res.Requeued++
 		}
 		if len(missing) > 0 && !all {
 			return &NotTrackedError{Paths: missing}
@@ -276,9 +290,9 @@ func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (int
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return RetryResult{}, err
 	}
-	return changed, nil
+	return res, nil
 }
 
 func (h *storeHandler) Reconcile(context.Context, []string, bool) (ReconcileReport, error) {

@@ -200,9 +200,12 @@ func TestRetry(t *testing.T) {
 	for name, mk := range handlers(t) {
 		t.Run(name, func(t *testing.T) {
 			h, db := mk(t)
-			n, err := h.Retry(context.Background(), []string{"/r/bad.json", "/r/a.json"}, false)
-			if err != nil || n != 1 {
-				t.Fatalf("Retry(bad, a) = %d, %v; want 1 (a.json is uploaded: untouched)", n, err)
+			res, err := h.Retry(context.Background(), []string{"/r/bad.json", "/r/a.json"}, false)
+			if err != nil || res.Requeued != 1 {
+				t.Fatalf("Retry(bad, a) = %+v, %v; want 1 (a.json is uploaded: untouched)", res, err)
+			}
+			if len(res.Left) != 1 || res.Left["/r/a.json"] != store.StateUploaded {
+				t.Fatalf("Retry(bad, a) left %v, want a.json, uploaded", res.Left)
 			}
 			r, _ := db.GetPath("/r/bad.json")
 			if r.State != store.StatePending || r.Attempts != 0 || !r.NextAttempt.IsZero() || r.LastError != "" {
@@ -219,9 +222,9 @@ func TestRetry(t *testing.T) {
 			if r, _ := db.GetPath("/r/flaky.json"); r.State != store.StateRetrying {
 				t.Errorf("a failed Retry changed flaky.json to %s; want all or nothing", r.State)
 			}
-			n, err = h.Retry(context.Background(), nil, true)
-			if err != nil || n != 1 {
-				t.Fatalf("Retry(--all) = %d, %v; want 1 (flaky.json)", n, err)
+			res, err = h.Retry(context.Background(), nil, true)
+			if err != nil || res.Requeued != 1 || len(res.Left) != 0 {
+				t.Fatalf("Retry(--all) = %+v, %v; want 1 (flaky.json), nothing named left", res, err)
 			}
 			if r, _ := db.GetPath("/r/flaky.json"); r.State != store.StatePending || !r.NextAttempt.IsZero() {
 				t.Errorf("after --all flaky.json = %s next %v, want pending now", r.State, r.NextAttempt)

@@ -115,12 +115,12 @@ func newMux(h Handler) *http.ServeMux {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		n, err := h.Retry(r.Context(), req.Paths, req.All)
+		res, err := h.Retry(r.Context(), req.Paths, req.All)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, changeResponse{Changed: n})
+		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("POST /v1/forget", func(w http.ResponseWriter, r *http.Request) {
 		var req changeRequest
@@ -234,10 +234,10 @@ func (c *client) Files(ctx context.Context, state store.State) ([]File, error) {
 	return files, err
 }
 
-func (c *client) Retry(ctx context.Context, paths []string, all bool) (int, error) {
-	var resp changeResponse
-	err := c.do(ctx, http.MethodPost, "/v1/retry", changeRequest{Paths: paths, All: all}, &resp)
-	return resp.Changed, err
+func (c *client) Retry(ctx context.Context, paths []string, all bool) (RetryResult, error) {
+	var res RetryResult
+	err := c.do(ctx, http.MethodPost, "/v1/retry", changeRequest{Paths: paths, All: all}, &res)
+	return res, err
 }
 
 func (c *client) Forget(ctx context.Context, paths []string) (int, error) {
