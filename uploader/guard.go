@@ -3,9 +3,7 @@ package uploader
 // guard.go owns the mass-delete guard (design.md rule 6) and the grace of
 // removals (rule 5): removals wait in a pending set, are judged together
 // once no removal came for a while, and those that would delete traces
-// spend a budget of Config.MaxDelete per Config.MaxDeleteWindow. It also
-// holds a root found on another device than its records, parking that
-// root's new files until its device is back or the user confirms.
+// spend a budget of Config.MaxDelete per Config.MaxDeleteWindow.
 
 import (
 	"errors"
@@ -197,61 +195,6 @@ func (l *loop) onRootBack(root string) {
 		l.releaseDevice(root, "the device its files were recorded on is back")
 	case devs[dev] == 0 && l.g.devAccepted[root] != dev:
 		l.holdDevice(root, dev, live)
-	}
-}
-
-// checkDevice compares, once, a root's device with the devices its live
-// records were made on when the engine started.
-func (l *loop) checkDevice(root string) {
-	l.g.devChecked[root] = true
-	devs := l.g.recDevs[root]
-	if len(devs) == 0 {
-		return
-	}
-	dev, ok := rootDev(root)
-	if !ok || devs[dev] > 0 {
-		return
-	}
-	live := 0
-	for _, n := range devs {
-		live += n
-	}
-	l.holdDevice(root, dev, live)
-}
-
-// holdDevice holds back a root found on another device than its records:
-// its gone files are held, and its new files are parked.
-func (l *loop) holdDevice(root string, dev uint64, live int) {
-	if _, ok := l.g.devHold[root]; ok {
-		return
-	}
-	l.g.devHold[root] = dev
-	g, err := trackedGone(l.e.st, root)
-	if err != nil {
-		l.e.log.Error().Err(err).Str("root", root).Msg("read tracked paths of a folder on another device")
-	}
-	for p := range l.g.pending {
-		if l.g.pending[p].root == root {
-			delete(l.g.pending, p)
-		}
-	}
-	l.holdPaths(root, g.paths)
-	l.e.log.Error().Str("root", root).Uint64("device", dev).Int("files", len(g.paths)).
-		Msgf("held back: the folder %s is now on device %d, not the one its %d tracked files were recorded on (another disk, or its disk is not mounted): %d of them are gone from disk, none is marked removed, no remote trace is deleted, and new files there are not synced until the recorded disk is back; if this is the right disk and those files are really gone, %s",
-			root, dev, live, len(g.paths), l.e.cfg.Hints.confirm(root))
-}
-
-// releaseDevice ends a root's device hold and hands its parked files on.
-func (l *loop) releaseDevice(root, why string) {
-	if _, ok := l.g.devHold[root]; !ok {
-		return
-	}
-	delete(l.g.devHold, root)
-	parked := l.g.parked[root]
-	delete(l.g.parked, root)
-	l.e.log.Info().Str("root", root).Int("parked_files", len(parked)).Msg("folder no longer held back: " + why)
-	for _, ev := range parked {
-		l.onEvent(ev)
 	}
 }
 
@@ -550,33 +493,6 @@ func (l *loop) holdWithLog(root string, paths []string, why string) {
 	l.e.log.Error().Str("root", root).Int("files", n).
 		Msgf("held back: %d tracked files under %s are gone from disk, but %s, so none is marked removed and no remote trace is deleted; if they are really gone, %s",
 			n, root, why, l.e.cfg.Hints.confirm(root))
-}
-
-// recordedDevs counts the devices of root's live records.
-func recordedDevs(st Store, root string) (map[uint64]int, int, error) {
-	devs := map[uint64]int{}
-	live := 0
-	err := st.ForEachPath(root, func(rec store.PathRecord) error {
-		if rec.State == store.StateRemoved || !under(rec.Path, root) {
-			return nil
-		}
-		live++
-		if rec.Dev != 0 {
-			devs[rec.Dev]++
-		}
-		return nil
-	})
-	return devs, live, err
-}
-
-// rootDev is the device a root is on now.
-func rootDev(root string) (uint64, bool) {
-	fi, err := os.Stat(root)
-	if err != nil {
-		return 0, false
-	}
-	dev := identity(fi).Dev
-	return dev, dev != 0
 }
 
 // noteRecord feeds the start-up walk of the records to the guard: the
