@@ -82,10 +82,7 @@ func TestE2EGuardMassRemoval(t *testing.T) {
 			if n := len(e.srv.Traces()); n != 1 {
 				t.Errorf("%d traces left, want 1 (keep.json's)", n)
 			}
-			p.signal(syscall.SIGTERM)
-			if code := p.wait(guardLimit); code != 0 {
-				t.Fatalf("SIGTERM: exit %d, want 0", code)
-			}
+			p.terminate(guardLimit)
 		})
 	}
 }
@@ -125,10 +122,7 @@ func TestE2EGuardRenamedFolder(t *testing.T) {
 	if n := e.srv.Calls(stratixtest.EndpointPresign); n != presigns {
 		t.Errorf("renamed folder: %d uploads started after the rename, want 0", n-presigns)
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(guardLimit); code != 0 {
-		t.Fatalf("SIGTERM: exit %d, want 0", code)
-	}
+	p.terminate(guardLimit)
 }
 
 // TestE2EGuardRootEmptiedByEvents removes every file of a watched folder
@@ -151,10 +145,7 @@ func TestE2EGuardRootEmptiedByEvents(t *testing.T) {
 	if !strings.Contains(p.stderr.String(), "tracesync reconcile --confirm --delete-on-remove "+root) {
 		t.Errorf("the held-back error does not name the confirm command\n%s", tail(p.stderr.String(), 4000))
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(guardLimit); code != 0 {
-		t.Fatalf("SIGTERM: exit %d, want 0", code)
-	}
+	p.terminate(guardLimit)
 }
 
 // TestE2EGuardRootOnAnotherDevice restarts the daemon on a folder whose
@@ -170,10 +161,7 @@ func TestE2EGuardRootOnAnotherDevice(t *testing.T) {
 	root := t.TempDir()
 	gone := numbered("d", 3)
 	p := startGuarded(t, e, root, gone)
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(guardLimit); code != 0 {
-		t.Fatalf("SIGTERM: exit %d, want 0", code)
-	}
+	p.terminate(guardLimit)
 	var st syscall.Stat_t
 	if err := syscall.Stat(root, &st); err != nil {
 		t.Fatal(err)
@@ -237,8 +225,5 @@ func TestE2EGuardRootOnAnotherDevice(t *testing.T) {
 	}
 	p.waitFor("the 3 confirmed deletes", guardLimit, func() bool { return len(e.srv.Deleted()) == 3 })
 	p.waitFor("the new file uploaded after the confirm", guardLimit, func() bool { return allCreatedOnce(e.srv, []string{fresh}) })
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(guardLimit); code != 0 {
-		t.Fatalf("SIGTERM: exit %d, want 0", code)
-	}
+	p.terminate(guardLimit)
 }

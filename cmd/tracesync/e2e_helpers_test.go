@@ -171,6 +171,16 @@ func (p *proc) wait(limit time.Duration) int {
 	return exitCode(p.err)
 }
 
+// terminate sends SIGTERM and fails the test unless the process exits 0
+// within limit.
+func (p *proc) terminate(limit time.Duration) {
+	p.t.Helper()
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(limit); code != 0 {
+		p.t.Fatalf("SIGTERM: exit %d, want 0\n%s", code, tail(p.stderr.String(), 4000))
+	}
+}
+
 func (p *proc) exited() bool {
 	select {
 	case <-p.done:
