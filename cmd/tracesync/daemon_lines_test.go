@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 )
 
 // jsonMessages decodes the messages of JSON log lines with their levels.
@@ -37,31 +35,10 @@ func countPrefix(msgs []string, prefix string) int {
 func TestRunTellsWatchingStoppingStopped(t *testing.T) {
 	w := newCheckConfigWorld(t)
 	writeFile(t, w.folder, "a.json", traceJSON("a"))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	env := withEnv(w.env, map[string]string{"TRACESYNC_LOG_FORMAT": "json"})
-	go func() {
-		done <- Main(ctx, []string{"run", "--log-level", "debug", "--settle", "50ms", w.folder}, strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
-	}()
-	deadline := time.Now().Add(time.Minute) // a hang guard, not a speed assertion
-	for !strings.Contains(stderr.String(), `"message":"nothing to prune"`) || !strings.Contains(stderr.String(), `"message":"uploaded"`) {
-		select {
-		case code := <-done:
-			t.Fatalf("run exited %d early:\n%s", code, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run did not upload and prune within a minute:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("run: exit %d after a SIGTERM-like stop\n%s", code, stderr.String())
-	}
-	msgs := jsonMessages(t, stderr.String())
+	logged := runUntil(t, w.env, []string{"--log-level", "debug", "--settle", "50ms", w.folder}, func(stderr string) bool {
+		return strings.Contains(stderr, `"message":"nothing to prune"`) && strings.Contains(stderr, `"message":"uploaded"`)
+	})
+	msgs := jsonMessages(t, logged)
 	for _, want := range []struct {
 		prefix string
 		n      int

@@ -54,32 +54,11 @@ func TestRunPrunesAfterFirstScan(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	env := withEnv(w.env, map[string]string{"TRACESYNC_LOG_FORMAT": "json"})
-	go func() {
-		done <- Main(ctx, []string{"run", "--settle", "100ms", w.folder}, strings.NewReader(""), &stdout, &stderr, func(k string) string { return env[k] })
-	}()
-	deadline := time.Now().Add(time.Minute) // a hang guard, not a speed assertion
-	for !strings.Contains(stderr.String(), `"message":"pruned`) {
-		select {
-		case code := <-done:
-			t.Fatalf("run exited %d before pruning:\n%s", code, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("run did not prune within a minute:\n%s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("run: exit %d after SIGTERM-like stop\n%s", code, stderr.String())
-	}
-	if !regexp.MustCompile(`"paths":1,"contents":1,`).MatchString(stderr.String()) {
-		t.Errorf("prune log line: want paths 1 (gone.json) and contents 1 (gone.json's):\n%s", stderr.String())
+	logged := runUntil(t, w.env, []string{"--settle", "100ms", w.folder}, func(stderr string) bool {
+		return strings.Contains(stderr, `"message":"pruned`)
+	})
+	if !regexp.MustCompile(`"paths":1,"contents":1,`).MatchString(logged) {
+		t.Errorf("prune log line: want paths 1 (gone.json) and contents 1 (gone.json's):\n%s", logged)
 	}
 	if per, _ := createsOf(w.srv, []string{keep, back, gone}); per[keep] != 1 || per[back] != 1 || per[gone] != 1 {
 		t.Errorf("creates per content: %v, want each once (back.json, restored, must be linked, not uploaded again)", per)
