@@ -104,6 +104,24 @@ func (db *DB) TraceIDsNamed(filename string) (map[string]bool, error) {
 	return ids, err
 }
 
+// DeletesAmong returns which of ids wait for a remote delete: a lookup per
+// id, where TraceIDsNamed reads every content.
+func (db *DB) DeletesAmong(ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	err := db.view(func(t *Tx) error {
+		if t.deletes == nil {
+			return nil
+		}
+		for _, id := range ids {
+			if t.deletes.Get([]byte(id)) != nil {
+				out[id] = true
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Deletes returns every pending remote delete, by trace id.
 func (db *DB) Deletes() (out []Delete, err error) {
 	err = db.view(func(t *Tx) error {

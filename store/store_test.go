@@ -412,6 +412,9 @@ func TestDeletes(t *testing.T) {
 	if !reflect.DeepEqual(got, []Delete{d1, d2}) {
 		t.Fatalf("Deletes after reopen = %+v, want %+v", got, []Delete{d1, d2})
 	}
+	if among, err := db.DeletesAmong([]string{"trace-1", "trace-3"}); err != nil || !reflect.DeepEqual(among, map[string]bool{"trace-1": true}) {
+		t.Fatalf("DeletesAmong(trace-1, trace-3) = %v, %v; want trace-1 only", among, err)
+	}
 	update(t, db, func(tx *Tx) error { return tx.DeleteDelete("trace-1") })
 	got, _ = db.Deletes()
 	if !reflect.DeepEqual(got, []Delete{d2}) {

@@ -36,6 +36,7 @@ type Store interface {
 	Intents() ([]store.Intent, error)
 	Deletes() ([]store.Delete, error)
 	TraceIDsNamed(filename string) (map[string]bool, error)
+	DeletesAmong(ids []string) (map[string]bool, error)
 	ForEachPath(prefix string, fn func(store.PathRecord) error) error
 	Counts() (store.Counts, error)
 	Update(ctx context.Context, fn func(*store.Tx) error) error

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -260,4 +262,39 @@ func TestServiceUnavailableStormPausesPool(t *testing.T) {
 	h.srv.FailRate(stratixtest.EndpointList, 0, 0)
 	checkNothingLostOrDuplicated(t, h, paths, hashes)
 	checkPause(t, logs, true)
+}
+
+// The check by name never adopts traces waiting for their remote delete:
+// the same bytes back under another name after their file was removed
+// are uploaded again, not given the traces about to go.
+func TestRemoteCheckSkipsTracesPendingDelete(t *testing.T) {
+	cfg := deleteConfig()
+	cfg.RemoteName = uploader.RemoteNameUnique
+	h := newHarness(t, cfg, stratixtest.Options{})
+	keep := h.write("keep.json", traceB) // the folder is not left empty
+	gone := h.write("a.json", traceA)
+	h.ready(keep)
+	h.ready(gone)
+	h.waitState(keep, store.StateUploaded)
+	h.waitState(gone, store.StateUploaded)
+	h.srv.FailRate(stratixtest.EndpointDelete, 1, http.StatusBadRequest) // the deletes stay pending
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	h.removed(gone)
+	h.waitFor("a.json's deletes pending", func() bool { ds, _ := h.db.Deletes(); return len(ds) == 1 })
+	pending, _ := h.db.Deletes()
+	back := filepath.Join(filepath.Dir(gone), "a.json")
+	if err := os.WriteFile(back, []byte(traceA), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.ready(back)
+	h.waitState(back, store.StateUploaded)
+	c, _ := h.db.GetContent(h.rec(back).Hash)
+	if slices.Contains(c.TraceIDs, pending[0].TraceID) {
+		t.Fatalf("adopted %s, a trace waiting for its delete", pending[0].TraceID)
+	}
+	if n := h.srv.CreatesByHash()[hexHash(traceA)]; n != 2 {
+		t.Fatalf("%d creates of the bytes, want 2 (uploaded again)", n)
+	}
 }

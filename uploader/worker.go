@@ -120,7 +120,7 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 		if !nameIsUnique(s.filename, s.hash) {
 			since = s.intentAt.Add(-e.cfg.RecoverySkew)
 		}
-		ids, err := e.findTraces(ctx, s.filename, since)
+		ids, err := e.findTraces(ctx, s.filename, s.hash, since)
 		if err != nil {
 			r = e.fail(r, "recover", err)
 			r.mayHaveCreated = true
@@ -198,7 +198,7 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 	if s.checkRemote && early {
 		checked = make(chan listing, 1)
 		go func() {
-			ids, err := e.findTraces(ctx, s.filename, time.Time{})
+			ids, err := e.findTraces(ctx, s.filename, s.hash, time.Time{})
 			checked <- listing{ids, err}
 		}()
 	}
@@ -306,7 +306,7 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 // clock skew, so it can hold the traces of an earlier upload of the same
 // basename: only the store can tell them apart. Server-side filters narrow
 // the list; the checks here decide.
-func (e *Engine) findTraces(ctx context.Context, filename string, since time.Time) ([]string, error) {
+func (e *Engine) findTraces(ctx context.Context, filename string, h store.Hash, since time.Time) ([]string, error) {
 	if err := e.wait(ctx); err != nil {
 		return nil, err
 	}
@@ -326,7 +326,14 @@ func (e *Engine) findTraces(ctx context.Context, filename string, since time.Tim
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	known, err := e.st.TraceIDsNamed(filename)
+	// A unique name is these bytes' alone, whose content the store does not
+	// hold: only a pending delete (of these bytes, removed before) can
+	// claim its traces, and that is a lookup per id, not a read of every
+	// content.
+	known, err := e.st.DeletesAmong(ids)
+	if !nameIsUnique(filename, h) {
+		known, err = e.st.TraceIDsNamed(filename)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read the trace ids already recorded for %s: %w", filename, err)
 	}
