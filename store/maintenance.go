@@ -148,6 +148,18 @@ func compact(dir, file string) error {
 			return classifyOpenError(file, err)
 		}
 		defer src.Close()
+		// A file tracesync did not write, or one a newer build wrote, is
+		// left as it is, as Open leaves it.
+		if err := src.View(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			if meta == nil {
+				return fmt.Errorf("compact %s: %w (no meta bucket); move it away", file, ErrNotStateFile)
+			}
+			_, err := schemaVersion(meta, file)
+			return err
+		}); err != nil {
+			return err
+		}
 		pidFile := filepath.Join(dir, PIDFileName)
 		_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 		defer os.Remove(pidFile)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -581,6 +582,14 @@ func TestForeignBoltFileIsRefused(t *testing.T) {
 	bdb.Close()
 	if _, err := Open(dir, Options{Target: targetA}); !errors.Is(err, ErrNotStateFile) {
 		t.Fatalf("open of a foreign bbolt file: %v, want ErrNotStateFile", err)
+	}
+	// Compact leaves it as it is too.
+	before, _ := os.ReadFile(filepath.Join(dir, FileName))
+	if _, _, err := Compact(dir); !errors.Is(err, ErrNotStateFile) {
+		t.Fatalf("compact of a foreign bbolt file: %v, want ErrNotStateFile", err)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, FileName)); !bytes.Equal(before, after) {
+		t.Fatalf("compact rewrote a bbolt file tracesync did not write")
 	}
 }
 

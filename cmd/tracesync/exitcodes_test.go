@@ -66,8 +66,7 @@ func TestExitCodesAreTheSameForEveryCommand(t *testing.T) {
 	rows := []row{
 		{"wrong key", withEnv(w.env, map[string]string{"TRACESYNC_API_KEY_FILE": wrongKey}), apiCommands, exitUsage, "rejected"},
 		{"base URL without /api/v1", withEnv(w.env, map[string]string{"TRACESYNC_BASE_URL": strings.TrimSuffix(w.srv.URL(), "/api/v1")}), apiCommands, exitUsage, "the base URL usually ends in /api/v1"},
-		// state compact is left out: store.Compact does not check the schema.
-		{"not a state file", withEnv(w.env, map[string]string{"TRACESYNC_STATE_DIR": notState}), stateCommands[:4], exitUsage, "not a tracesync state file"},
+		{"not a state file", withEnv(w.env, map[string]string{"TRACESYNC_STATE_DIR": notState}), stateCommands, exitUsage, "not a tracesync state file"},
 		{"state held by another process", withEnv(w.env, map[string]string{"TRACESYNC_STATE_DIR": held}), stateCommands, exitFailure, "--state-dir"},
 		{"unknown flag", w.env, append(apiCommands, stateCommands...), exitUsage, "unknown flag: --no-such-flag"},
 	}
