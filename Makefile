@@ -67,6 +67,7 @@ install: build
 	install -m 0644 packaging/tracesync.sysusers $(DESTDIR)$(SYSUSERSDIR)/tracesync.conf
 	install -m 0644 systemd/tracesync.env.example $(DESTDIR)$(DOCDIR)/tracesync.env.example
 	install -m 0644 docs/service.md $(DESTDIR)$(DOCDIR)/service.md
+	install -m 0644 docs/state-file.md $(DESTDIR)$(DOCDIR)/state-file.md
 	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/tracesync/tracesync.env ]; then \
 		install -m 0640 systemd/tracesync.env.example $(DESTDIR)$(SYSCONFDIR)/tracesync/tracesync.env; \
 	fi
@@ -78,7 +79,8 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/tracesync \
 	      $(DESTDIR)$(UNITDIR)/tracesync.service $(DESTDIR)$(UNITDIR)/tracesync@.service \
 	      $(DESTDIR)$(SYSUSERSDIR)/tracesync.conf \
-	      $(DESTDIR)$(DOCDIR)/tracesync.env.example $(DESTDIR)$(DOCDIR)/service.md
+	      $(DESTDIR)$(DOCDIR)/tracesync.env.example $(DESTDIR)$(DOCDIR)/service.md \
+	      $(DESTDIR)$(DOCDIR)/state-file.md
 	-rmdir $(DESTDIR)$(DOCDIR)
 	@echo "kept $(SYSCONFDIR)/tracesync (settings, key) and /var/lib/tracesync (state)"
 
