@@ -98,7 +98,18 @@ daemon over the control socket in the state directory.`,
 				return err
 			}
 			if asJSON {
-				return printJSONValue(g.stdout, st)
+				// The raw target key stays for tools that read it; its parts
+				// are given as words beside it.
+				out := struct {
+					control.Status
+					BaseURL        string `json:"base_url,omitempty"`
+					OrganizationID string `json:"organization_id,omitempty"`
+					ProjectID      string `json:"project_id,omitempty"`
+				}{Status: st}
+				if t, ok := client.ParseTarget(st.Target); ok {
+					out.BaseURL, out.OrganizationID, out.ProjectID = t.BaseURL, t.OrganizationID, t.ProjectID
+				}
+				return printJSONValue(g.stdout, out)
 			}
 			return printStatus(g.stdout, st)
 		},

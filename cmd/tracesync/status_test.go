@@ -124,6 +124,9 @@ func TestStatusReadsStateFileWithoutDaemonOrKey(t *testing.T) {
 	}
 	var st struct {
 		Target         string         `json:"target"`
+		BaseURL        string         `json:"base_url"`
+		OrganizationID string         `json:"organization_id"`
+		ProjectID      string         `json:"project_id"`
 		Files          map[string]int `json:"files"`
 		Contents       int            `json:"contents"`
 		Traces         int            `json:"traces"`
@@ -145,6 +148,9 @@ func TestStatusReadsStateFileWithoutDaemonOrKey(t *testing.T) {
 	}
 	if st.Target != stTarget || st.Contents != 1 || st.Traces != 2 || st.Daemon || len(st.LastErrors) != 2 {
 		t.Errorf("status --json = %+v, want target %s, 1 content, 2 traces, no daemon, 2 errors", st, stTarget)
+	}
+	if st.BaseURL+"|"+st.OrganizationID+"|"+st.ProjectID != stTarget || st.ProjectID == "" {
+		t.Errorf("status --json: base_url %q, organization_id %q, project_id %q; want the parts of %s", st.BaseURL, st.OrganizationID, st.ProjectID, stTarget)
 	}
 }
 
