@@ -64,7 +64,7 @@ type Progress struct {
 	BytesDone int64 // the bytes read of the files done: a file refused unread adds nothing
 
 	Hashing  int // files being hashed and validated
-	Queued   int // uploads waiting for a worker (incl. backoff and basename lock)
+	Queued   int // uploads waiting for a worker (incl. backoff and the upload-name lock)
 	InFlight int // uploads and deletes running now
 	Retrying int // uploads waiting for a retry after a transient failure
 	Settling int // files sent back to settling (incomplete or changed)

@@ -25,7 +25,7 @@ type loop struct {
 	readyQ   []*upload
 	resolveQ []*upload
 	stagedQ  []*upload            // jobs taken from readyQ whose intent is written ahead (stageMore)
-	blocked  map[string][]*upload // by basename, waiting for the lock
+	blocked  map[string][]*upload // by upload name, waiting for its lock
 	locks    map[string]*upload
 	sched    schedHeap
 	dels     map[string]*delJob

@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Duration of one successful upload attempt (presign, PUT, create).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14)}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracesync_queue_depth",
-			Help: "Uploads waiting for a worker (queued, waiting for a backoff, or for a basename lock)."}),
+			Help: "Uploads waiting for a worker (queued, waiting for a backoff, or for the lock on their upload name)."}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracesync_uploads_in_flight",
 			Help: "Uploads and deletes running now."}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "tracesync_retries_total",

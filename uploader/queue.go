@@ -59,7 +59,7 @@ const (
 )
 
 const (
-	jobQueued    jobState = iota + 1 // in readyQ (or blocked on its basename)
+	jobQueued    jobState = iota + 1 // in readyQ (or blocked on its upload name)
 	jobScheduled                     // waiting for its next attempt time
 	jobRunning                       // with a worker
 	jobRecording                     // created; the record is on its way to the store
@@ -82,7 +82,7 @@ type upload struct {
 	resolve     resolveMode
 	checkRemote bool // ask the server for traces of filename before uploading (rule 15)
 	intentAt    time.Time
-	locked      bool // holds the basename lock
+	locked      bool // holds the lock on its upload name
 	// staged: the create-phase intent of this job's next attempt is being
 	// written (stageWriting) or is durable (stageDurable) ahead of its
 	// dispatch, so the worker that takes it does not wait for a commit of
@@ -178,7 +178,7 @@ func (l *loop) peekWork() (workItem, bool) {
 			continue
 		}
 		if h, ok := l.locks[u.filename]; ok && h != u {
-			// Rule 8: one basename between presign and create at a time.
+			// Rule 8: one upload name between presign and create at a time.
 			l.readyQ = l.readyQ[1:]
 			l.blocked[u.filename] = append(l.blocked[u.filename], u)
 			continue
@@ -241,7 +241,7 @@ func (l *loop) dispatched(it workItem) {
 	}
 }
 
-// unlock releases u's basename lock and lets the next waiter in line.
+// unlock releases the lock on u's upload name and lets the next waiter in line.
 func (l *loop) unlock(u *upload) {
 	if !u.locked {
 		return

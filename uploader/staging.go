@@ -8,7 +8,7 @@ import (
 )
 
 // unstage puts a staged job's intent back in the presign phase; the job's
-// basename lock is released when that is durable (onWritten).
+// name lock is released when that is durable (onWritten).
 func (l *loop) unstage(u *upload) {
 	u.staged = stageNone
 	l.writes = append(l.writes, &unstageOp{u: u, hash: u.hash, at: u.stagedAt})

@@ -140,7 +140,7 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 	// them instead of adding to every upload's time (and intents of
 	// several workers share one commit). A create-phase intent must exist
 	// only while a create may have run: recovery adopts the unrecorded
-	// traces of its basename, and the basename lock (rule 8) is released
+	// traces of its upload name, and the name lock (rule 8) is released
 	// after a failure before create. So when this attempt fails before
 	// create, the intent goes back to the presign phase before the worker
 	// returns (and if that write fails, the result says a create may have
