@@ -411,3 +411,27 @@ func TestChangedBytesUploadedAgain(t *testing.T) {
 		t.Fatalf("deleted %v without --delete-on-remove", d)
 	}
 }
+
+// An idle engine does not wake: with nothing under way or due, its loop
+// turns only for the health beat (a third of HealthTimeout), not every
+// few milliseconds to publish what did not change.
+func TestIdleEngineDoesNotWake(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{}) // HealthTimeout: a minute
+	p := h.write("a.json", traceA)
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	h.waitFor("the engine to be quiet", func() bool {
+		pr := h.eng.Progress()
+		return pr.FilesDone == 1 && pr.InFlight == 0 && pr.Queued == 0 && pr.Hashing == 0
+	})
+	// Its last turns publish what the upload changed; then it sleeps.
+	time.Sleep(100 * time.Millisecond)
+	before := uploader.LastTurn(h.eng)
+	time.Sleep(500 * time.Millisecond)
+	if after := uploader.LastTurn(h.eng); after != before {
+		t.Fatalf("an idle engine turned %v after its last turn, within 500 ms; want no turn before its health beat (20 s)", time.Duration(after-before))
+	}
+	if !h.eng.Healthy() {
+		t.Fatalf("an idle engine reports unhealthy")
+	}
+}

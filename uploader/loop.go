@@ -119,12 +119,13 @@ func (l *loop) run(ctx context.Context) error {
 	defer timer.Stop()
 	var ctxDone <-chan struct{} = ctx.Done()
 	var lastPublish time.Time
+	changed := true // a turn took something since the last publish
 	for {
 		turn := time.Now()
 		e.beat.Store(turn.UnixNano())
 		if turn.Sub(lastPublish) >= publishEvery {
 			l.publish()
-			lastPublish = turn
+			lastPublish, changed = turn, false
 		}
 		if l.fatal != nil && !l.busy() {
 			l.publish()
@@ -172,7 +173,7 @@ func (l *loop) run(ctx context.Context) error {
 		if l.stopping || l.eventsClosed || l.fatal != nil {
 			events = nil
 		}
-		wake := l.nextWake(now)
+		wake := l.nextWake(now, changed)
 		timer.Reset(max(wake.Sub(now), 0))
 
 		select {
@@ -231,6 +232,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.onConfirmed(roots)
 		case <-timer.C:
 		}
+		changed = true
 	}
 }
 
@@ -265,8 +267,23 @@ func (l *loop) idle() bool {
 	return true
 }
 
-func (l *loop) nextWake(now time.Time) time.Time {
-	wake := now.Add(min(l.e.cfg.HealthTimeout/3, publishEvery))
+// quiet reports that nothing is under way, waiting or due: the loop has
+// nothing to wake for but its health beat.
+func (l *loop) quiet() bool {
+	return !l.busy() && !l.stopping && !l.paused && len(l.hashQ) == 0 && len(l.jobs) == 0 &&
+		len(l.sched) == 0 && len(l.orphans) == 0 && len(l.delQ) == 0 && l.judgeAt().IsZero()
+}
+
+// nextWake is when the loop turns next if nothing comes: when something is
+// due, or to publish what changed, or, when all is quiet, only for the
+// health beat (an idle daemon costs no wake-ups). changed says a turn
+// took something since the last publish.
+func (l *loop) nextWake(now time.Time, changed bool) time.Time {
+	step := publishEvery
+	if !changed && l.quiet() {
+		step = l.e.cfg.HealthTimeout / 3
+	}
+	wake := now.Add(min(l.e.cfg.HealthTimeout/3, step))
 	if len(l.sched) > 0 && l.sched[0].at.Before(wake) {
 		wake = l.sched[0].at
 	}
