@@ -6,10 +6,10 @@ import (
 	"github.com/tracesync/tracesync/store"
 )
 
-// decide.go owns the rules for a hashed file: what the store knows and what
-// the file is now go in, what to record and do comes out. It reads and
-// writes nothing, so a table test walks every case (decide_test.go), and
-// the backfill's dry run asks it the same questions the engine does.
+// decide.go owns the rules for a hashed file, and for a tracked file found
+// gone: what is known goes in, what to record and do comes out. They read
+// and write nothing, so a table test walks every case (decide_test.go), and
+// the backfill's dry run asks decide the same questions the engine does.
 
 // known is what the store holds about a hashed path and its bytes.
 type known struct {
@@ -117,4 +117,45 @@ func decide(k known, s seen, now time.Time) verdict {
 	}
 	v.record = rec
 	return v
+}
+
+// removalKind is what removing one tracked path would do.
+type removalKind uint8
+
+const (
+	removalFree   removalKind = iota + 1 // deletes nothing remote: no traces, or deletes are off
+	removalKept                          // another live path holds its content: a rename or a copy
+	removalDelete                        // its content's traces would be deleted
+	removalMaybe                         // not known yet: perhaps its new name is being read
+)
+
+// removalSeen is what is known of a tracked path found gone.
+type removalSeen struct {
+	hashed         bool // its bytes were hashed: it has a content
+	refsUnknown    bool // the other paths of its content could not be read
+	otherLive      bool // another path, not itself gone, holds its content
+	deleteOnRemove bool
+	uploaded       bool // its content's traces are recorded
+	busy           bool // an upload of its content runs, or a file of its size is being read
+}
+
+// decideRemoval applies rules 4 and 5 to one removal: a rename or a copy
+// deletes nothing, and only a content left with no path, uploaded, with
+// delete-on-remove, has traces to delete (the guard's budget counts those).
+func decideRemoval(s removalSeen) removalKind {
+	switch {
+	case !s.hashed:
+		return removalFree
+	case s.refsUnknown && !s.deleteOnRemove:
+		return removalFree
+	case s.refsUnknown:
+		return removalMaybe
+	case s.otherLive:
+		return removalKept
+	case !s.deleteOnRemove, !s.uploaded:
+		return removalFree // nothing uploaded yet: nothing to delete now
+	case s.busy:
+		return removalMaybe
+	}
+	return removalDelete
 }

@@ -144,3 +144,37 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// TestDecideRemoval walks what removing a tracked file does, one row per
+// case: a rename or a copy deletes nothing; a removal deletes traces only
+// with delete-on-remove and an uploaded content left with no path.
+func TestDecideRemoval(t *testing.T) {
+	for _, r := range []struct {
+		name string
+		s    removalSeen
+		want removalKind
+	}{
+		{"never hashed (empty, or quarantined before hashing): nothing to delete",
+			removalSeen{deleteOnRemove: true}, removalFree},
+		{"a rename: its new name holds the content",
+			removalSeen{hashed: true, otherLive: true, deleteOnRemove: true, uploaded: true}, removalKept},
+		{"a copy removed: another file keeps the traces",
+			removalSeen{hashed: true, otherLive: true, uploaded: true}, removalKept},
+		{"removal without delete-on-remove: nothing remote",
+			removalSeen{hashed: true, uploaded: true}, removalFree},
+		{"removal with delete-on-remove: its traces go (the guard counts it)",
+			removalSeen{hashed: true, deleteOnRemove: true, uploaded: true}, removalDelete},
+		{"removed before its upload finished: nothing recorded to delete now",
+			removalSeen{hashed: true, deleteOnRemove: true}, removalFree},
+		{"a file of its size is being read: perhaps its new name, wait",
+			removalSeen{hashed: true, deleteOnRemove: true, uploaded: true, busy: true}, removalMaybe},
+		{"its other paths could not be read: wait",
+			removalSeen{hashed: true, refsUnknown: true, deleteOnRemove: true, uploaded: true}, removalMaybe},
+		{"its other paths could not be read, deletes off: nothing remote anyway",
+			removalSeen{hashed: true, refsUnknown: true, uploaded: true}, removalFree},
+	} {
+		if got := decideRemoval(r.s); got != r.want {
+			t.Errorf("%s: %d, want %d", r.name, got, r.want)
+		}
+	}
+}

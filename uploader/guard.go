@@ -255,44 +255,28 @@ func (l *loop) addPending(root string, paths []string) {
 	}
 }
 
-// removalKind is what removing one tracked path would do.
-type removalKind uint8
-
-const (
-	removalFree   removalKind = iota + 1 // deletes nothing remote: no traces, or deletes are off
-	removalKept                          // another live path holds its content: a rename or a copy
-	removalDelete                        // its content's traces would be deleted
-	removalMaybe                         // a file of its size is being hashed: perhaps its new name
-)
-
-// classify says what removing rec would do, the pending set aside.
+// classify reads what decideRemoval needs to say what removing rec would
+// do, the pending set aside.
 func (l *loop) classify(rec store.PathRecord) removalKind {
-	if rec.Hash.IsZero() {
-		return removalFree
+	s := removalSeen{hashed: !rec.Hash.IsZero(), deleteOnRemove: l.e.cfg.DeleteOnRemove}
+	if !s.hashed {
+		return decideRemoval(s)
 	}
 	refs, err := l.e.st.Refs(rec.Hash)
-	if err != nil {
-		if !l.e.cfg.DeleteOnRemove {
-			return removalFree
-		}
-		return removalMaybe
-	}
+	s.refsUnknown = err != nil
 	for _, r := range refs {
 		if _, gone := l.g.pending[r]; r != rec.Path && !gone {
-			return removalKept
+			s.otherLive = true
 		}
 	}
-	if !l.e.cfg.DeleteOnRemove {
-		return removalFree
+	if s.otherLive || s.refsUnknown || !s.deleteOnRemove {
+		return decideRemoval(s) // what follows cannot change the answer
 	}
-	c, err := l.e.st.GetContent(rec.Hash)
-	if err != nil {
-		return removalFree // nothing uploaded yet: nothing to delete now
+	if c, err := l.e.st.GetContent(rec.Hash); err == nil {
+		s.uploaded = true
+		s.busy = l.orphanBusy(rec.Hash, c.Size)
 	}
-	if l.orphanBusy(rec.Hash, c.Size) {
-		return removalMaybe
-	}
-	return removalDelete
+	return decideRemoval(s)
 }
 
 // judgeRemovals acts on the pending set once it has gathered: removals
