@@ -2,7 +2,6 @@ package uploader_test
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -38,35 +37,19 @@ func TestUploadName(t *testing.T) {
 	}
 }
 
-// tracesOnServer maps each live trace id to its data, re-encoded.
-func tracesOnServer(srv *stratixtest.Server) map[string]string {
-	out := map[string]string{}
-	for _, tr := range srv.Traces() {
-		b, _ := json.Marshal(tr.Data)
-		out[tr.ID] = string(b)
-	}
-	return out
-}
-
 // checkOwnTraces checks that path is recorded with exactly one trace, and
 // that the server's trace of that id holds data (a one-object .json).
 func checkOwnTraces(t *testing.T, h *harness, path, data string, onServer map[string]string) {
 	t.Helper()
-	rec := h.rec(path)
-	c, err := h.db.GetContent(rec.Hash)
+	c, err := h.db.GetContent(h.rec(path).Hash)
 	if err != nil {
 		t.Fatalf("%s: no content recorded: %v", path, err)
 	}
-	var want any
-	if err := json.Unmarshal([]byte(data), &want); err != nil {
-		t.Fatal(err)
-	}
-	wantJSON, _ := json.Marshal(want)
 	if len(c.TraceIDs) != 1 {
 		t.Fatalf("%s: recorded traces %v, want one", path, c.TraceIDs)
 	}
-	if got := onServer[c.TraceIDs[0]]; got != string(wantJSON) {
-		t.Fatalf("%s: recorded trace %s holds %s on the server, want this file's %s", path, c.TraceIDs[0], got, wantJSON)
+	if got, want := onServer[c.TraceIDs[0]], stratixtest.CanonicalJSON([]byte(data)); got != want {
+		t.Fatalf("%s: recorded trace %s holds %s on the server, want this file's %s", path, c.TraceIDs[0], got, want)
 	}
 }
 
@@ -107,7 +90,7 @@ func TestTwoUploadersSameBasenames(t *testing.T) {
 	if got := len(a.srv.CreatesByHash()); got != 2*n {
 		t.Fatalf("%d distinct contents on the server, want %d", got, 2*n)
 	}
-	onServer := tracesOnServer(a.srv)
+	onServer := a.srv.TraceJSON()
 	for _, f := range files {
 		checkOwnTraces(t, f.h, f.path, f.data, onServer)
 	}
@@ -219,7 +202,7 @@ func TestRecoveryNeverAdoptsAnotherUploadersTraces(t *testing.T) {
 	if creates[hexHash(traceA)] != 1 || creates[hexHash(traceB)] != 1 {
 		t.Fatalf("creates by hash %v, want each content once", creates)
 	}
-	onServer := tracesOnServer(a.srv)
+	onServer := a.srv.TraceJSON()
 	checkOwnTraces(t, a, p, traceA, onServer)
 }
 

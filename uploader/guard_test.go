@@ -57,11 +57,7 @@ func TestGuardBudgetRemovalsOneByOne(t *testing.T) {
 	if d := h.srv.Deleted(); len(d) != 0 {
 		t.Fatalf("removals one by one past --max-delete: %d traces deleted, want 0", len(d))
 	}
-	for _, p := range paths {
-		if s := h.rec(p).State; s != store.StateUploaded {
-			t.Fatalf("%s: %s, want uploaded (held back)", filepath.Base(p), s)
-		}
-	}
+	checkStillUploaded(t, h, paths)
 	rep, err := h.eng.Reconcile(context.Background(), []string{h.root}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -88,11 +84,7 @@ func TestGuardRootEmptiedByEvents(t *testing.T) {
 	if d := h.srv.Deleted(); len(d) != 0 {
 		t.Fatalf("folder emptied by events: %d traces deleted, want 0", len(d))
 	}
-	for _, p := range paths {
-		if s := h.rec(p).State; s != store.StateUploaded {
-			t.Fatalf("%s: %s, want uploaded (held back)", filepath.Base(p), s)
-		}
-	}
+	checkStillUploaded(t, h, paths)
 }
 
 // Rules 5 and 6: a renamed folder (mv incoming done) of more files than
@@ -183,11 +175,7 @@ func TestGuardDeviceMismatchOnRestart(t *testing.T) {
 	if _, err := h.db.GetPath(fresh); err == nil {
 		t.Fatalf("folder on another device: its new file %s was recorded, want it parked", fresh)
 	}
-	for _, p := range paths {
-		if s := h.rec(p).State; s != store.StateUploaded {
-			t.Fatalf("%s: %s, want uploaded (held back)", filepath.Base(p), s)
-		}
-	}
+	checkStillUploaded(t, h, paths)
 	rep, err := h.eng.Reconcile(context.Background(), []string{h.root}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -225,5 +213,16 @@ func TestGuardBudgetSurvivesRestart(t *testing.T) {
 	h.waitFor("the next 2 removals held back", func() bool { return h.eng.Progress().HeldBack == 2 })
 	if d := h.srv.Deleted(); len(d) != 2 {
 		t.Fatalf("after a restart, 4 removals with --max-delete 3: %d traces deleted, want the first 2 only", len(d))
+	}
+}
+
+// checkStillUploaded checks that held-back paths keep their state: none is
+// marked removed.
+func checkStillUploaded(t *testing.T, h *harness, paths []string) {
+	t.Helper()
+	for _, p := range paths {
+		if s := h.rec(p).State; s != store.StateUploaded {
+			t.Fatalf("%s: %s, want uploaded (held back)", filepath.Base(p), s)
+		}
 	}
 }

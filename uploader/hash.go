@@ -59,19 +59,6 @@ type hashResult struct {
 	Err     error // the reason, for every outcome but hashOK and hashEmpty
 }
 
-// HashFile hashes (SHA-256) and validates the file at path in one streaming
-// pass with bounded memory. It is what the engine's hash workers run;
-// exported for benchmarks and tools. A file cut short gives an error that
-// wraps tracefile.ErrIncomplete.
-func HashFile(path string, maxSize int64) (store.Hash, error) {
-	r := hashFile(path, maxSize)
-	switch r.Outcome {
-	case hashOK, hashEmpty:
-		return r.Hash, nil
-	}
-	return r.Hash, r.Err
-}
-
 func hashFile(path string, maxSize int64) hashResult {
 	format, ok := tracefile.FormatOf(path)
 	if !ok {

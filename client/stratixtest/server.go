@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -414,6 +415,32 @@ func (s *Server) Traces() []client.Trace {
 		out = append(out, t.public(s.org.id))
 	}
 	return out
+}
+
+// TraceJSON returns each live trace's data by id, in CanonicalJSON's form:
+// what a test compares a file's JSON against to tell whose trace it is.
+func (s *Server) TraceJSON() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]string, s.byID.len())
+	for _, t := range s.traces {
+		if !t.deleted {
+			out[t.id] = CanonicalJSON(t.data)
+		}
+	}
+	return out
+}
+
+// CanonicalJSON re-encodes a JSON value with its object keys sorted and no
+// spaces, so two encodings of one value compare equal; invalid JSON is
+// returned as it is.
+func CanonicalJSON(b []byte) string {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return string(b)
+	}
+	out, _ := json.Marshal(v)
+	return string(out)
 }
 
 func (t *trace) public(orgID string) client.Trace {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -36,35 +35,20 @@ func (e *e2eEnv) beside() *e2eEnv {
 	return o
 }
 
-// traceData maps each live trace id on the server to its data, re-encoded.
-func traceData(srv *stratixtest.Server) map[string]string {
-	out := map[string]string{}
-	for _, tr := range srv.Traces() {
-		b, _ := json.Marshal(tr.Data)
-		out[tr.ID] = string(b)
-	}
-	return out
-}
-
 // checkRecordedOwnTraces checks that each path of files (path → one JSON
 // object) is recorded by e with one trace, whose data on the server is
 // that file's.
 func checkRecordedOwnTraces(t *testing.T, e *e2eEnv, files map[string][]byte) {
 	t.Helper()
 	rows := e.files()
-	onServer := traceData(e.srv)
+	onServer := e.srv.TraceJSON()
 	for path, data := range files {
 		row, ok := rows[path]
 		if !ok || row.State != "uploaded" || len(row.TraceIDs) != 1 {
 			t.Fatalf("%s: recorded %+v, want uploaded with one trace", path, row)
 		}
-		var want any
-		if err := json.Unmarshal(data, &want); err != nil {
-			t.Fatal(err)
-		}
-		wantJSON, _ := json.Marshal(want)
-		if got := onServer[row.TraceIDs[0]]; got != string(wantJSON) {
-			t.Fatalf("%s: recorded with trace %s, which holds %s on the server, not this file's %s", path, row.TraceIDs[0], got, wantJSON)
+		if got, want := onServer[row.TraceIDs[0]], stratixtest.CanonicalJSON(data); got != want {
+			t.Fatalf("%s: recorded with trace %s, which holds %s on the server, not this file's %s", path, row.TraceIDs[0], got, want)
 		}
 	}
 }
