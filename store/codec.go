@@ -161,7 +161,12 @@ func (d *decoder) finish(what string, key []byte) error {
 // encodePath encodes a PathRecord; the path itself is the key.
 func encodePath(r *PathRecord) []byte {
 	e := encoder{b: make([]byte, 0, 96+len(r.Root)+len(r.LastError))}
-	e.byte1(recordFormat)
+	chained := r.Start != 0 || r.End != 0 || r.Prior > 0 || !r.Print.IsZero()
+	if chained {
+		e.byte1(chainFormat)
+	} else {
+		e.byte1(recordFormat)
+	}
 	e.str(r.Root)
 	e.hash(r.Hash)
 	e.varint(r.Size)
@@ -175,12 +180,30 @@ func encodePath(r *PathRecord) []byte {
 	e.time(r.FirstSeen)
 	e.time(r.UpdatedAt)
 	e.time(r.RemovedAt)
+	if chained {
+		e.varint(r.Start)
+		e.varint(r.End)
+		e.b = append(e.b, r.Print.Head[:]...)
+		e.b = append(e.b, r.Print.Tail[:]...)
+		e.uvarint(uint64(r.Prior))
+	}
 	return e.b
 }
 
+// chainFormat is the first byte of a path record with segments (a growing
+// .jsonl, since schema 4): the fields of recordFormat, then the range of
+// the last segment, the print and the count of earlier segments (each is
+// a key of its own in the segments bucket, so an append writes one key,
+// not a list that grows with the file). Records without them keep
+// recordFormat, byte for byte.
+const chainFormat byte = 3
+
 func decodePath(key, v []byte) (PathRecord, error) {
 	d := decoder{b: v}
-	d.start()
+	format := d.byte1()
+	if format != recordFormat && format != chainFormat {
+		d.fail()
+	}
 	r := PathRecord{Path: string(key)}
 	r.Root = d.str()
 	r.Hash = d.hash()
@@ -195,6 +218,18 @@ func decodePath(key, v []byte) (PathRecord, error) {
 	r.FirstSeen = d.time()
 	r.UpdatedAt = d.time()
 	r.RemovedAt = d.time()
+	if format == chainFormat {
+		r.Start = d.varint()
+		r.End = d.varint()
+		if len(d.b) < 32 {
+			d.fail()
+		} else {
+			copy(r.Print.Head[:], d.b[:16])
+			copy(r.Print.Tail[:], d.b[16:32])
+			d.b = d.b[32:]
+		}
+		r.Prior = int(d.uvarint())
+	}
 	return r, d.finish("path", key)
 }
 
@@ -410,4 +445,33 @@ func decodeDelete(key, v []byte) (Delete, error) {
 	x.LastError = d.str()
 	x.QueuedAt = d.time()
 	return x, d.finish("delete", key)
+}
+
+// segKey is the key of a path's n-th earlier segment: the path, a NUL
+// (never in a path) and n, big-endian, so a path's segments sort in order.
+func segKey(path string, n int) []byte {
+	k := make([]byte, 0, len(path)+5)
+	k = append(k, path...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint32(k, uint32(n))
+}
+
+func encodeSegment(s Segment) []byte {
+	e := encoder{b: make([]byte, 0, 42)}
+	e.byte1(recordFormat)
+	e.hash(s.Hash)
+	e.varint(s.End)
+	return e.b
+}
+
+func decodeSegment(key, v []byte) (Segment, error) {
+	d := decoder{b: v}
+	d.start()
+	s := Segment{Hash: d.hash(), End: d.varint()}
+	return s, d.finish("segment", key)
+}
+
+// inodeKey is the key of the inodes index: device and inode, big-endian.
+func inodeKey(dev, ino uint64) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), dev), ino)
 }

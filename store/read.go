@@ -15,6 +15,25 @@ func (db *DB) GetPath(path string) (rec PathRecord, err error) {
 	return rec, err
 }
 
+// PathByInode returns the path recorded for a growing file's device and
+// inode (one whose chain has earlier segments), if one is.
+func (db *DB) PathByInode(dev, ino uint64) (path string, ok bool) {
+	_ = db.view(func(t *Tx) error {
+		path, ok = t.PathByInode(dev, ino)
+		return nil
+	})
+	return path, ok
+}
+
+// Chain lists the earlier segments of path, in order.
+func (db *DB) Chain(path string) (segs []Segment, err error) {
+	err = db.view(func(t *Tx) error {
+		segs, err = t.Chain(path)
+		return err
+	})
+	return segs, err
+}
+
 // GetContent returns the record of a content, or ErrNotFound.
 func (db *DB) GetContent(h Hash) (c Content, err error) {
 	err = db.view(func(t *Tx) error {

@@ -15,6 +15,8 @@ import (
 //	                           hash (32 bytes) + path  -> refMarker (the live paths of a content)
 //	targets/<target>/intents   hash (32 bytes)         -> Intent
 //	targets/<target>/deletes   trace id                -> Delete
+//	targets/<target>/segments  path + NUL + n (4 bytes) -> Segment (a growing file's earlier segments)
+//	targets/<target>/inodes    dev + ino (16 bytes)    -> path (paths whose chain has earlier segments)
 //
 // <target> is client.Target.String(), so another target starts clean.
 //
@@ -29,6 +31,8 @@ var (
 	bucketContents = []byte("contents")
 	bucketIntents  = []byte("intents")
 	bucketDeletes  = []byte("deletes")
+	bucketSegments = []byte("segments")
+	bucketInodes   = []byte("inodes")
 
 	keySchema     = []byte("schema")
 	keyLastTarget = []byte("last_target")
@@ -59,6 +63,7 @@ const readableFrom uint32 = 2
 var migrations = map[uint32]func(tx *bolt.Tx) error{
 	1: migrate1to2,
 	2: func(*bolt.Tx) error { return nil }, // see SchemaVersion 3
+	3: func(*bolt.Tx) error { return nil }, // see SchemaVersion 4; createNamespace adds the buckets
 }
 
 // migrate1to2 builds the refs index of every target from its path records.
@@ -158,7 +163,7 @@ func createNamespace(tx *bolt.Tx, target string) error {
 	if err != nil {
 		return fmt.Errorf("create namespace for target %q: %w", target, err)
 	}
-	for _, name := range [][]byte{bucketPaths, bucketContents, bucketIntents, bucketDeletes} {
+	for _, name := range [][]byte{bucketPaths, bucketContents, bucketIntents, bucketDeletes, bucketSegments, bucketInodes} {
 		if _, err := ns.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create namespace for target %q: %w", target, err)
 		}

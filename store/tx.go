@@ -18,6 +18,8 @@ type Tx struct {
 	contents *bolt.Bucket
 	intents  *bolt.Bucket
 	deletes  *bolt.Bucket
+	segments *bolt.Bucket // nil in a file of schema 3 opened read-only
+	inodes   *bolt.Bucket
 }
 
 func newTx(btx *bolt.Tx, target string) *Tx {
@@ -37,6 +39,8 @@ func newTx(btx *bolt.Tx, target string) *Tx {
 	t.contents = ns.Bucket(bucketContents)
 	t.intents = ns.Bucket(bucketIntents)
 	t.deletes = ns.Bucket(bucketDeletes)
+	t.segments = ns.Bucket(bucketSegments)
+	t.inodes = ns.Bucket(bucketInodes)
 	return t
 }
 
@@ -142,10 +146,101 @@ func (t *Tx) PutPath(rec PathRecord) error {
 	if err := t.paths.Put([]byte(rec.Path), encodePath(&rec)); err != nil {
 		return fmt.Errorf("store: put path %s: %w", rec.Path, err)
 	}
+	if err := t.indexInode(&old, &rec); err != nil {
+		return err
+	}
 	if isRef(&rec) {
 		return t.contents.Put(refKey(rec.Hash, rec.Path), refMarker)
 	}
 	return nil
+}
+
+// indexInode keeps the inodes index in step: a live path whose chain has
+// earlier segments is found by its device and inode, so the new name of a
+// renamed growing file takes over its chain.
+func (t *Tx) indexInode(old, rec *PathRecord) error {
+	if t.inodes == nil {
+		return nil
+	}
+	had := old.Path != "" && isRef(old) && old.Prior > 0
+	has := isRef(rec) && rec.Prior > 0
+	if had && (!has || old.Dev != rec.Dev || old.Ino != rec.Ino) {
+		k := inodeKey(old.Dev, old.Ino)
+		if string(t.inodes.Get(k)) == old.Path {
+			if err := t.inodes.Delete(k); err != nil {
+				return err
+			}
+		}
+	}
+	if has {
+		return t.inodes.Put(inodeKey(rec.Dev, rec.Ino), []byte(rec.Path))
+	}
+	return nil
+}
+
+// PathByInode returns the path recorded for a growing file's device and
+// inode, if one is.
+func (t *Tx) PathByInode(dev, ino uint64) (string, bool) {
+	if t.inodes == nil || (dev == 0 && ino == 0) {
+		return "", false
+	}
+	v := t.inodes.Get(inodeKey(dev, ino))
+	return string(v), v != nil
+}
+
+// Chain lists the earlier segments of path, in order.
+func (t *Tx) Chain(path string) ([]Segment, error) {
+	if t.segments == nil {
+		return nil, nil
+	}
+	prefix := append([]byte(path), 0)
+	var out []Segment
+	c := t.segments.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+4; k, v = c.Next() {
+		s, err := decodeSegment(k, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// AppendSegment records seg as the n-th (from 0) earlier segment of path,
+// and its reference. The path's record must count it in Prior.
+func (t *Tx) AppendSegment(path string, n int, seg Segment) error {
+	if t.segments == nil {
+		return errNoNamespace
+	}
+	if err := t.segments.Put(segKey(path, n), encodeSegment(seg)); err != nil {
+		return fmt.Errorf("store: put segment of %s: %w", path, err)
+	}
+	return t.contents.Put(refKey(seg.Hash, path), refMarker)
+}
+
+// DropChain deletes the earlier segments of path and their references, and
+// returns them. The current segment (the record's Hash) is PutPath's.
+func (t *Tx) DropChain(path string) ([]Segment, error) {
+	segs, err := t.Chain(path)
+	if err != nil || len(segs) == 0 {
+		return nil, err
+	}
+	for n := range segs {
+		if err := t.segments.Delete(segKey(path, n)); err != nil {
+			return nil, err
+		}
+	}
+	cur, err := t.GetPath(path)
+	held := func(h Hash) bool { return err == nil && isRef(&cur) && cur.Hash == h }
+	for _, s := range segs {
+		if held(s.Hash) {
+			continue // the same bytes are its current segment too
+		}
+		if err := t.contents.Delete(refKey(s.Hash, path)); err != nil {
+			return nil, err
+		}
+	}
+	return segs, nil
 }
 
 // RemovePath marks path removed at the given time and drops its reference.
@@ -159,7 +254,12 @@ func (t *Tx) RemovePath(path string, at time.Time) (PathRecord, error) {
 	rec.State = StateRemoved
 	rec.RemovedAt = at
 	rec.UpdatedAt = at
-	return old, t.PutPath(rec)
+	rec.Prior = 0 // a removed path holds no segments: a new file there starts a new chain
+	if err := t.PutPath(rec); err != nil {
+		return old, err
+	}
+	_, err = t.DropChain(path)
+	return old, err
 }
 
 // ForgetPath drops the record of path and its reference; when its content
@@ -170,8 +270,22 @@ func (t *Tx) ForgetPath(path string) error {
 	if err != nil {
 		return err
 	}
+	segs, err := t.DropChain(path)
+	if err != nil {
+		return err
+	}
 	if err := t.paths.Delete([]byte(path)); err != nil {
 		return err
+	}
+	if err := t.indexInode(&old, &PathRecord{}); err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if t.RefCount(s.Hash) == 0 && s.Hash != old.Hash {
+			if err := t.contents.Delete(s.Hash[:]); err != nil {
+				return err
+			}
+		}
 	}
 	if old.Hash.IsZero() {
 		return nil

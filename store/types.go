@@ -86,6 +86,55 @@ type PathRecord struct {
 	FirstSeen time.Time
 	UpdatedAt time.Time
 	RemovedAt time.Time // set when State is StateRemoved
+
+	// A growing .jsonl is a chain of segments (design.md, appended files):
+	// Hash is then the last segment, the bytes [Start, End) of the file,
+	// and Prior counts the segments before it, all uploaded (Tx.Chain
+	// lists them). A whole file has Start 0 and End 0 (it ends at Size)
+	// and no Prior.
+	Prior int
+	Start int64
+	End   int64
+	// Print fingerprints the file's bytes up to End, so an append is
+	// checked without reading the file again; zero when not taken.
+	Print Print
+}
+
+// Segment is one uploaded part of a growing file: the content Hash holds
+// the file's bytes from the previous segment's End (or 0) up to End.
+type Segment struct {
+	Hash Hash
+	End  int64
+}
+
+// Print is what a growing file must still hold for an append to continue
+// its chain: the SHA-256 (first 16 bytes) of its first bytes and of the
+// bytes just before the recorded end, up to PrintSpan each.
+type Print struct {
+	Head [16]byte
+	Tail [16]byte
+}
+
+// PrintSpan is how many bytes each half of a Print covers at most.
+const PrintSpan = 4096
+
+// IsZero reports whether no print was taken.
+func (p Print) IsZero() bool { return p == Print{} }
+
+// SegEnd is where the path's last segment ends: End, or Size for a whole file.
+func (r PathRecord) SegEnd() int64 {
+	if r.End == 0 && r.Start == 0 {
+		return r.Size
+	}
+	return r.End
+}
+
+// Segments is how many segments the path's chain holds (1 for a whole file).
+func (r PathRecord) Segments() int {
+	if r.Hash.IsZero() {
+		return 0
+	}
+	return r.Prior + 1
 }
 
 // Content is one distinct content (by hash) that has been uploaded.

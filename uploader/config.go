@@ -30,6 +30,7 @@ import (
 // Store is what the engine needs of the state store (*store.DB).
 type Store interface {
 	GetPath(path string) (store.PathRecord, error)
+	PathByInode(dev, ino uint64) (string, bool)
 	GetContent(h store.Hash) (store.Content, error)
 	Refs(h store.Hash) ([]string, error)
 	Unchanged(path string, dev, ino uint64, size int64, mtime time.Time) (store.PathRecord, bool)

@@ -27,7 +27,24 @@ type known struct {
 	oldContent      store.Content
 	oldContentFound bool
 	oldOtherRefs    int
+	// from is the record of the name a renamed growing file had (the
+	// hash result's From), if fromFound.
+	from      store.PathRecord
+	fromFound bool
+	// baseUploaded: the last segment of the record the hash result was
+	// cut on has its traces recorded.
+	baseUploaded bool
 }
+
+// chainStep is what a verdict does to the path's earlier segments.
+type chainStep uint8
+
+const (
+	chainKeep    chainStep = iota // as they are (or none)
+	chainExtend                   // the base's last segment joins them: a new segment follows it
+	chainDrop                     // the file is a new content from byte 0: they are let go (rule 3)
+	chainInherit                  // a renamed file takes over the chain of its old name (rule 5)
+)
 
 // seen is what hashing found of a path now.
 type seen struct {
@@ -52,26 +69,68 @@ type verdict struct {
 	orphan      store.Hash
 	orphanSize  int64 // the content the path left, now without any path (rule 4)
 	contentSize int64 // for a link: the size of the content linked to
+	chain       chainStep
+	base        store.PathRecord // the record the segment was cut on, for chainExtend and chainInherit
 }
 
-// decide applies rules 2, 3, 9 and 10 to one hashed path.
+// baseHolds reports whether the record a segment was cut on still says
+// what the hasher read: the same last segment, uploaded if the new one
+// follows it. Anything else (a concurrent record, a removal) means hashing
+// again.
+func baseHolds(k known, r *hashResult) (store.PathRecord, bool) {
+	b, ok := k.path, k.pathFound
+	if r.From != "" {
+		b, ok = k.from, k.fromFound
+	}
+	if !ok || b.State == store.StateRemoved || b.Hash != r.BaseHash || b.SegEnd() != r.BaseEnd {
+		return b, false
+	}
+	return b, !r.Extends || k.baseUploaded
+}
+
+// decide applies rules 2, 3, 9, 10 and 12 to one hashed path.
 func decide(k known, s seen, now time.Time) verdict {
 	old := k.path
 	rec := old
 	if !k.pathFound {
 		rec = store.PathRecord{Path: s.path, FirstSeen: now}
 	}
+	var v verdict
+	if s.res.Based {
+		b, ok := baseHolds(k, &s.res)
+		if !ok {
+			v.dec = decRehash
+			return v
+		}
+		v.base, v.chain = b, chainKeep
+		rec.Prior = b.Prior
+		switch {
+		case s.res.Extends:
+			v.chain, rec.Prior = chainExtend, b.Prior+1
+		case s.res.From != "":
+			v.chain = chainInherit
+		}
+		if s.res.Extends && s.res.From != "" {
+			v.chain = chainInherit // and the base's last segment joins the chain
+		}
+	}
 	rec.Root = s.root
 	rec.Dev, rec.Ino, rec.Size, rec.ModTime = s.res.ID.Dev, s.res.ID.Ino, s.res.ID.Size, s.res.ID.ModTime
+	rec.Start, rec.End, rec.Print = s.res.Start, s.res.End, s.res.Print
 	rec.UpdatedAt = now
 	rec.RemovedAt = time.Time{}
 	live := k.pathFound && old.State != store.StateRemoved
-	sameBytes := live && old.Hash == s.res.Hash && !s.res.Hash.IsZero()
+	if !s.res.Based {
+		rec.Prior = 0
+		if live && old.Prior > 0 {
+			v.chain = chainDrop
+		}
+	}
+	sameBytes := live && old.Hash == s.res.Hash && !s.res.Hash.IsZero() && !s.res.Extends && old.Start == s.res.Start
 	if !sameBytes {
 		rec.Attempts, rec.NextAttempt, rec.LastError = 0, time.Time{}, ""
 	}
 	rec.Hash = s.res.Hash
-	var v verdict
 	switch s.res.Outcome {
 	case hashEmpty:
 		rec.State, rec.LastError = store.StateSkipped, ""
@@ -98,7 +157,7 @@ func decide(k known, s seen, now time.Time) verdict {
 				v.intent = k.intent
 			} else {
 				// Rule 9: the intent exists before presign.
-				in := store.Intent{Hash: s.res.Hash, Path: s.path, Filename: s.name, Size: s.res.ID.Size, Phase: store.PhasePresign, StartedAt: now}
+				in := store.Intent{Hash: s.res.Hash, Path: s.path, Filename: s.name, Size: s.res.segSize(), Phase: store.PhasePresign, StartedAt: now}
 				v.intent, v.newIntent = in, &in
 			}
 		}
@@ -111,8 +170,9 @@ func decide(k known, s seen, now time.Time) verdict {
 		rec.State, rec.LastError = store.StateQuarantined, v.lastErr
 		v.dec = decQuarantined
 	}
-	// Rule 3: the old content lost this path's reference.
-	if live && !old.Hash.IsZero() && old.Hash != rec.Hash && k.oldOtherRefs == 0 && k.oldContentFound {
+	// Rule 3: the old content lost this path's reference (a segment that
+	// joins the chain keeps it).
+	if live && !old.Hash.IsZero() && old.Hash != rec.Hash && !s.res.Extends && k.oldOtherRefs == 0 && k.oldContentFound {
 		v.orphan, v.orphanSize = old.Hash, k.oldContent.Size
 	}
 	v.record = rec

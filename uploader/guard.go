@@ -276,7 +276,13 @@ func (l *loop) classify(rec store.PathRecord) removalKind {
 		s.uploaded = true
 		s.busy = l.orphanBusy(rec.Hash, c.Size)
 	}
-	return decideRemoval(s)
+	k := decideRemoval(s)
+	if k == removalDelete && (rec.Dev != 0 || rec.Ino != 0) {
+		if _, moved := findInode(filepath.Dir(rec.Path), filepath.Base(rec.Path), rec.Dev, rec.Ino); moved {
+			return removalFree // rotated to a name the include patterns skip: moved, not gone
+		}
+	}
+	return k
 }
 
 // judgeRemovals acts on the pending set once it has gathered: removals

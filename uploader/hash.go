@@ -57,6 +57,31 @@ type hashResult struct {
 	Values  int64
 	Read    int64 // bytes read: 0 for a file refused unread (too large, unsupported, unopenable)
 	Err     error // the reason, for every outcome but hashOK and hashEmpty
+
+	// A .jsonl is read as a chain of segments (segment.go): Hash is then
+	// the bytes [Start, End), and Print fingerprints the file up to End.
+	// A whole file has Start 0 and End its size.
+	Start, End int64
+	Print      store.Print
+	// Based: the segment was cut on a record (the path's, or From's: the
+	// name the file had before a rename) whose last segment was BaseHash,
+	// ending at BaseEnd; decide checks the record still says so. Extends:
+	// the segment follows that one (it was uploaded).
+	Based    bool
+	Extends  bool
+	More     bool // the segment was cut at the size limit: more follows at once
+	Partial  bool // the file is quiet and ends in a line not finished: back to settling for it
+	From     string
+	BaseHash store.Hash
+	BaseEnd  int64
+}
+
+// segSize is how many bytes the hashed content holds.
+func (r *hashResult) segSize() int64 {
+	if r.End == 0 && r.Start == 0 {
+		return r.ID.Size
+	}
+	return r.End - r.Start
 }
 
 func hashFile(path string, maxSize int64) hashResult {

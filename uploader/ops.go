@@ -28,6 +28,7 @@ const (
 	decUpload                          // a new content: upload it
 	decSkipped                         // nothing to upload
 	decQuarantined                     // quarantined now, or still (same bytes)
+	decRehash                          // the record changed since the segment was cut: hash again
 )
 
 // decideOp reads what the store knows of one hashed path, lets decide
@@ -45,27 +46,74 @@ type decideOp struct {
 	next        time.Time // a stored NextAttempt still ahead (restart keeps the schedule)
 	intent      store.Intent
 	hasIntent   bool
-	orphan      store.Hash // the content this path left, now without any path (rule 4)
-	orphanSize  int64
+	orphans     []orphaned // the contents this path left, now without any path (rule 4)
 	prevState   store.State
 	contentSize int64
+	prev        store.PathRecord // the path's record before, if it had one
 }
 
 func (o *decideOp) apply(tx *store.Tx, now time.Time) error {
-	k, err := readKnown(txReader{tx}, o.path, o.res.Hash, o.res.Outcome == hashOK)
+	o.orphans = nil
+	k, err := readKnown(txReader{tx}, o.path, o.res.Hash, o.res.Outcome == hashOK, &o.res)
 	if err != nil {
 		return err
 	}
 	v := decide(k, seen{path: o.path, root: o.root, name: o.name, res: o.res, force: o.force}, now)
 	o.dec, o.lastErr, o.attempts, o.next = v.dec, v.lastErr, v.attempts, v.next
-	o.intent, o.hasIntent, o.orphan, o.orphanSize = v.intent, v.hasIntent, v.orphan, v.orphanSize
-	o.prevState, o.contentSize = k.path.State, v.contentSize
+	o.intent, o.hasIntent = v.intent, v.hasIntent
+	o.prevState, o.contentSize, o.prev = k.path.State, v.contentSize, k.path
+	if v.dec == decRehash {
+		return nil
+	}
+	if !v.orphan.IsZero() {
+		o.orphans = append(o.orphans, orphaned{v.orphan, v.orphanSize, o.path})
+	}
 	if v.newIntent != nil {
 		if err := tx.PutIntent(*v.newIntent); err != nil {
 			return err
 		}
 	}
-	return tx.PutPath(v.record)
+	if err := tx.PutPath(v.record); err != nil {
+		return err
+	}
+	return o.applyChain(tx, v)
+}
+
+// applyChain does what the verdict says to the path's earlier segments.
+// It runs after PutPath, which moved the refs of the last segment.
+func (o *decideOp) applyChain(tx *store.Tx, v verdict) error {
+	b := v.base
+	switch v.chain {
+	case chainExtend:
+		return tx.AppendSegment(o.path, b.Prior, store.Segment{Hash: b.Hash, End: b.SegEnd()})
+	case chainInherit:
+		segs, err := tx.Chain(b.Path)
+		if err != nil {
+			return err
+		}
+		for n, s := range segs {
+			if err := tx.AppendSegment(o.path, n, s); err != nil {
+				return err
+			}
+		}
+		if v.record.Prior > len(segs) {
+			return tx.AppendSegment(o.path, len(segs), store.Segment{Hash: b.Hash, End: b.SegEnd()})
+		}
+	case chainDrop:
+		segs, err := tx.DropChain(o.path)
+		if err != nil {
+			return err
+		}
+		for _, s := range segs {
+			if tx.RefCount(s.Hash) > 0 || slices.ContainsFunc(o.orphans, func(x orphaned) bool { return x.hash == s.Hash }) {
+				continue
+			}
+			if c, err := tx.GetContent(s.Hash); err == nil {
+				o.orphans = append(o.orphans, orphaned{s.Hash, c.Size, o.path})
+			}
+		}
+	}
+	return nil
 }
 
 // knownReader is what readKnown reads: a store transaction (txReader), or
@@ -82,13 +130,27 @@ type txReader struct{ *store.Tx }
 func (r txReader) RefCount(h store.Hash) (int, error) { return r.Tx.RefCount(h), nil }
 
 // readKnown gathers what decide needs to know of path and its bytes h
-// (content and intent only when the bytes are valid, withContent).
-func readKnown(tx knownReader, path string, h store.Hash, withContent bool) (known, error) {
+// (content and intent only when the bytes are valid, withContent), and of
+// from, the old name of a renamed growing file, when set.
+func readKnown(tx knownReader, path string, h store.Hash, withContent bool, res *hashResult) (known, error) {
+	from := res.From
 	var k known
 	var err error
 	k.path, err = tx.GetPath(path)
 	if k.pathFound, err = found(err); err != nil {
 		return k, err
+	}
+	if from != "" {
+		k.from, err = tx.GetPath(from)
+		if k.fromFound, err = found(err); err != nil {
+			return k, err
+		}
+	}
+	if res.Extends {
+		_, err = tx.GetContent(res.BaseHash)
+		if k.baseUploaded, err = found(err); err != nil {
+			return k, err
+		}
 	}
 	if withContent {
 		k.content, err = tx.GetContent(h)
@@ -170,8 +232,8 @@ func (o *recordOp) apply(tx *store.Tx, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if rec.State != store.StatePending && rec.State != store.StateRetrying {
-			continue
+		if rec.State != store.StatePending && rec.State != store.StateRetrying || rec.Hash != o.hash {
+			continue // done already, or the bytes are an earlier segment of its chain
 		}
 		rec.State, rec.Attempts, rec.NextAttempt, rec.LastError, rec.UpdatedAt = store.StateUploaded, o.attempts, time.Time{}, "", now
 		if err := tx.PutPath(rec); err != nil {
@@ -266,13 +328,18 @@ type removeOp struct {
 	// outputs
 	removed int
 	orphans []orphaned
+	moved   []store.PathRecord // the records removed, to look for a rotated file's new name
 }
 
 func (o *removeOp) apply(tx *store.Tx, now time.Time) error {
-	o.removed, o.orphans = 0, nil
+	o.removed, o.orphans, o.moved = 0, nil, nil
 	var hashes []store.Hash
 	last := map[store.Hash]string{}
 	for _, p := range o.paths {
+		segs, err := tx.Chain(p) // RemovePath lets go of them
+		if err != nil {
+			return err
+		}
 		old, err := tx.RemovePath(p, now)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
@@ -284,11 +351,21 @@ func (o *removeOp) apply(tx *store.Tx, now time.Time) error {
 			continue
 		}
 		o.removed++
-		if !old.Hash.IsZero() && !slices.Contains(hashes, old.Hash) {
-			hashes = append(hashes, old.Hash)
+		held := make([]store.Hash, 0, len(segs)+1)
+		for _, s := range segs {
+			held = append(held, s.Hash)
 		}
 		if !old.Hash.IsZero() {
-			last[old.Hash] = p
+			held = append(held, old.Hash)
+		}
+		if len(held) > 0 && (old.Dev != 0 || old.Ino != 0) {
+			o.moved = append(o.moved, old)
+		}
+		for _, h := range held {
+			if !slices.Contains(hashes, h) {
+				hashes = append(hashes, h)
+			}
+			last[h] = p
 		}
 	}
 	for _, h := range hashes {

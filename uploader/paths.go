@@ -22,6 +22,7 @@ type pathJob struct {
 	hashing  bool    // queued for, or in, the hash pool
 	deciding bool    // a decideOp is on its way to the store
 	rehash   bool    // a newer Ready came while busy: hash again afterwards
+	growing  bool    // the latest Ready was for a file still being written (a .jsonl)
 	force    bool    // `tracesync retry`
 	job      *upload // the upload this path waits for
 	// size is the hashed size, or, until the hash is done, the size the
@@ -33,8 +34,9 @@ type pathJob struct {
 func (p *pathJob) busy() bool { return p.hashing || p.deciding || p.job != nil }
 
 type hashReq struct {
-	path string
-	root string
+	path    string
+	root    string
+	growing bool
 }
 
 type hashDone struct {
@@ -44,8 +46,9 @@ type hashDone struct {
 
 // hasher hashes and validates files until hashIn is closed.
 func (l *loop) hasher() {
+	lookup := recordLookup(l.e.st.GetPath, l.e.st.GetContent, l.e.st.PathByInode)
 	for req := range l.hashIn {
-		res := hashFile(req.path, l.e.cfg.MaxFileSize)
+		res := readSource(req.path, l.e.cfg.MaxFileSize, lookup, req.growing)
 		select {
 		case l.hashOut <- hashDone{req: req, res: res}:
 		case <-l.abort:
@@ -62,7 +65,7 @@ func (l *loop) onEvent(ev watcher.Event) {
 	case watcher.Removed:
 		l.onRemoved(ev)
 	case watcher.Ready:
-		l.onReady(ev.Path, ev.Root, ev.Stat.Size, false)
+		l.onReady(ev.Path, ev.Root, ev.Stat.Size, false, ev.Growing)
 	case watcher.Incomplete:
 		delete(l.settling, ev.Path)
 		reason := ev.Reason
@@ -82,7 +85,7 @@ func (l *loop) onEvent(ev watcher.Event) {
 	}
 }
 
-func (l *loop) onReady(path, root string, size int64, force bool) {
+func (l *loop) onReady(path, root string, size int64, force, growing bool) {
 	delete(l.settling, path)
 	l.unhold(path, root)
 	p := l.paths[path]
@@ -91,6 +94,7 @@ func (l *loop) onReady(path, root string, size int64, force bool) {
 		l.paths[path] = p
 	}
 	p.force = p.force || force
+	p.growing = growing
 	l.e.progress(func(pr *Progress) {
 		pr.FilesSeen++
 		if size <= l.e.cfg.MaxFileSize {
@@ -98,8 +102,10 @@ func (l *loop) onReady(path, root string, size int64, force bool) {
 		}
 	})
 	if p.busy() {
-		if p.job != nil && p.job.state != jobRunning && p.job.state != jobRecording {
+		if p.job != nil && p.job.state != jobRunning && p.job.state != jobRecording && !isJSONL(path) {
 			// Not started: let go of the upload and look at the new bytes.
+			// (A segment of a growing file stays as it was cut: the next
+			// one follows once it is recorded.)
 			l.detach(path, p)
 		} else {
 			p.rehash = true
@@ -112,7 +118,7 @@ func (l *loop) onReady(path, root string, size int64, force bool) {
 
 func (l *loop) startHash(path string, p *pathJob) {
 	p.hashing, p.rehash = true, false
-	l.hashQ = append(l.hashQ, hashReq{path: path, root: p.root})
+	l.hashQ = append(l.hashQ, hashReq{path: path, root: p.root, growing: p.growing})
 }
 
 // detach takes path off the upload it waits for.
@@ -225,9 +231,22 @@ func (l *loop) onDecided(o *decideOp) {
 		}
 	case decUpload:
 		l.attach(path, p, o)
+	case decRehash:
+		p.rehash = true // its record changed since it was read
 	}
-	if !o.orphan.IsZero() {
-		l.orphan(o.orphan, o.orphanSize, "")
+	if o.res.More && (o.dec == decUpload || o.dec == decLinked || o.dec == decUnchanged) {
+		p.rehash = true // the next segment follows once this one is recorded
+	}
+	if o.res.Partial && o.dec != decRehash {
+		// Its last line is not finished: the watcher looks again, and
+		// quarantines it as incomplete if it never is.
+		l.settling[path] = true
+		l.w.Resettle(path)
+	}
+	if len(o.orphans) > 0 && !l.movedAway(path, o.prev, o.res.ID) {
+		for _, or := range o.orphans {
+			l.orphan(or.hash, or.size, "")
+		}
 	}
 	l.release(path, p)
 }
@@ -330,7 +349,7 @@ func (l *loop) attach(path string, p *pathJob, o *decideOp) {
 		if err != nil {
 			ct = "application/json"
 		}
-		u = &upload{hash: h, path: path, root: p.root, filename: o.name, contentType: ct, size: o.res.ID.Size,
+		u = &upload{hash: h, path: path, root: p.root, filename: o.name, contentType: ct, size: o.res.segSize(), offset: o.res.Start,
 			paths: map[string]bool{}, attempts: o.attempts}
 		if o.hasIntent && o.intent.Phase == store.PhaseCreate {
 			u.resolve, u.intentAt = resolveFirst, o.intent.StartedAt

@@ -50,7 +50,11 @@ func NewPlanner(st PlanStore, maxSize int64, naming RemoteNaming) *Planner {
 // Plan hashes and validates path and decides what a sync would do with it.
 // An error is a failure to read the state.
 func (p *Planner) Plan(path, root string) (Plan, error) {
-	res := hashFile(path, p.maxSize)
+	var lookup baseLookup
+	if p.st != nil {
+		lookup = recordLookup(p.st.GetPath, p.st.GetContent, nil)
+	}
+	res := readSource(path, p.maxSize, lookup, false)
 	out := Plan{Size: res.ID.Size}
 	switch res.Outcome {
 	case hashVanished:
@@ -62,13 +66,13 @@ func (p *Planner) Plan(path, root string) (Plan, error) {
 	var k known
 	if p.st != nil {
 		var err error
-		if k, err = readKnown(planReader{p.st}, path, res.Hash, res.Outcome == hashOK); err != nil {
+		if k, err = readKnown(planReader{p.st}, path, res.Hash, res.Outcome == hashOK, &res); err != nil {
 			return out, fmt.Errorf("read the state for %s: %w", path, err)
 		}
 	}
 	v := decide(k, seen{path: path, root: root, name: UploadName(path, res.Hash, p.naming), res: res}, p.now())
 	switch v.dec {
-	case decUnchanged:
+	case decUnchanged, decRehash:
 		out.Action = "unchanged"
 	case decSkipped:
 		out.Action, out.Detail = "skip", "empty"

@@ -74,6 +74,7 @@ type upload struct {
 	filename    string
 	contentType string
 	size        int64
+	offset      int64 // where the content starts in path (a segment of a growing file)
 	paths       map[string]bool
 	attempts    int
 	bo          *backoff.ExponentialBackOff
@@ -202,7 +203,7 @@ func (l *loop) peekDelete() (workItem, bool) {
 }
 
 func (l *loop) spec(u *upload) uploadSpec {
-	s := uploadSpec{hash: u.hash, path: u.path, filename: u.filename, contentType: u.contentType, size: u.size,
+	s := uploadSpec{hash: u.hash, path: u.path, filename: u.filename, contentType: u.contentType, size: u.size, offset: u.offset,
 		needResolve: u.resolve != resolveNone, resolveOnly: u.resolve.only(), checkRemote: u.checkRemote, intentAt: u.intentAt, attempt: u.attempts + 1}
 	if u.staged == stageDurable {
 		s.stagedAt = u.stagedAt

@@ -305,7 +305,7 @@ func TestQuarantine(t *testing.T) {
 // the watcher's Incomplete (settle timeout) quarantines it.
 func TestIncompleteResettled(t *testing.T) {
 	h := newHarness(t, fastConfig(), stratixtest.Options{})
-	half := h.write("half.jsonl", "{\"a\":1}\n{\"a\":")
+	half := h.write("half.json", "[{\"a\":1},{\"a\":")
 	h.ready(half)
 	h.waitFor("the truncated file to go back to settling", func() bool { return h.rs.has(half) })
 	if s := h.rec(half).State; s == store.StateQuarantined {

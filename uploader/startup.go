@@ -53,7 +53,7 @@ func (l *loop) startup() error {
 		case store.StatePending, store.StateRetrying:
 			delete(stale, rec.Hash)
 			if rec.Hash.IsZero() {
-				l.onReady(rec.Path, rec.Root, rec.Size, false)
+				l.onReady(rec.Path, rec.Root, rec.Size, false, false)
 				l.e.progress(func(p *Progress) { p.FilesSeen--; p.BytesSeen -= rec.Size })
 				return nil
 			}
@@ -74,7 +74,7 @@ func (l *loop) startup() error {
 				l.startHash(rec.Path, p)
 				return nil
 			}
-			o := &decideOp{path: rec.Path, root: rec.Root, name: UploadName(rec.Path, rec.Hash, e.cfg.RemoteName), res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}},
+			o := &decideOp{path: rec.Path, root: rec.Root, name: UploadName(rec.Path, rec.Hash, e.cfg.RemoteName), res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}, Start: rec.Start, End: rec.End},
 				attempts: rec.Attempts, next: rec.NextAttempt}
 			l.attach(rec.Path, p, o)
 		case store.StateRemoved:

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"slices"
 	"time"
@@ -27,6 +28,7 @@ type uploadSpec struct {
 	filename    string
 	contentType string
 	size        int64
+	offset      int64     // where the content starts in path
 	needResolve bool      // a create-phase intent exists: look for its traces first (rule 9)
 	checkRemote bool      // ask the server for traces of this unique name before uploading (rule 15)
 	resolveOnly bool      // start-up recovery: resolve, do not upload
@@ -252,7 +254,13 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 			}
 			return r
 		}
-		sum, err := e.api.Put(ctx, pre.URL, s.contentType, f, s.size)
+		// A segment is a range of a file that may grow meanwhile; a whole
+		// file must not (client.ErrBodySize tells it changed).
+		var body io.Reader = f
+		if isJSONL(s.path) {
+			body = io.NewSectionReader(f, s.offset, s.size)
+		}
+		sum, err := e.api.Put(ctx, pre.URL, s.contentType, body, s.size)
 		f.Close()
 		if errors.Is(err, client.ErrBodySize) {
 			// The file is not the size decided on: it changed (rule 7).

@@ -51,8 +51,16 @@ func (l *loop) onWritten(d writeDone) {
 		case *uploadedOp:
 			l.onUploaded(o)
 		case *removeOp:
+			kept := map[string]bool{}
+			for _, rec := range o.moved {
+				if l.movedAway(rec.Path, rec, fileID{}) {
+					kept[rec.Path] = true
+				}
+			}
 			for _, or := range o.orphans {
-				l.orphan(or.hash, or.size, or.path)
+				if !kept[or.path] {
+					l.orphan(or.hash, or.size, or.path)
+				}
 			}
 		case *orphanOp:
 			for _, del := range o.deletes {
@@ -67,7 +75,7 @@ func (l *loop) onWritten(d writeDone) {
 			}
 		case *requeueOp:
 			for _, rec := range o.recs {
-				l.onReady(rec.Path, rec.Root, rec.Size, true)
+				l.onReady(rec.Path, rec.Root, rec.Size, true, false)
 			}
 		case *stageOp:
 			if o.u.staged == stageWriting && o.u.stagedAt.Equal(o.intent.StartedAt) {

@@ -29,6 +29,11 @@ type Config struct {
 	// Settle is how long a file must have had no event before it is checked
 	// for readiness. 0 means DefaultSettle (1 s).
 	Settle time.Duration
+	// MaxLag bounds how long a .jsonl that keeps changing waits before it
+	// is reported Ready (with Event.Growing) without settling, so its
+	// complete lines go out while it is still written. 0 means
+	// DefaultMaxLag; negative means never (wait for quiet).
+	MaxLag time.Duration
 	// SettleTimeout is how long a path sent back by Resettle may keep
 	// coming back before it is reported Incomplete. 0 means
 	// DefaultSettleTimeout (10 min).
@@ -83,6 +88,7 @@ type Config struct {
 const (
 	DefaultSettle        = time.Second
 	DefaultSettleTimeout = 10 * time.Minute
+	DefaultMaxLag        = 5 * time.Second
 	// DefaultPoll is the polling period of roots on filesystems without
 	// inotify and of subtrees that ran out of watches, when Config.Poll is 0.
 	DefaultPoll = 10 * time.Second
@@ -145,6 +151,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.SettleTimeout == 0 {
 		cfg.SettleTimeout = DefaultSettleTimeout
+	}
+	if cfg.MaxLag == 0 {
+		cfg.MaxLag = DefaultMaxLag
 	}
 	if cfg.RemoveGrace == 0 {
 		cfg.RemoveGrace = DefaultRemoveGrace(cfg.Settle)

@@ -26,7 +26,9 @@ type Kind uint8
 
 const (
 	// Ready: Path has settled (no event for the settle time, size and mtime
-	// stable across two stats). Stat is the second stat.
+	// stable across two stats). Stat is the second stat. A growing .jsonl
+	// is also Ready, with Growing set, once it has changed for MaxLag
+	// without settling: its complete lines may be taken.
 	Ready Kind = iota + 1
 	// Removed: Path (a file, or a directory and everything under it) has
 	// been gone for the removal grace period. The consumer verifies with
@@ -82,4 +84,8 @@ type Event struct {
 	Stat   Stat   // for Ready
 	Scan   ScanSummary
 	Reason string // for RootGone and Incomplete: human-readable why
+	// Growing: a Ready for a .jsonl still being written (MaxLag passed):
+	// only its complete lines may be taken, not a last line without a
+	// newline.
+	Growing bool
 }

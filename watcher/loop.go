@@ -47,6 +47,7 @@ func (w *Watcher) newLoop() *loop {
 		dirs:  &watchedDirs{set: map[string]struct{}{}},
 		jobCh: make(chan scanJob),
 	}
+	l.s.lagBudget = lagBudget(cfg.MaxLag, cfg.Settle)
 	l.s.stat = func(p string) (Stat, error) {
 		st, _, err := w.statter.stat(p)
 		return st, err

@@ -3,6 +3,7 @@ package watcher
 import (
 	"container/heap"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,9 @@ type settler struct {
 	settle  time.Duration
 	timeout time.Duration
 	grace   time.Duration
+	// lagBudget is how long a .jsonl may keep changing before it is
+	// reported Ready as growing; 0: never.
+	lagBudget time.Duration
 
 	// stat returns the Stat of a candidate file (errNotWanted when it is
 	// not a regular file to report).
@@ -44,6 +48,9 @@ type settler struct {
 
 type settling struct {
 	root      string
+	first     time.Time // when this file began settling, or was last reported growing
+	grew      bool      // reported growing, with grewStat
+	grewStat  Stat
 	lastEvent time.Time
 	stat      Stat // the first of the two stats: taken at the last event
 	due       time.Time
@@ -116,7 +123,7 @@ func (s *settler) event(now time.Time, root, path string, st *Stat, written bool
 		f.checkWriters = f.checkWriters || written
 		return
 	}
-	f := &settling{root: root, lastEvent: now, stat: cur, due: now.Add(s.settle), checkWriters: written}
+	f := &settling{root: root, first: now, lastEvent: now, stat: cur, due: now.Add(s.settle), checkWriters: written}
 	s.files[path] = f
 	heap.Push(&s.timers, timer{due: f.due, path: path})
 }
@@ -186,7 +193,7 @@ func (s *settler) resettle(now time.Time, root, path string) {
 		f.checkWriters = true
 		return
 	}
-	f := &settling{root: root, lastEvent: now, stat: st, due: now.Add(s.settle), checkWriters: true}
+	f := &settling{root: root, first: now, lastEvent: now, stat: st, due: now.Add(s.settle), checkWriters: true}
 	s.files[path] = f
 	heap.Push(&s.timers, timer{due: f.due, path: path})
 }
@@ -224,10 +231,15 @@ func (s *settler) fireFile(now time.Time, t timer, emit func(Event)) {
 	if f == nil || !f.due.Equal(t.due) {
 		return // stale timer
 	}
+	growing := s.lagBudget > 0 && isJSONL(t.path) && !now.Before(f.first.Add(s.lagBudget))
 	if quiet := f.lastEvent.Add(s.settle); quiet.After(now) {
-		// Events came since this timer was set: wait for quiet.
-		f.due = quiet
-		heap.Push(&s.timers, timer{due: quiet, path: t.path})
+		// Events came since this timer was set: wait for quiet, or report
+		// a growing .jsonl once its lag budget is spent.
+		if growing {
+			s.growing(now, t.path, f, emit)
+			return
+		}
+		s.rearm(t.path, f, quiet)
 		return
 	}
 	st, err := s.stat(t.path)
@@ -241,13 +253,59 @@ func (s *settler) fireFile(now time.Time, t timer, emit func(Event)) {
 		f.stat = st
 		f.lastEvent = now
 		f.checkWriters = true
-		f.due = now.Add(s.settle)
-		heap.Push(&s.timers, timer{due: f.due, path: t.path})
+		if growing {
+			s.growing(now, t.path, f, emit)
+			return
+		}
+		s.rearm(t.path, f, now.Add(s.settle))
 		return
 	}
 	delete(s.files, t.path)
 	s.ready(now, f.root, t.path, st, emit)
 }
+
+// rearm sets f's timer to at, or sooner when its lag budget ends first.
+func (s *settler) rearm(path string, f *settling, at time.Time) {
+	if s.lagBudget > 0 && isJSONL(path) {
+		if lag := f.first.Add(s.lagBudget); lag.Before(at) {
+			at = lag
+		}
+	}
+	f.due = at
+	heap.Push(&s.timers, timer{due: at, path: path})
+}
+
+// growing reports a .jsonl that has changed for its lag budget without
+// settling: Ready with Growing, unless nothing changed since it was last
+// reported. It goes on settling, with a new budget from now.
+func (s *settler) growing(now time.Time, path string, f *settling, emit func(Event)) {
+	f.first = now
+	s.rearm(path, f, f.lastEvent.Add(s.settle))
+	st, err := s.stat(path)
+	if err != nil {
+		return
+	}
+	if f.grew && sameBytes(f.grewStat, st) {
+		return
+	}
+	// Not remembered as reported: the Ready that comes once the file is
+	// quiet must still be sent, for a last line without a newline.
+	f.grew, f.grewStat = true, st
+	emit(Event{Kind: Ready, Root: f.root, Path: path, Stat: st, Growing: true})
+}
+
+// lagBudget is how long a changing .jsonl waits before it is reported
+// growing: the lag bound less a settle time (the hash and the upload come
+// after it), and at least half the bound.
+func lagBudget(maxLag, settle time.Duration) time.Duration {
+	if maxLag <= 0 {
+		return 0
+	}
+	return max(maxLag-settle, maxLag/2)
+}
+
+// isJSONL reports whether path names a .jsonl, which may be taken while it grows.
+func isJSONL(path string) bool { return strings.EqualFold(filepath.Ext(path), ".jsonl") }
 
 // ready reports a settled file: Ready, or Incomplete when the engine has
 // been sending it back for longer than the settle timeout.

@@ -167,6 +167,10 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		return nil, asUsage(err)
 	}
 	s.startControl(g)
+	maxLag := f.maxLag
+	if once {
+		maxLag = -1 // a backfill treats every file as quiet
+	}
 	s.w, err = watcher.New(watcher.Config{
 		Roots:          dirs,
 		NoRecursive:    f.noRecursive,
@@ -174,6 +178,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		Exclude:        f.exclude,
 		Settle:         f.settle,
 		SettleTimeout:  f.settleTimeout,
+		MaxLag:         maxLag,
 		RescanInterval: f.rescanInterval,
 		Poll:           f.poll,
 		FollowSymlinks: f.followSymlinks,

@@ -14,6 +14,7 @@ import (
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
 	"github.com/tracesync/tracesync/uploader"
+	"github.com/tracesync/tracesync/watcher"
 )
 
 // syncFlags are the flags of the syncing commands: the common set
@@ -42,6 +43,7 @@ type syncFlags struct {
 	remoteName      remoteNameFlag
 	noRemoteCheck   bool
 	probeInterval   time.Duration
+	maxLag          time.Duration
 }
 
 // Defaults of the shared flags.
@@ -54,6 +56,7 @@ const (
 	defaultMaxDeleteWindow = 10 * time.Minute
 	defaultShutdownTimeout = 30 * time.Second
 	defaultProbeInterval   = 30 * time.Second
+	defaultMaxLag          = watcher.DefaultMaxLag
 	defaultRetention       = store.DefaultRetention // 720h: 30 days
 	minRetention           = time.Hour
 )
@@ -73,6 +76,7 @@ const (
 	minRescanInterval = time.Second
 	minPoll           = 10 * time.Millisecond
 	minProbeInterval  = 100 * time.Millisecond
+	minMaxLag         = 100 * time.Millisecond
 )
 
 // addSyncFlags defines the flags of the commands that sync continuously
@@ -87,7 +91,7 @@ func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
 // defaults, so f validates where they are not defined.
 func addCommonFlags(fs *pflag.FlagSet, f *syncFlags) {
 	f.maxFileSize = byteSize(client.MaxFileSize)
-	f.rescanInterval, f.maxDelete, f.maxDeleteWindow = defaultRescanInterval, defaultMaxDelete, defaultMaxDeleteWindow
+	f.rescanInterval, f.maxDelete, f.maxDeleteWindow, f.maxLag = defaultRescanInterval, defaultMaxDelete, defaultMaxDeleteWindow, defaultMaxLag
 	fs.IntVar(&f.workers, "workers", defaultWorkers, fmt.Sprintf("uploads in flight at once, at most (1 to %d)", maxWorkers))
 	fs.StringSliceVar(&f.include, "include", []string{"*.json", "*.jsonl"}, "glob of file names to sync (repeatable, or comma-separated)")
 	fs.StringSliceVar(&f.exclude, "exclude", nil, "glob of file names or paths to skip, on top of the temporary names always skipped ("+alwaysIgnoredHelp+")")
@@ -109,6 +113,7 @@ func addCommonFlags(fs *pflag.FlagSet, f *syncFlags) {
 // uses: rescans, polling, and the remote deletes with their guard.
 func addDaemonFlags(fs *pflag.FlagSet, f *syncFlags) {
 	fs.DurationVar(&f.rescanInterval, "rescan-interval", defaultRescanInterval, "full rescan of every folder this often, as a safety net (0 disables, else at least "+minRescanInterval.String()+")")
+	fs.DurationVar(&f.maxLag, "max-lag", defaultMaxLag, "a .jsonl that keeps growing has its complete lines on the server within about this long of being written, even when it is never quiet for --settle (at least "+minMaxLag.String()+")")
 	fs.DurationVar(&f.poll, "poll", 0, "poll every INTERVAL instead of using inotify (for NFS, SMB); 0 uses inotify, else at least "+minPoll.String())
 	fs.StringVar(&f.rootMarker, "root-marker", "", "a file that must exist in each folder (like .stfolder); without it the folder counts as unmounted and nothing is deleted")
 	fs.BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "delete a file's traces remotely when no local file holds its content any more")
@@ -132,6 +137,9 @@ func (f *syncFlags) validate() error {
 		errs = append(errs, fmt.Errorf("--rescan-interval %s: use 0 (off) or a positive duration such as 10m", f.rescanInterval))
 	} else if f.rescanInterval > 0 && f.rescanInterval < minRescanInterval {
 		errs = append(errs, fmt.Errorf("--rescan-interval %s: use at least %s (or 0 to disable)", f.rescanInterval, minRescanInterval))
+	}
+	if f.maxLag < minMaxLag {
+		errs = append(errs, fmt.Errorf("--max-lag %s: use at least %s, e.g. 5s", f.maxLag, minMaxLag))
 	}
 	if f.probeInterval < minProbeInterval {
 		errs = append(errs, fmt.Errorf("--probe-interval %s: use at least %s, e.g. 30s", f.probeInterval, minProbeInterval))

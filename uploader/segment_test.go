@@ -1,0 +1,262 @@
+package uploader_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tracesync/tracesync/client/stratixtest"
+	"github.com/tracesync/tracesync/store"
+)
+
+// lineCounts counts the server's live traces by their JSON.
+func lineCounts(srv *stratixtest.Server) map[string]int {
+	out := map[string]int{}
+	for _, j := range srv.TraceJSON() {
+		out[j]++
+	}
+	return out
+}
+
+// checkLines fails unless the server holds each of want exactly once, and
+// nothing else.
+func checkLines(t *testing.T, srv *stratixtest.Server, want ...string) {
+	t.Helper()
+	got := lineCounts(srv)
+	for _, w := range want {
+		c := stratixtest.CanonicalJSON([]byte(w))
+		if got[c] != 1 {
+			t.Errorf("line %s: on the server %d times, want 1", w, got[c])
+		}
+		delete(got, c)
+	}
+	for j, n := range got {
+		t.Errorf("unexpected trace on the server (%d times): %s", n, j)
+	}
+}
+
+func appendTo(t *testing.T, p, data string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// line is the n-th JSON line of a test log.
+func line(n int) string { return fmt.Sprintf(`{"run":%d,"pad":"%s"}`, n, strings.Repeat("x", n%7)) }
+
+// lines joins lines from..to-1, each with its newline.
+func lines(from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		b.WriteString(line(i) + "\n")
+	}
+	return b.String()
+}
+
+func wantLines(from, to int) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		out = append(out, line(i))
+	}
+	return out
+}
+
+// An append uploads only the lines after what was sent, as a new segment
+// with a name of its own; the path's record chains both.
+func TestAppendUploadsOnlyNewLines(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	p := h.write("agent.jsonl", lines(0, 2))
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	appendTo(t, p, lines(2, 5))
+	h.ready(p)
+	h.waitFor("the second segment", func() bool { return h.rec(p).Segments() == 2 && h.rec(p).State == store.StateUploaded })
+	appendTo(t, p, lines(5, 6))
+	h.ready(p)
+	h.waitFor("the third segment", func() bool { return h.rec(p).Segments() == 3 && h.rec(p).State == store.StateUploaded })
+	h.idle()
+	checkLines(t, h.srv, wantLines(0, 6)...)
+	if n := h.srv.Calls(stratixtest.EndpointCreate); n != 3 {
+		t.Errorf("creates: %d, want 3 (one per segment)", n)
+	}
+	names := h.srv.CreatesByFilename()
+	if len(names) != 3 {
+		t.Errorf("upload names %v: want 3 distinct, one per segment", names)
+	}
+	rec := h.rec(p)
+	if rec.Start != int64(len(lines(0, 5))) || rec.SegEnd() != int64(len(lines(0, 6))) {
+		t.Errorf("last segment [%d, %d), want [%d, %d)", rec.Start, rec.SegEnd(), len(lines(0, 5)), len(lines(0, 6)))
+	}
+	// A restart with the file unchanged uploads nothing more.
+	h.restart()
+	h.ready(p)
+	h.idle()
+	checkLines(t, h.srv, wantLines(0, 6)...)
+}
+
+// A .jsonl without a final newline is uploaded whole once it is quiet
+// (its last line is one JSON value); the next append continues after it.
+func TestJSONLWithoutFinalNewline(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	p := h.write("joined.jsonl", line(0)+"\n"+line(1))
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	appendTo(t, p, "\n"+line(2)+"\n")
+	h.ready(p)
+	h.waitFor("the second segment", func() bool { return h.rec(p).Segments() == 2 && h.rec(p).State == store.StateUploaded })
+	h.idle()
+	checkLines(t, h.srv, wantLines(0, 3)...)
+}
+
+// A quiet .jsonl whose last line is cut short uploads its complete lines
+// and goes back to settling for the rest; finished, the rest follows.
+func TestPartialLastLineWaits(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	p := h.write("half.jsonl", line(0)+"\n"+`{"run":`)
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	h.waitFor("the unfinished line to go back to settling", func() bool { return h.rs.has(p) })
+	h.idle()
+	checkLines(t, h.srv, wantLines(0, 1)...)
+	if err := os.WriteFile(p, []byte(line(0)+"\n"+line(1)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.ready(p)
+	h.waitFor("the finished line", func() bool { return h.rec(p).Segments() == 2 && h.rec(p).State == store.StateUploaded })
+	h.idle()
+	checkLines(t, h.srv, wantLines(0, 2)...)
+}
+
+// A file cut short and written again (copytruncate) is a new content from
+// byte 0: its new lines are uploaded, the old ones are not sent again.
+func TestTruncatedLogStartsNewChain(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	p := h.write("app.jsonl", lines(0, 3))
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	appendTo(t, p, lines(3, 4))
+	h.ready(p)
+	h.waitFor("the second segment", func() bool { return h.rec(p).Segments() == 2 && h.rec(p).State == store.StateUploaded })
+	if err := os.Truncate(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, p, lines(10, 12))
+	h.ready(p)
+	h.waitFor("the new chain", func() bool {
+		r := h.rec(p)
+		return r.Segments() == 1 && r.State == store.StateUploaded && r.Hash.String() == hexHash(lines(10, 12))
+	})
+	h.idle()
+	checkLines(t, h.srv, append(wantLines(0, 4), wantLines(10, 12)...)...)
+}
+
+// A growing file renamed to another included name keeps its chain: an
+// append after the rename uploads only the new line.
+func TestRenamedLogKeepsChain(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	a := h.write("a.jsonl", lines(0, 2))
+	h.ready(a)
+	h.waitState(a, store.StateUploaded)
+	appendTo(t, a, lines(2, 3))
+	h.ready(a)
+	h.waitFor("the second segment", func() bool { return h.rec(a).Segments() == 2 && h.rec(a).State == store.StateUploaded })
+	b := filepath.Join(h.root, "b.jsonl")
+	if err := os.Rename(a, b); err != nil {
+		t.Fatal(err)
+	}
+	appendTo(t, b, lines(3, 4))
+	h.ready(b)
+	h.removed(a)
+	h.waitFor("b to take the chain and the new line", func() bool {
+		r := h.rec(b)
+		return r.State == store.StateUploaded && r.Segments() == 3
+	})
+	h.idle()
+	checkLines(t, h.srv, wantLines(0, 4)...)
+}
+
+// Rotation to a name the include patterns skip (app.jsonl to app.jsonl.1)
+// moves the file, it does not remove it: with delete-on-remove, nothing
+// is deleted.
+func TestRotatedLogDeletesNothing(t *testing.T) {
+	cfg := fastConfig()
+	cfg.DeleteOnRemove = true
+	h := newHarness(t, cfg, stratixtest.Options{})
+	keep := h.write("keep.json", `{"keep":true}`) // the root is not left empty (that holds deletes back)
+	h.ready(keep)
+	p := h.write("app.jsonl", lines(0, 2))
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	appendTo(t, p, lines(2, 3))
+	h.ready(p)
+	h.waitFor("the second segment", func() bool { return h.rec(p).Segments() == 2 && h.rec(p).State == store.StateUploaded })
+	if err := os.Rename(p, p+".1"); err != nil {
+		t.Fatal(err)
+	}
+	h.removed(p)
+	h.waitState(p, store.StateRemoved)
+	h.idle()
+	if d := h.srv.Deleted(); len(d) != 0 {
+		t.Fatalf("rotation deleted %d traces: %v", len(d), d)
+	}
+	checkLines(t, h.srv, append(wantLines(0, 3), `{"keep":true}`)...)
+	// A real removal of a log still deletes its traces, every segment's.
+	q := h.write("gone.jsonl", lines(20, 21))
+	h.ready(q)
+	h.waitState(q, store.StateUploaded)
+	appendTo(t, q, lines(21, 22))
+	h.ready(q)
+	h.waitFor("the second segment", func() bool { return h.rec(q).Segments() == 2 && h.rec(q).State == store.StateUploaded })
+	if err := os.Remove(q); err != nil {
+		t.Fatal(err)
+	}
+	h.removed(q)
+	h.waitFor("both segments' traces deleted", func() bool { return len(h.srv.Deleted()) == 2 })
+	checkLines(t, h.srv, append(wantLines(0, 3), `{"keep":true}`)...)
+}
+
+// A .jsonl larger than the size limit uploads in segments of at most the
+// limit, cut at line boundaries; a line longer than the limit is
+// quarantined as too large.
+func TestLargeJSONLUploadsInSegments(t *testing.T) {
+	cfg := fastConfig()
+	cfg.MaxFileSize = 300
+	h := newHarness(t, cfg, stratixtest.Options{})
+	data := lines(0, 40)
+	p := h.write("big.jsonl", data)
+	h.ready(p)
+	h.waitFor("the whole file in segments", func() bool {
+		r := h.rec(p)
+		return r.State == store.StateUploaded && r.SegEnd() == int64(len(data))
+	})
+	h.idle()
+	checkLines(t, h.srv, wantLines(0, 40)...)
+	segs, err := h.db.Chain(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (len(data) + 299) / 300; len(segs)+1 < want {
+		t.Errorf("%d segments for %d bytes at a 300-byte limit", len(segs)+1, len(data))
+	}
+	start := int64(0)
+	for _, s := range segs {
+		if s.End-start > 300 || data[s.End-1] != '\n' {
+			t.Errorf("segment [%d, %d): over the limit or not at a line's end", start, s.End)
+		}
+		start = s.End
+	}
+	long := h.write("long.jsonl", `{"pad":"`+strings.Repeat("y", 400)+`"}`+"\n")
+	h.ready(long)
+	r := h.waitState(long, store.StateQuarantined)
+	if !strings.Contains(r.LastError, "longer than the limit") {
+		t.Errorf("too-long line: reason %q", r.LastError)
+	}
+}
