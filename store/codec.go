@@ -161,7 +161,7 @@ func (d *decoder) finish(what string, key []byte) error {
 // encodePath encodes a PathRecord; the path itself is the key.
 func encodePath(r *PathRecord) []byte {
 	e := encoder{b: make([]byte, 0, 96+len(r.Root)+len(r.LastError))}
-	chained := r.Start != 0 || r.End != 0 || r.Prior > 0 || !r.Print.IsZero()
+	chained := r.chained()
 	if chained {
 		e.byte1(chainFormat)
 	} else {

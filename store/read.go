@@ -226,6 +226,10 @@ func (db *DB) Counts() (Counts, error) {
 				return err
 			}
 			c.Files[rec.State]++
+			if rec.Prior > 0 && rec.State != StateRemoved {
+				c.Chained++
+				c.Segments += rec.Prior + 1
+			}
 			return nil
 		})
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 //	targets/<target>/intents   hash (32 bytes)         -> Intent
 //	targets/<target>/deletes   trace id                -> Delete
 //	targets/<target>/segments  path + NUL + n (4 bytes) -> Segment (a growing file's earlier segments)
-//	targets/<target>/inodes    dev + ino (16 bytes)    -> path (paths whose chain has earlier segments)
+//	targets/<target>/inodes    dev + ino (16 bytes)    -> path (live paths read as a chain: .jsonl)
 //
 // <target> is client.Target.String(), so another target starts clean.
 //

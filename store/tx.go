@@ -155,15 +155,15 @@ func (t *Tx) PutPath(rec PathRecord) error {
 	return nil
 }
 
-// indexInode keeps the inodes index in step: a live path whose chain has
-// earlier segments is found by its device and inode, so the new name of a
+// indexInode keeps the inodes index in step: a live path read as a chain
+// of segments is found by its device and inode, so the new name of a
 // renamed growing file takes over its chain.
 func (t *Tx) indexInode(old, rec *PathRecord) error {
 	if t.inodes == nil {
 		return nil
 	}
-	had := old.Path != "" && isRef(old) && old.Prior > 0
-	has := isRef(rec) && rec.Prior > 0
+	had := old.Path != "" && isRef(old) && old.chained()
+	has := isRef(rec) && rec.chained()
 	if had && (!has || old.Dev != rec.Dev || old.Ino != rec.Ino) {
 		k := inodeKey(old.Dev, old.Ino)
 		if string(t.inodes.Get(k)) == old.Path {
@@ -179,7 +179,7 @@ func (t *Tx) indexInode(old, rec *PathRecord) error {
 }
 
 // PathByInode returns the path recorded for a growing file's device and
-// inode, if one is.
+// inode (a .jsonl read as a chain), if one is.
 func (t *Tx) PathByInode(dev, ino uint64) (string, bool) {
 	if t.inodes == nil || (dev == 0 && ino == 0) {
 		return "", false

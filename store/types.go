@@ -129,6 +129,11 @@ func (r PathRecord) SegEnd() int64 {
 	return r.End
 }
 
+// chained reports whether the record was read as a chain of segments.
+func (r *PathRecord) chained() bool {
+	return r.Prior > 0 || r.Start != 0 || r.End != 0 || !r.Print.IsZero()
+}
+
 // Segments is how many segments the path's chain holds (1 for a whole file).
 func (r PathRecord) Segments() int {
 	if r.Hash.IsZero() {
@@ -188,6 +193,8 @@ type Counts struct {
 	Traces         int // trace ids recorded across contents
 	DeletesPending int
 	Intents        int
+	Chained        int // live paths uploaded in more than one segment (growing .jsonl)
+	Segments       int // the segments of those paths
 }
 
 // ErrNotFound is returned when a path, content, intent or delete has no record.

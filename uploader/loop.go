@@ -52,6 +52,7 @@ type loop struct {
 	scanned      map[string]bool
 	g            guard // the mass-delete guard (guard.go)
 	settling     map[string]bool
+	cont         map[string]bool // paths whose next segment follows one cut at the size limit
 	eventsClosed bool
 	stopping     bool
 	fatal        error
@@ -81,6 +82,7 @@ func newLoop(e *Engine, events <-chan watcher.Event, w Resettler) *loop {
 		scanned:  map[string]bool{},
 		g:        newGuard(),
 		settling: map[string]bool{},
+		cont:     map[string]bool{},
 		hashIn:   make(chan hashReq),
 		hashOut:  make(chan hashDone),
 		workIn:   make(chan workItem),

@@ -97,8 +97,8 @@ func (l *loop) onReady(path, root string, size int64, force, growing bool) {
 	p.growing = growing
 	l.e.progress(func(pr *Progress) {
 		pr.FilesSeen++
-		if size <= l.e.cfg.MaxFileSize {
-			pr.BytesSeen += size // a larger file is refused unread: no bytes to come
+		if size <= l.e.cfg.MaxFileSize || isJSONL(path) {
+			pr.BytesSeen += size // a larger file is refused unread (a .jsonl goes in segments)
 		}
 	})
 	if p.busy() {
@@ -211,14 +211,14 @@ func (l *loop) onDecided(o *decideOp) {
 	log := l.e.log
 	switch o.dec {
 	case decUnchanged:
-		l.done(func(pr *Progress) { pr.Unchanged++ }, read)
+		l.doneFor(path, func(pr *Progress) { pr.Unchanged++ }, read)
 	case decLinked:
 		l.logLinked(path, o.res.Hash)
 		l.e.m.links.Inc()
-		l.done(func(pr *Progress) { pr.Linked++ }, read)
+		l.doneFor(path, func(pr *Progress) { pr.Linked++ }, read)
 	case decSkipped:
 		log.Info().Str("path", path).Msg("skipped: empty file, nothing to upload")
-		l.done(func(pr *Progress) { pr.Skipped++ }, read)
+		l.doneFor(path, func(pr *Progress) { pr.Skipped++ }, read)
 	case decQuarantined:
 		reason := o.reason
 		if reason == "" {
@@ -227,7 +227,7 @@ func (l *loop) onDecided(o *decideOp) {
 		if o.prevState != store.StateQuarantined || o.reason != "" {
 			l.countQuarantine(path, reason, read, o.lastErr)
 		} else {
-			l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, read)
+			l.doneFor(path, func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, read)
 		}
 	case decUpload:
 		l.attach(path, p, o)
@@ -236,6 +236,7 @@ func (l *loop) onDecided(o *decideOp) {
 	}
 	if o.res.More && (o.dec == decUpload || o.dec == decLinked || o.dec == decUnchanged) {
 		p.rehash = true // the next segment follows once this one is recorded
+		l.cont[path] = true
 	}
 	if o.res.Partial && o.dec != decRehash {
 		// Its last line is not finished: the watcher looks again, and
@@ -315,6 +316,17 @@ func (l *loop) countQuarantine(path, reason string, read int64, msg string) {
 	l.e.log.Warn().Str("path", path).Str("reason", reason).Str("error", msg).Msg("quarantined: " + text)
 	l.e.m.quarantined.WithLabelValues(reason).Inc()
 	l.done(func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, read)
+}
+
+// doneFor is done for path, except that the next segment of a file cut at
+// the size limit is not another file: only its bytes count.
+func (l *loop) doneFor(path string, fn func(p *Progress), read int64) {
+	if l.cont[path] {
+		delete(l.cont, path)
+		l.e.progress(func(pr *Progress) { pr.BytesDone += max(read, 0) })
+		return
+	}
+	l.done(fn, read)
 }
 
 // done counts one file reaching a final state after read bytes of it were

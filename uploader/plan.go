@@ -26,6 +26,9 @@ type Plan struct {
 	Action string
 	Detail string
 	Size   int64
+	// Partial: a .jsonl whose complete lines are uploaded while its last
+	// line, cut, is left incomplete.
+	Partial bool
 }
 
 // Planner decides, without the API, what a sync would do with each file
@@ -91,6 +94,7 @@ func (p *Planner) Plan(path, root string) (Plan, error) {
 		p.planned[res.Hash] = path
 		out.Action = "upload"
 	}
+	out.Partial = res.Partial && out.Action == "upload"
 	return out, nil
 }
 

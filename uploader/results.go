@@ -223,11 +223,11 @@ func (l *loop) onUploaded(o *uploadedOp) {
 	l.releasePaths(u, func(path string) {
 		switch {
 		case path == u.path && r.kind == resFound:
-			l.done(func(pr *Progress) { pr.Adopted++ }, u.size)
+			l.doneFor(path, func(pr *Progress) { pr.Adopted++ }, u.size)
 		case path == u.path:
-			l.done(func(pr *Progress) { pr.Uploaded++ }, u.size)
+			l.doneFor(path, func(pr *Progress) { pr.Uploaded++ }, u.size)
 		default:
-			l.done(func(pr *Progress) { pr.Linked++ }, u.size)
+			l.doneFor(path, func(pr *Progress) { pr.Linked++ }, u.size)
 		}
 	})
 	if o.orphaned {

@@ -247,13 +247,15 @@ func (s *settler) fireFile(now time.Time, t timer, emit func(Event)) {
 		delete(s.files, t.path) // gone (its Remove is handled) or no longer a file
 		return
 	}
-	if !sameBytes(st, f.stat) || ((f.checkWriters || st.Size == 0) && s.writing(t.path)) {
+	changed := !sameBytes(st, f.stat)
+	if changed || ((f.checkWriters || st.Size == 0) && s.writing(t.path)) {
 		// Changed without an event (a missed event, a polled filesystem)
-		// or still open by a writer: another settle period.
+		// or still open by a writer: another settle period. A quiet .jsonl
+		// held open by its writer has its complete lines taken meanwhile.
 		f.stat = st
 		f.lastEvent = now
 		f.checkWriters = true
-		if growing {
+		if growing || (!changed && s.lagBudget > 0 && isJSONL(t.path)) {
 			s.growing(now, t.path, f, emit)
 			return
 		}

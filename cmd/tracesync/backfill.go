@@ -260,8 +260,10 @@ func (s *backfillSummary) addIncomplete(db *store.DB, paths []string) {
 			continue
 		}
 		if rec, err := db.GetPath(p); err == nil {
-			switch rec.State {
-			case store.StateUploaded, store.StateSkipped, store.StateQuarantined, store.StateRemoved:
+			switch {
+			case rec.State == store.StateUploaded && (rec.Prior > 0 || rec.End != 0) && rec.Size > rec.SegEnd():
+				// Its complete lines are sent; its last line is not finished.
+			case rec.State == store.StateUploaded, rec.State == store.StateSkipped, rec.State == store.StateQuarantined, rec.State == store.StateRemoved:
 				continue
 			}
 		}
@@ -453,6 +455,14 @@ func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string
 				// cut when its single pass ends, lists it as incomplete
 				// without recording it: not a quarantine.
 				detail = strings.TrimPrefix(detail, ev.Path+": ") + "; a backfill would not upload it: complete it, then run again"
+			}
+			if pl.Partial {
+				// Its complete lines go up; its last line, cut, leaves it
+				// listed incomplete as well, as the backfill would.
+				detail = "its complete lines; the last line is cut, so it is also left incomplete"
+				plan.mu.Lock()
+				plan.count["incomplete"]++
+				plan.mu.Unlock()
 			}
 			if pl.Action != "" {
 				plan.add(pl.Action, ev.Path, detail, pl.Size)

@@ -33,14 +33,14 @@ func TestBackfillRefusesDeleteOnRemove(t *testing.T) {
 	}
 }
 
-// A .jsonl cut mid-line is "incomplete" in a dry run, as the real backfill
+// A .json cut mid-value is "incomplete" in a dry run, as the real backfill
 // reports it, not "quarantine".
 func TestDryRunCallsACutFileIncompleteLikeBackfill(t *testing.T) {
 	w := newCheckConfigWorld(t)
 	writeFile(t, w.folder, "ok.json", traceJSON("ok"))
-	writeFile(t, w.folder, "cut.jsonl", []byte("{\"trace_id\":\"ok-1\"}\n{\"trace_id\":\"cut-2\",\"ev"))
+	writeFile(t, w.folder, "cut.json", []byte("[{\"trace_id\":\"ok-1\"},{\"trace_id\":\"cut-2\",\"ev"))
 	writeFile(t, w.folder, "broken.json", []byte(`not json`))
-	cut := filepath.Join(w.folder, "cut.jsonl")
+	cut := filepath.Join(w.folder, "cut.json")
 
 	code, out, errOut := mainIn(t, context.Background(), w.env, "backfill", "--dry-run", "--settle", "50ms", w.folder)
 	if code != 0 {

@@ -86,7 +86,7 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 	put("midcut.jsonl", []byte("{\"trace_id\":\"ok-1\"}\n{\"trace_id\":\"cut-2\",\"ev\n{\"trace_id\":\"ok-3\"}\n")) // a record cut, then more appended
 	put("empty.json", nil)
 	big := bytes.Repeat([]byte(`{"trace_id":"tr-big","payload":"`+strings.Repeat("x", 1000)+`"}`+"\n"), 51<<10) // 51 MiB of valid JSONL
-	put("huge.jsonl", big)
+	put("huge.json", big) // a .json over the limit (a .jsonl would go up in segments)
 	temps := map[string][]byte{
 		".hidden.json":  traceJSON("hidden"),
 		"w.json.tmp":    traceJSON("tmp"),
@@ -111,8 +111,8 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 	if n := e.srv.Calls(stratixtest.EndpointPresign) + e.srv.Calls(stratixtest.EndpointCreate); n != 0 {
 		t.Fatalf("backfill --dry-run made %d presign/create calls, want 0", n)
 	}
-	if !strings.Contains(dry.stdout, "would upload 6 files") || !strings.Contains(dry.stdout, "link 3") {
-		t.Errorf("backfill --dry-run: want 'would upload 6 files' (one per distinct valid content) and 'link 3' (the duplicates), got:\n%s", dry.stdout)
+	if !strings.Contains(dry.stdout, "would upload 7 files") || !strings.Contains(dry.stdout, "link 3") {
+		t.Errorf("backfill --dry-run: want 'would upload 7 files' (one per distinct valid content, and cut.jsonl's complete line) and 'link 3' (the duplicates), got:\n%s", dry.stdout)
 	}
 
 	r := e.run("backfill", "--settle", "100ms", "--settle-timeout", "1s", root)
@@ -148,8 +148,12 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 	for _, n := range creates {
 		total += n
 	}
-	if total != len(distinct) {
-		t.Errorf("creates: got %d, want %d (one per distinct valid content; nothing for temp, bad or huge files)", total, len(distinct))
+	cutLine := hashOf([]byte("{\"trace_id\":\"ok-1\"}\n"))
+	if creates[cutLine] != 1 {
+		t.Errorf("cut.jsonl's complete first line: created %d times, want 1", creates[cutLine])
+	}
+	if total != len(distinct)+1 {
+		t.Errorf("creates: got %d, want %d (one per distinct valid content, cut.jsonl's complete line; nothing for temp, bad or huge files)", total, len(distinct)+1)
 	}
 	if got := e.srv.MaxInflightPerBasename(); got > 1 {
 		t.Errorf("two uploads of one basename were between presign and create at once (%d): rule 8", got)
@@ -162,7 +166,7 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 	}{
 		"broken.json":  {"quarantined", "invalid JSON"},
 		"midcut.jsonl": {"quarantined", "line 2"},
-		"huge.jsonl":   {"quarantined", "larger than"},
+		"huge.json":    {"quarantined", "larger than"},
 		"empty.json":   {"skipped", ""},
 	}
 	for name := range valid {
@@ -183,12 +187,12 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 			t.Errorf("%s: tracked, want ignored (temporary or not a trace name)", name)
 		}
 	}
-	// A .jsonl cut at the end is not whole: a backfill must not pass over it
-	// in silence (quarantined as incomplete, or named as not finished).
-	if row, ok := rows[filepath.Join(root, "cut.jsonl")]; ok && (row.State != "quarantined" || !strings.Contains(row.LastError, "incomplete")) {
-		t.Errorf("cut.jsonl: state %s (%q), want quarantined as incomplete", row.State, row.LastError)
+	// A .jsonl cut at the end: its complete line goes up, and the backfill
+	// does not pass over the cut one in silence (named as not finished).
+	if row := rows[filepath.Join(root, "cut.jsonl")]; row.State != "uploaded" || row.Sent != int64(len("{\"trace_id\":\"ok-1\"}\n")) {
+		t.Errorf("cut.jsonl: state %s, sent %d bytes; want uploaded up to its complete line", row.State, row.Sent)
 	}
-	for _, re := range []string{`uploaded\s+6\b`, `linked\s+3\b`, `broken\.json: .*invalid JSON`, `huge\.jsonl[: ].*larger than`, `midcut\.jsonl: .*line 2`, `cut\.jsonl: .*incomplete`} {
+	for _, re := range []string{`uploaded\s+7\b`, `linked\s+3\b`, `broken\.json: .*invalid JSON`, `huge\.json[: ].*larger than`, `midcut\.jsonl: .*line 2`, `cut\.jsonl: .*incomplete`} {
 		if !regexp.MustCompile(re).MatchString(r.stdout) {
 			t.Errorf("summary does not match %q:\n%s", re, r.stdout)
 		}
@@ -250,8 +254,8 @@ func TestE2ERunDropFolder(t *testing.T) {
 	}
 	hSlow := hashOf(whole)
 	p.waitFor("slow.json created", limit, func() bool { return allCreatedOnce(e.srv, []string{hSlow}) })
-	if _, total := createsOf(e.srv, nil); total != 3 {
-		t.Fatalf("after the slow writer: %d creates, want 3 (a partial slow.json was uploaded?) %v", total, e.srv.CreatesByHash())
+	if _, total := createsOf(e.srv, nil); total != 4 {
+		t.Fatalf("after the slow writer: %d creates, want 4 (partial.jsonl's complete line, a.json, b.jsonl, slow.json: was a partial slow.json uploaded?) %v", total, e.srv.CreatesByHash())
 	}
 
 	// A rename and a move into another folder: nothing uploaded, nothing deleted.
@@ -270,8 +274,8 @@ func TestE2ERunDropFolder(t *testing.T) {
 			rows[filepath.Join(root, "archive", "b.jsonl")].State == "uploaded" &&
 			gone(rows, filepath.Join(root, "a.json")) && gone(rows, filepath.Join(root, "in", "b.jsonl"))
 	})
-	if _, total := createsOf(e.srv, nil); total != 3 {
-		t.Errorf("after renames and moves: %d creates, want still 3", total)
+	if _, total := createsOf(e.srv, nil); total != 4 {
+		t.Errorf("after renames and moves: %d creates, want still 4", total)
 	}
 	if d := e.srv.Deleted(); len(d) != 0 {
 		t.Errorf("after renames and moves: traces %v deleted, want none (rule 5)", d)

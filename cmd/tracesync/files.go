@@ -56,7 +56,11 @@ It needs no API key. While a daemon runs, it asks the daemon.`,
 					traces = strings.Join(f.TraceIDs, ",")
 				}
 				lastErr := strings.TrimPrefix(f.LastError, f.Path+": ") // the PATH column names it already
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", f.State, f.Attempts, hash, traces, f.Path, lastErr)
+				path := f.Path
+				if f.Segments > 1 {
+					path += fmt.Sprintf(" (%d segments, %d bytes sent)", f.Segments, f.Sent)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", f.State, f.Attempts, hash, traces, path, lastErr)
 			}
 			return tw.Flush()
 		},

@@ -160,6 +160,9 @@ func printStatus(w io.Writer, st control.Status) error {
 	fmt.Fprintf(tw, "Traces:\t%d\n", st.Traces)
 	fmt.Fprintf(tw, "Deletes pending:\t%d\n", st.DeletesPending)
 	fmt.Fprintf(tw, "Upload intents:\t%d\n", st.Intents)
+	if st.Chained > 0 {
+		fmt.Fprintf(tw, "Growing files:\t%d, in %d segments\n", st.Chained, st.Segments)
+	}
 	if st.HeldBack > 0 {
 		fmt.Fprintf(tw, "Removals held back:\t%d (see tracesync reconcile)\n", st.HeldBack)
 	}

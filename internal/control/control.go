@@ -37,9 +37,11 @@ type Status struct {
 	Traces         int                 `json:"traces"`
 	DeletesPending int                 `json:"deletes_pending"`
 	Intents        int                 `json:"intents"`
-	LastErrors     []FileError         `json:"last_errors"` // newest first
-	HeldBack       int                 `json:"held_back"`   // removals the running daemon's mass-delete guard holds back (0 without a daemon)
-	Daemon         bool                `json:"daemon"`      // true when a running daemon answered over the socket
+	Chained        int                 `json:"growing_files"` // files uploaded in more than one segment (appended .jsonl)
+	Segments       int                 `json:"segments"`      // the segments of those files
+	LastErrors     []FileError         `json:"last_errors"`   // newest first
+	HeldBack       int                 `json:"held_back"`     // removals the running daemon's mass-delete guard holds back (0 without a daemon)
+	Daemon         bool                `json:"daemon"`        // true when a running daemon answered over the socket
 	DaemonPID      int                 `json:"daemon_pid,omitempty"`
 }
 
@@ -62,6 +64,10 @@ type File struct {
 	NextAttempt time.Time   `json:"next_attempt,omitzero"`
 	LastError   string      `json:"last_error,omitempty"`
 	UpdatedAt   time.Time   `json:"updated_at,omitzero"`
+	// Segments and Sent, for a .jsonl: how many segments it went up in,
+	// and up to which byte its lines are recorded as sent.
+	Segments int   `json:"segments,omitempty"`
+	Sent     int64 `json:"sent,omitempty"`
 }
 
 // Handler answers the control commands. NewStoreHandler answers straight
@@ -187,6 +193,8 @@ func (h *storeHandler) Status(ctx context.Context) (Status, error) {
 		Traces:         counts.Traces,
 		DeletesPending: counts.DeletesPending,
 		Intents:        counts.Intents,
+		Chained:        counts.Chained,
+		Segments:       counts.Segments,
 		LastErrors:     []FileError{},
 	}
 	for _, r := range recent {
@@ -209,6 +217,24 @@ func (h *storeHandler) Files(ctx context.Context, state store.State) ([]File, er
 			return nil
 		}
 		f := File{Path: r.Path, State: r.State, Size: r.Size, Attempts: r.Attempts, NextAttempt: r.NextAttempt, LastError: r.LastError, UpdatedAt: r.UpdatedAt}
+		if r.Start != 0 || r.End != 0 || r.Prior > 0 {
+			f.Segments, f.Sent = r.Segments(), r.Start
+			if r.State == store.StateUploaded {
+				f.Sent = r.SegEnd()
+			}
+		}
+		var earlier []string
+		if r.Prior > 0 && r.State != store.StateRemoved {
+			segs, err := h.db.Chain(r.Path)
+			if err != nil {
+				return err
+			}
+			for _, s := range segs {
+				if c, err := h.db.GetContent(s.Hash); err == nil {
+					earlier = append(earlier, c.TraceIDs...)
+				}
+			}
+		}
 		if !r.Hash.IsZero() {
 			f.Hash = r.Hash.String()
 			ids, ok := traces[r.Hash]
@@ -221,6 +247,9 @@ func (h *storeHandler) Files(ctx context.Context, state store.State) ([]File, er
 				traces[r.Hash] = ids
 			}
 			f.TraceIDs = ids
+		}
+		if len(earlier) > 0 {
+			f.TraceIDs = append(earlier, f.TraceIDs...)
 		}
 		out = append(out, f)
 		return nil

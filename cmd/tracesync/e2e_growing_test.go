@@ -1,0 +1,278 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tracesync/tracesync/client/stratixtest"
+)
+
+// The growing-file tests count the server's traces line by line: every
+// line written is there exactly once, and nothing else is.
+
+// logLine is the i-th line writer w appends.
+func logLine(w string, i int) string {
+	return fmt.Sprintf(`{"trace_id":"tr-%s-%d","agent_name":"appender","status":"completed"}`, w, i)
+}
+
+// lineTally counts the server's live traces by their JSON.
+func lineTally(srv *stratixtest.Server) map[string]int {
+	out := map[string]int{}
+	for _, j := range srv.TraceJSON() {
+		out[j]++
+	}
+	return out
+}
+
+// missingOrExtra describes how the server's traces differ from want (each
+// once, nothing else); "" when they do not.
+func missingOrExtra(srv *stratixtest.Server, want []string) string {
+	got := lineTally(srv)
+	var bad []string
+	for _, w := range want {
+		c := stratixtest.CanonicalJSON([]byte(w))
+		if got[c] != 1 {
+			bad = append(bad, fmt.Sprintf("%d× %s", got[c], w))
+		}
+		delete(got, c)
+	}
+	for j, n := range got {
+		bad = append(bad, fmt.Sprintf("unexpected %d× %s", n, j))
+	}
+	if len(bad) > 5 {
+		bad = append(bad[:5], fmt.Sprintf("... %d more", len(bad)-5))
+	}
+	return strings.Join(bad, "; ")
+}
+
+// appendLine appends one line to path, opening and closing it (a writer
+// that reopens the file for each line).
+func appendLine(t *testing.T, path, line string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if _, err := f.WriteString(line + "\n"); err != nil {
+		t.Error(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// waitLines waits until the server holds exactly want.
+func waitLines(p *proc, e *e2eEnv, want []string, limit time.Duration) {
+	p.t.Helper()
+	p.waitFor(fmt.Sprintf("%d lines, each once", len(want)), limit, func() bool { return missingOrExtra(e.srv, want) == "" })
+}
+
+// A slow writer (lines a second apart, settle 300ms) and a writer that
+// reopens the file for each line: every line reaches the server once.
+func TestE2EGrowingSlowAndReopeningWriters(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{})
+	root := t.TempDir()
+	p := e.start("run", "--settle", "300ms", "--rescan-interval", "0", root)
+	slow, reopen := filepath.Join(root, "slow.jsonl"), filepath.Join(root, "reopen.jsonl")
+	var want []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		f, err := os.Create(slow) // kept open, like an agent's log
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		for i := range 5 {
+			l := logLine("slow", i)
+			if _, err := f.WriteString(l + "\n"); err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			want = append(want, l)
+			mu.Unlock()
+			time.Sleep(time.Second) // the writer's pace: the scenario, not a wait for tracesync
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := range 30 {
+			l := logLine("reopen", i)
+			appendLine(t, reopen, l)
+			mu.Lock()
+			want = append(want, l)
+			mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	wg.Wait()
+	waitLines(p, e, want, 60*time.Second)
+	rows := e.files()
+	if r := rows[slow]; r.State != "uploaded" || r.Segments < 2 {
+		t.Errorf("slow.jsonl: %s with %d segments, want uploaded in several", r.State, r.Segments)
+	}
+	p.terminate(30 * time.Second)
+}
+
+// A writer that appends every 200 ms for 15 s, never quiet for --settle:
+// its lines are on the server while it still writes (--max-lag), and at
+// the end each is there once.
+func TestE2EGrowingNeverQuiet(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{})
+	root := t.TempDir()
+	p := e.start("run", "--settle", "1s", "--max-lag", "2s", "--rescan-interval", "0", root)
+	path := filepath.Join(root, "busy.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var want []string
+	seenWhileWriting := 0
+	end := time.Now().Add(15 * time.Second)
+	for i := 0; time.Now().Before(end); i++ {
+		l := logLine("busy", i)
+		if _, err := f.WriteString(l + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, l)
+		if i == 50 { // 10 s in
+			seenWhileWriting = len(e.srv.TraceJSON())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if seenWhileWriting == 0 {
+		t.Errorf("no line on the server 10 s into a writer that never pauses: --max-lag did not cut a segment")
+	}
+	waitLines(p, e, want, 60*time.Second)
+	p.terminate(30 * time.Second)
+}
+
+// Rotation: a log renamed to a name the include patterns skip has moved,
+// not gone (nothing deleted, even with --delete-on-remove); one renamed
+// to an included name keeps its chain; the new log starts a new chain;
+// a log cut short and written again (copytruncate) sends only new lines.
+func TestE2EGrowingRotation(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{})
+	root := t.TempDir()
+	writeFile(t, root, "keep.json", traceJSON("keep")) // the folder never looks emptied
+	p := e.start("run", "--settle", "200ms", "--delete-on-remove", "--rescan-interval", "0", root)
+	want := []string{strings.TrimSpace(string(traceJSON("keep")))}
+	app, moved := filepath.Join(root, "app.jsonl"), filepath.Join(root, "app-old.jsonl")
+	add := func(path, w string, from, to int) {
+		for i := from; i < to; i++ {
+			appendLine(t, path, logLine(w, i))
+			want = append(want, logLine(w, i))
+		}
+	}
+	add(app, "app", 0, 3)
+	waitLines(p, e, want, 30*time.Second)
+	add(app, "app", 3, 5)
+	waitLines(p, e, want, 30*time.Second)
+
+	// Renamed to an excluded name: moved, nothing deleted.
+	if err := os.Rename(app, app+".1"); err != nil {
+		t.Fatal(err)
+	}
+	add(app, "app2", 0, 2) // the new log
+	waitLines(p, e, want, 30*time.Second)
+	time.Sleep(2 * time.Second) // past the remove grace: a delete would have happened by now
+	if d := e.srv.Deleted(); len(d) != 0 {
+		t.Fatalf("rotation to app.jsonl.1 deleted %d traces", len(d))
+	}
+
+	// Renamed to an included name: the chain goes with it.
+	if err := os.Rename(app, moved); err != nil {
+		t.Fatal(err)
+	}
+	add(moved, "app2", 2, 4)
+	waitLines(p, e, want, 30*time.Second)
+	if r := e.files()[moved]; r.Segments < 2 {
+		t.Errorf("app-old.jsonl: %d segments, want the chain it had as app.jsonl and more", r.Segments)
+	}
+
+	// copytruncate: the old lines were copied away, the log starts again.
+	cp := filepath.Join(root, "ct.jsonl")
+	add(cp, "ct", 0, 3)
+	waitLines(p, e, want, 30*time.Second)
+	if err := os.Truncate(cp, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Without --delete-on-remove this would be all; with it the old
+	// lines' traces go, as the file no longer holds them.
+	add(cp, "ct2", 0, 2)
+	p.waitFor("the truncated log's new lines", 30*time.Second, func() bool {
+		got := lineTally(e.srv)
+		return got[stratixtest.CanonicalJSON([]byte(logLine("ct2", 1)))] == 1
+	})
+	p.waitFor("the truncated log's old lines deleted", 30*time.Second, func() bool {
+		return missingOrExtra(e.srv, slicesWithout(want, "tr-ct-")) == ""
+	})
+	p.terminate(30 * time.Second)
+}
+
+// slicesWithout returns the lines of want that do not contain sub.
+func slicesWithout(want []string, sub string) []string {
+	var out []string
+	for _, w := range want {
+		if !strings.Contains(w, sub) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// A backfill uploads a .jsonl without a final newline, and a .jsonl over
+// the size limit in segments at line boundaries; a re-run uploads nothing.
+func TestE2EBackfillLongAndUnterminatedJSONL(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{})
+	root := t.TempDir()
+	var want []string
+	var joined []string
+	for i := range 3 {
+		joined = append(joined, logLine("joined", i))
+	}
+	want = append(want, joined...)
+	writeFile(t, root, "joined.jsonl", []byte(strings.Join(joined, "\n"))) // '\n'.join(lines): no final newline
+	var big strings.Builder
+	for i := 0; big.Len() < 3<<20; i++ {
+		l := logLine("big", i)
+		big.WriteString(l + "\n")
+		want = append(want, l)
+	}
+	writeFile(t, root, "big.jsonl", []byte(big.String()))
+	res := e.run("backfill", "--max-file-size", "1MiB", root)
+	if res.code != 0 {
+		t.Fatalf("backfill: exit %d\n%s", res.code, tail(res.stderr, 4000))
+	}
+	if d := missingOrExtra(e.srv, want); d != "" {
+		t.Fatalf("after the backfill: %s", d)
+	}
+	if r := e.files()[filepath.Join(root, "big.jsonl")]; r.State != "uploaded" || r.Segments < 3 {
+		t.Errorf("big.jsonl (3 MiB at a 1 MiB limit): %s in %d segments, want uploaded in at least 3", r.State, r.Segments)
+	}
+	creates := e.srv.Calls(stratixtest.EndpointCreate)
+	res = e.run("backfill", "--max-file-size", "1MiB", root)
+	if res.code != 0 {
+		t.Fatalf("re-run: exit %d\n%s", res.code, tail(res.stderr, 4000))
+	}
+	if n := e.srv.Calls(stratixtest.EndpointCreate); n != creates {
+		t.Errorf("re-run made %d creates, want none", n-creates)
+	}
+	if d := missingOrExtra(e.srv, want); d != "" {
+		t.Fatalf("after the re-run: %s", d)
+	}
+}
