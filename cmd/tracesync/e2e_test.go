@@ -86,7 +86,7 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 	put("midcut.jsonl", []byte("{\"trace_id\":\"ok-1\"}\n{\"trace_id\":\"cut-2\",\"ev\n{\"trace_id\":\"ok-3\"}\n")) // a record cut, then more appended
 	put("empty.json", nil)
 	big := bytes.Repeat([]byte(`{"trace_id":"tr-big","payload":"`+strings.Repeat("x", 1000)+`"}`+"\n"), 51<<10) // 51 MiB of valid JSONL
-	put("huge.json", big) // a .json over the limit (a .jsonl would go up in segments)
+	put("huge.json", big)                                                                                       // a .json over the limit (a .jsonl would go up in segments)
 	temps := map[string][]byte{
 		".hidden.json":  traceJSON("hidden"),
 		"w.json.tmp":    traceJSON("tmp"),
