@@ -27,8 +27,12 @@ const (
 	// DefaultTimeout is the per-call deadline used when the caller's context
 	// has none (the SDK's total timeout is 600 s).
 	DefaultTimeout = 10 * time.Minute
-	// MaxIdleConnsPerHost sizes the keep-alive pool for ~16 concurrent workers.
-	MaxIdleConnsPerHost = 32
+	// MaxIdleConnsPerHost sizes the keep-alive pool per host (the API, and
+	// the storage the presigned URLs point to): one connection per upload
+	// in flight, up to the most workers tracesync allows, so an adaptive
+	// pool that grows and shrinks keeps its connections instead of closing
+	// and redialing them. Idle ones close after IdleConnTimeout.
+	MaxIdleConnsPerHost = 1024
 	// TransportBufferSize is the size of each connection's read and write
 	// buffers.
 	TransportBufferSize = 64 << 10

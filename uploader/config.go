@@ -63,8 +63,15 @@ type Resettler interface {
 
 // Config configures an Engine. The zero value of each field is noted.
 type Config struct {
-	// Workers is how many uploads and deletes run at once; 0 means 4.
+	// Workers fixes how many uploads and deletes run at once. 0 means
+	// adaptive: the number grows while the API's latency holds and halves
+	// on 429, 503, timeouts and latency jumps, between 1 and MaxWorkers
+	// (concurrency.go).
 	Workers int
+	// MaxWorkers is the most uploads and deletes the adaptive limit allows
+	// at once; it has no effect with a fixed Workers. 0 means
+	// DefaultMaxWorkers (256).
+	MaxWorkers int
 	// HashWorkers is how many files are hashed and validated at once; 0
 	// means 2.
 	HashWorkers int
@@ -142,8 +149,8 @@ type Config struct {
 var ErrConfig = errors.New("invalid engine configuration")
 
 func (c *Config) setDefaults() error {
-	if c.Workers == 0 {
-		c.Workers = 4
+	if c.MaxWorkers == 0 {
+		c.MaxWorkers = DefaultMaxWorkers
 	}
 	if c.HashWorkers == 0 {
 		c.HashWorkers = 2
@@ -187,7 +194,9 @@ func (c *Config) setDefaults() error {
 	}
 	switch {
 	case c.Workers < 0:
-		return errorsJoin("workers must be at least 1")
+		return errorsJoin("workers must be at least 1 (or 0: adaptive)")
+	case c.MaxWorkers < 0:
+		return errorsJoin("max workers must be at least 1")
 	case c.HashWorkers < 0:
 		return errorsJoin("hash workers must be at least 1")
 	case c.MaxUploadJobs < 0:

@@ -33,6 +33,7 @@ type Engine struct {
 	log zerolog.Logger
 	m   *Metrics
 	lim *rate.Limiter // nil: unlimited
+	cc  *concurrency  // how many uploads and deletes may run at once
 
 	// workCtx bounds in-flight uploads and deletes; Shutdown cancels it
 	// when its own deadline passes.
@@ -66,8 +67,13 @@ type Progress struct {
 	Hashing  int // files being hashed and validated
 	Queued   int // uploads waiting for a worker (incl. backoff and the upload-name lock)
 	InFlight int // uploads and deletes running now
-	Retrying int // uploads waiting for a retry after a transient failure
-	Settling int // files sent back to settling (incomplete or changed)
+	// Concurrency is how many uploads and deletes may run at once now: the
+	// adaptive limit, or Config.Workers. MaxConcurrency is its ceiling
+	// (Config.MaxWorkers, or Workers when fixed).
+	Concurrency, MaxConcurrency int
+	Adaptive                    bool // Concurrency adapts (Config.Workers is 0)
+	Retrying                    int  // uploads waiting for a retry after a transient failure
+	Settling                    int  // files sent back to settling (incomplete or changed)
 
 	Uploaded          int            // files whose content was uploaded by this run
 	Linked            int            // files linked to an already uploaded content (no upload)
@@ -111,8 +117,12 @@ func New(cfg Config, st Store, api API) (*Engine, error) {
 		e.m = NewMetrics(nil)
 	}
 	e.m.setCounts(st.Counts)
+	e.cc = newConcurrency(cfg, time.Now)
+	if e.cc.adaptive {
+		e.api = measuredAPI{API: api, cc: e.cc}
+	}
 	if cfg.RateLimit > 0 {
-		e.lim = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, min(cfg.Workers, int(cfg.RateLimit))))
+		e.lim = rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, min(e.cc.ceiling, int(cfg.RateLimit))))
 	}
 	e.workCtx, e.workCancel = context.WithCancel(context.Background())
 	e.prog.QuarantineReasons = map[string]int{}

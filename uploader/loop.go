@@ -37,6 +37,7 @@ type loop struct {
 	writing  bool
 
 	inflight  int
+	workers   int // worker goroutines started: at least the concurrency limit
 	hashing   int
 	deciding  int // decideOps on their way to the store
 	resolving int
@@ -102,9 +103,7 @@ func (l *loop) run(ctx context.Context) error {
 	for range e.cfg.HashWorkers {
 		l.wg.Go(func() { l.hasher() })
 	}
-	for range e.cfg.Workers {
-		l.wg.Go(func() { e.worker(l.workIn, l.workOut, l.abort) })
-	}
+	l.startWorkers()
 	l.wg.Go(func() { l.writer() })
 	defer func() {
 		close(l.hashIn)
@@ -157,7 +156,8 @@ func (l *loop) run(ctx context.Context) error {
 		}
 		var workIn chan workItem
 		var nextWork workItem
-		if !l.stopping && !l.paused && l.fatal == nil {
+		l.startWorkers()
+		if !l.stopping && !l.paused && l.fatal == nil && l.inflight < l.limit() {
 			if it, ok := l.peekWork(); ok {
 				workIn, nextWork = l.workIn, it
 			}
@@ -214,6 +214,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.onHashed(d)
 		case workIn <- nextWork:
 			l.dispatched(nextWork)
+			e.cc.started(l.inflight)
 		case r := <-l.workOut:
 			l.inflight--
 			l.onResult(r)
@@ -364,6 +365,7 @@ func (l *loop) publish() {
 		p.Hashing = len(l.hashQ) + l.hashing
 		p.Queued = queued
 		p.InFlight = l.inflight
+		p.Concurrency, p.MaxConcurrency, p.Adaptive = l.limit(), l.e.cc.ceiling, l.e.cc.adaptive
 		p.Retrying = retrying
 		p.Settling = len(l.settling)
 		p.DeletesPending = pending
@@ -374,6 +376,7 @@ func (l *loop) publish() {
 	m := l.e.m
 	m.queueDepth.Set(float64(queued))
 	m.inFlight.Set(float64(l.inflight))
+	m.concurrency.Set(float64(l.limit()))
 	m.deletesPending.Set(float64(pending))
 	m.heldBack.Set(float64(held))
 	if l.paused {

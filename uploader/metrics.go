@@ -21,6 +21,7 @@ type Metrics struct {
 	latency        prometheus.Histogram
 	queueDepth     prometheus.Gauge
 	inFlight       prometheus.Gauge
+	concurrency    prometheus.Gauge
 	retries        prometheus.Counter
 	deletes        *prometheus.CounterVec // by result
 	deletesPending prometheus.Gauge
@@ -52,6 +53,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Uploads waiting for a worker (queued, waiting for a backoff, or for the lock on their upload name)."}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracesync_uploads_in_flight",
 			Help: "Uploads and deletes running now."}),
+		concurrency: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracesync_concurrency_limit",
+			Help: "Uploads and deletes allowed in flight at once now: the adaptive limit (--workers auto), or the fixed --workers."}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{Name: "tracesync_retries_total",
 			Help: "Transient failures scheduled for a retry."}),
 		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tracesync_deletes_total",
@@ -64,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while the worker pool is paused (API key rejected or API unreachable)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.uploads, m.links, m.failures, m.quarantined, m.bytes, m.latency, m.queueDepth, m.inFlight,
+		reg.MustRegister(m.uploads, m.links, m.failures, m.quarantined, m.bytes, m.latency, m.queueDepth, m.inFlight, m.concurrency,
 			m.retries, m.deletes, m.deletesPending, m.heldBack, m.paused, filesCollector{m})
 	}
 	return m

@@ -20,7 +20,7 @@ func (l *loop) unstage(u *upload) {
 // files (README, Performance). It is also the most create-phase intents
 // of uploads that never ran a SIGKILL can leave: each costs one listing
 // at the next start.
-func (l *loop) maxStaged() int { return 4 * l.e.cfg.Workers }
+func (l *loop) maxStaged() int { return 4 * l.limit() }
 
 // stageMore writes ahead, with the loop's other writes (one commit for
 // many), the create-phase intents (rule 9) of the next queued uploads
@@ -32,7 +32,7 @@ func (l *loop) maxStaged() int { return 4 * l.e.cfg.Workers }
 // that can start now writes its own intent while its presign and PUT run,
 // which is quicker for a single file.
 func (l *loop) stageMore() {
-	if l.stopping || l.paused || l.fatal != nil || l.resolving > 0 || l.inflight < l.e.cfg.Workers {
+	if l.stopping || l.paused || l.fatal != nil || l.resolving > 0 || l.inflight < l.limit() {
 		return
 	}
 	staged := 0

@@ -405,6 +405,9 @@ func (p *dryPlan) write(w io.Writer) {
 func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string) (*dryPlan, error) {
 	plan := &dryPlan{count: map[string]int{}}
 	known := func(path string, st watcher.Stat) bool {
+		if !f.shard.ownsPath(dirs, path) {
+			return true // another host's share (--shard)
+		}
 		if db == nil {
 			return false
 		}
@@ -441,6 +444,9 @@ func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string
 		case watcher.RootGone:
 			plan.add("quarantine", ev.Root, "folder unusable: "+ev.Reason, 0)
 		case watcher.Ready:
+			if !f.shard.owns(ev.Root, ev.Path) {
+				continue // another host's share (--shard)
+			}
 			if planErr != nil {
 				continue // drain the scan; the error is returned below
 			}

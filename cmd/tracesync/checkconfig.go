@@ -92,7 +92,7 @@ func runCheckConfig(ctx context.Context, g *globals, f *syncFlags, args []string
 			r.fail("flags", "%s", msg)
 		}
 	} else {
-		r.ok("flags", "valid (workers %d, settle %s, rescan every %s, delete-on-remove %t)", f.workers, f.settle, f.rescanInterval, f.deleteOnRemove)
+		r.ok("flags", "valid (workers %s, settle %s, rescan every %s, delete-on-remove %t)", &f.workers, f.settle, f.rescanInterval, f.deleteOnRemove)
 	}
 
 	checkFolders(r, g, f, args, svc)

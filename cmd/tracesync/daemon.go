@@ -57,6 +57,7 @@ type syncer struct {
 	ctlErr  error // what the control socket's server ended with, once ctlDone is closed
 
 	scanUnchanged atomic.Int64 // files the scans found already done (not read again): see known
+	otherShards   atomic.Int64 // files the scans left to the other shares of --shard: see known
 	resettler     *trackingResettler
 }
 
@@ -142,7 +143,8 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		return nil, explainStateError(err, stateDir)
 	}
 	s.eng, err = uploader.New(uploader.Config{
-		Workers:         f.workers,
+		Workers:         f.workers.count(),
+		MaxWorkers:      f.maxWorkers,
 		MaxFileSize:     int64(f.maxFileSize),
 		DeleteOnRemove:  f.deleteOnRemove && !once,
 		MaxDelete:       f.maxDelete,
@@ -383,6 +385,9 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 	}
 	files, unchanged := 0, 0
 	for ev := range s.w.Events() {
+		if (ev.Kind == watcher.Ready || ev.Kind == watcher.Incomplete) && !s.f.shard.owns(ev.Root, ev.Path) {
+			continue // another host's share (--shard): never read or recorded here
+		}
 		switch ev.Kind {
 		case watcher.Ready, watcher.Incomplete:
 			s.resettler.back(ev.Path)
@@ -396,11 +401,18 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 					if s.once {
 						verb = "scanned"
 					}
+					// Known vouched for the other shares' files: they are not
+					// this host's, nor unchanged.
+					other := int(s.otherShards.Load())
+					files, unchanged = files-other, unchanged-other
 					msg := fmt.Sprintf("%s %d %s, %d %s", verb, len(s.dirs), pluralize(len(s.dirs), "folder", "folders"), files, pluralize(files, "file", "files"))
 					if unchanged > 0 {
 						msg += fmt.Sprintf(" (%d unchanged since the last run)", unchanged)
 					}
-					s.g.log.Info().Int("files", files).Int("unchanged", unchanged).Msg(msg)
+					if s.f.shard.n > 0 {
+						msg += fmt.Sprintf(" in share %s; %d %s left to the other shares", &s.f.shard, other, pluralize(other, "file", "files"))
+					}
+					s.g.log.Info().Int("files", files).Int("unchanged", unchanged).Int("other_shards", other).Msg(msg)
 					close(scanned)
 					scanned = nil
 				}
@@ -416,11 +428,18 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 }
 
 // known is the engine's restart fast path (uploader.Engine.Known), which
-// also counts the files it vouches for that an earlier run finished. A
+// also counts the files it vouches for that an earlier run finished, and
+// vouches for the files of the other shares of --shard. A
 // pending or retrying path is not counted: the engine finishes it and
 // counts it as uploaded; nor a quarantined one, which the summary counts
 // from the store.
 func (s *syncer) known(path string, st watcher.Stat) bool {
+	if !s.f.shard.ownsPath(s.dirs, path) {
+		// Another host's share: vouched for, so the watcher neither
+		// settles nor reports it.
+		s.otherShards.Add(1)
+		return true
+	}
 	if !s.eng.Known(path, st) {
 		return false
 	}

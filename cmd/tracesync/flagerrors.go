@@ -103,6 +103,10 @@ func expectedForm(f *pflag.Flag) string {
 		return "a duration with a unit (e.g. 500ms, 30s, 5m, 1h)"
 	case "bool":
 		return "true or false"
+	case workersType:
+		return "auto or a whole number (e.g. 16)"
+	case shardType:
+		return "K/N with K from 0 to N-1 (e.g. 0/4 on the first of four hosts)"
 	}
 	return ""
 }

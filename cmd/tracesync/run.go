@@ -142,10 +142,17 @@ type daemonHandler struct {
 	deleteOnRemove bool // the engine's DeleteOnRemove
 }
 
-// Status adds what only the running engine knows: the removals it holds back.
+// Status adds what only the running engine knows: the removals it holds
+// back and its upload pool's concurrency.
 func (h *daemonHandler) Status(ctx context.Context) (control.Status, error) {
 	st, err := h.Handler.Status(ctx)
-	st.HeldBack = h.eng.Progress().HeldBack
+	p := h.eng.Progress()
+	st.HeldBack = p.HeldBack
+	mode := "fixed"
+	if p.Adaptive {
+		mode = "auto"
+	}
+	st.Concurrency = &control.Concurrency{Mode: mode, Limit: p.Concurrency, Max: p.MaxConcurrency, InFlight: p.InFlight}
 	return st, err
 }
 

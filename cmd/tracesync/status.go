@@ -166,6 +166,13 @@ func printStatus(w io.Writer, st control.Status) error {
 	if st.HeldBack > 0 {
 		fmt.Fprintf(tw, "Removals held back:\t%d (see tracesync reconcile)\n", st.HeldBack)
 	}
+	if c := st.Concurrency; c != nil {
+		if c.Mode == "auto" {
+			fmt.Fprintf(tw, "Concurrency:\t%d now, adaptive up to %d (--workers auto); %d in flight\n", c.Limit, c.Max, c.InFlight)
+		} else {
+			fmt.Fprintf(tw, "Concurrency:\t%d, fixed (--workers %d); %d in flight\n", c.Limit, c.Max, c.InFlight)
+		}
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -22,7 +22,8 @@ import (
 // (addDaemonFlags: not backfill). Each is also read from TRACESYNC_<FLAG>
 // by applyEnv.
 type syncFlags struct {
-	workers         int
+	workers         workersFlag
+	maxWorkers      int
 	include         []string
 	exclude         []string
 	settle          time.Duration
@@ -44,11 +45,11 @@ type syncFlags struct {
 	noRemoteCheck   bool
 	probeInterval   time.Duration
 	maxLag          time.Duration
+	shard           shardFlag
 }
 
 // Defaults of the shared flags.
 const (
-	defaultWorkers         = 4
 	defaultSettle          = time.Second
 	defaultSettleTimeout   = 10 * time.Minute
 	defaultRescanInterval  = 10 * time.Minute
@@ -72,7 +73,6 @@ const dirsEnv = "TRACESYNC_DIRS"
 
 // Limits of the shared flags, checked by validate and named in the help.
 const (
-	maxWorkers        = 256
 	minRescanInterval = time.Second
 	minPoll           = 10 * time.Millisecond
 	minProbeInterval  = 100 * time.Millisecond
@@ -92,7 +92,8 @@ func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
 func addCommonFlags(fs *pflag.FlagSet, f *syncFlags) {
 	f.maxFileSize = byteSize(client.MaxFileSize)
 	f.rescanInterval, f.maxDelete, f.maxDeleteWindow, f.maxLag = defaultRescanInterval, defaultMaxDelete, defaultMaxDeleteWindow, defaultMaxLag
-	fs.IntVar(&f.workers, "workers", defaultWorkers, fmt.Sprintf("uploads in flight at once, at most (1 to %d)", maxWorkers))
+	fs.Var(&f.workers, "workers", workersHelp)
+	fs.IntVar(&f.maxWorkers, "max-workers", defaultMaxWorkers, fmt.Sprintf("with --workers auto, the most uploads and deletes in flight at once (1 to %d)", maxWorkers))
 	fs.StringSliceVar(&f.include, "include", []string{"*.json", "*.jsonl"}, "glob of file names to sync (repeatable, or comma-separated)")
 	fs.StringSliceVar(&f.exclude, "exclude", nil, "glob of file names or paths to skip, on top of the temporary names always skipped ("+alwaysIgnoredHelp+")")
 	fs.DurationVar(&f.settle, "settle", defaultSettle, "quiet time before a file counts as written (more than 0)")
@@ -106,6 +107,7 @@ func addCommonFlags(fs *pflag.FlagSet, f *syncFlags) {
 	fs.Var(&f.remoteName, "remote-name", "the name each upload gets at the server: unique (the file's stem, 16 hex digits of its content's SHA-256, its extension: safe with any number of uploaders into one project) or basename (the bare file name: only for one uploader per project)")
 	fs.BoolVar(&f.noRemoteCheck, "no-remote-check", false, "do not ask the server, before uploading a content this state does not know, whether its unique name is already there (to adopt it instead of uploading it again)")
 	fs.DurationVar(&f.probeInterval, "probe-interval", defaultProbeInterval, "while uploads are paused (key rejected, API unreachable or answering 503), how often one request checks whether it works again (at least "+minProbeInterval.String()+")")
+	fs.Var(&f.shard, "shard", "take only share K of N of the files, K from 0 to N-1 (e.g. $JOB_COMPLETION_INDEX/8), so N hosts that see the same folders split them with no coordinator: a file's share is the hash of its path relative to its folder; the other shares' files are neither read nor recorded here (empty: every file)")
 	fs.DurationVar(&f.retention, "retention", defaultRetention, "keep records of removed files this long, then prune them and the contents no file, upload or delete refers to (run: after the first scan, then daily; backfill: at the end); 0 keeps everything, else at least 1h")
 }
 
@@ -124,8 +126,9 @@ func addDaemonFlags(fs *pflag.FlagSet, f *syncFlags) {
 // validate checks the shared flags; every error says how to fix it.
 func (f *syncFlags) validate() error {
 	var errs []error
-	if f.workers < 1 || f.workers > maxWorkers {
-		errs = append(errs, fmt.Errorf("--workers %d: use 1 to %d", f.workers, maxWorkers))
+	errs = append(errs, f.validateWorkers()...)
+	if err := f.shard.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if f.settle <= 0 {
 		errs = append(errs, fmt.Errorf("--settle %s: use a positive duration such as 1s", f.settle))

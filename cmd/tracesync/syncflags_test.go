@@ -74,7 +74,7 @@ func TestSyncFlagsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	if f.workers != 4 || f.settle != time.Second || f.settleTimeout != 10*time.Minute || f.rescanInterval != 10*time.Minute ||
+	if f.workers.count() != 0 || f.maxWorkers != 256 || f.settle != time.Second || f.settleTimeout != 10*time.Minute || f.rescanInterval != 10*time.Minute ||
 		f.maxDelete != 100 || int64(f.maxFileSize) != 50<<20 || f.shutdownTimeout != 30*time.Second || f.deleteOnRemove ||
 		f.retention != 720*time.Hour {
 		t.Fatalf("defaults: got %+v", *f)
@@ -95,8 +95,8 @@ func TestSyncFlagsFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.workers != 2 {
-		t.Errorf("--workers 2 with TRACESYNC_WORKERS=8: got %d, want the flag to win", f.workers)
+	if f.workers.count() != 2 {
+		t.Errorf("--workers 2 with TRACESYNC_WORKERS=8: got %s, want the flag to win", &f.workers)
 	}
 	if f.settle != 250*time.Millisecond || !f.deleteOnRemove || int64(f.maxFileSize) != 10<<20 || f.rateLimit != 20 || f.retention != 0 {
 		t.Errorf("environment not applied: %+v", *f)
@@ -112,7 +112,9 @@ func TestSyncFlagsValidation(t *testing.T) {
 		want string // part of the message that tells the fix
 	}{
 		{[]string{"--max-file-size", "51MiB"}, "--max-file-size 51MiB: use 1 byte to 50MiB"},
-		{[]string{"--workers", "0"}, "--workers 0: use 1 to 256"},
+		{[]string{"--workers", "0"}, "--workers 0: use auto (the default) or 1 to 1024"},
+		{[]string{"--workers", "2000"}, "--workers 2000: use auto (the default) or 1 to 1024"},
+		{[]string{"--max-workers", "0"}, "--max-workers 0: use 1 to 1024"},
 		{[]string{"--settle", "0s"}, "--settle 0s"},
 		{[]string{"--settle", "5s", "--settle-timeout", "1s"}, "must be at least --settle"},
 		{[]string{"--max-delete", "-1"}, "--max-delete -1"},
@@ -234,7 +236,8 @@ func TestFlagHelpNamesVariableAndRange(t *testing.T) {
 	}
 	run, _, _ := root.Find([]string{"run"})
 	for flag, want := range map[string]string{
-		"workers":          "1 to 256",
+		"workers":          "auto",
+		"max-workers":      "1 to 1024",
 		"settle":           "more than 0",
 		"rescan-interval":  "at least 1s",
 		"poll":             "at least 10ms",

@@ -19,7 +19,7 @@ func TestCommandLineMistakesExit2(t *testing.T) {
 		{[]string{"bogus"}, `unknown command "bogus" for "tracesync"`},
 		{[]string{"stat"}, "did you mean state or status?"},
 		{[]string{"run", "--bogus"}, "unknown flag: --bogus"},
-		{[]string{"run", "--workers", "x"}, `invalid value "x" for --workers: want a whole number`},
+		{[]string{"run", "--workers", "x"}, `invalid value "x" for --workers: want auto or a whole number (e.g. 16)`},
 		{[]string{"backfill", "--worker", "3"}, "unknown flag: --worker; did you mean --workers?"},
 		{[]string{"run", "--settle-timout", "1m"}, "did you mean --settle-timeout?"},
 		{[]string{"traces", "get"}, "accepts 1 arg(s), received 0"},
@@ -44,7 +44,7 @@ func TestCommandLineMistakesExit2(t *testing.T) {
 // the form wanted, not only the parser's words.
 func TestEnvValueErrorNamesVariableAndForm(t *testing.T) {
 	for name, want := range map[string]string{
-		"TRACESYNC_WORKERS": "TRACESYNC_WORKERS=\"abc\" is not valid for --workers: want a whole number (e.g. 8); fix or unset TRACESYNC_WORKERS",
+		"TRACESYNC_WORKERS": "TRACESYNC_WORKERS=\"abc\" is not valid for --workers: want auto or a whole number (e.g. 16); fix or unset TRACESYNC_WORKERS",
 		"TRACESYNC_SETTLE":  "TRACESYNC_SETTLE=\"abc\" is not valid for --settle: want a duration with a unit",
 	} {
 		env := map[string]string{"HOME": t.TempDir(), name: "abc"}

@@ -43,6 +43,15 @@ type Status struct {
 	HeldBack       int                 `json:"held_back"`     // removals the running daemon's mass-delete guard holds back (0 without a daemon)
 	Daemon         bool                `json:"daemon"`        // true when a running daemon answered over the socket
 	DaemonPID      int                 `json:"daemon_pid,omitempty"`
+	Concurrency    *Concurrency        `json:"concurrency,omitempty"` // the running daemon's upload pool; nil without a daemon
+}
+
+// Concurrency is how many uploads and deletes a running daemon runs at once.
+type Concurrency struct {
+	Mode     string `json:"mode"`      // "auto" (adaptive) or "fixed" (--workers N)
+	Limit    int    `json:"limit"`     // allowed in flight now
+	Max      int    `json:"max"`       // the ceiling: --max-workers, or N when fixed
+	InFlight int    `json:"in_flight"` // running now
 }
 
 // FileError is one path's last error.

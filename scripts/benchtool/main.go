@@ -51,9 +51,29 @@ type config struct {
 	largeSize       int
 	drops           int
 	settle          time.Duration
-	workers         int
+	workers         string // --workers: auto or a number
+	maxWorkers      int    // --max-workers; 0: tracesync's default
+	latency         time.Duration
 	tracesyncEnv    []string // extra KEY=VALUE for tracesync only
 	only            string   // comma-separated figures to measure; empty: all
+}
+
+// poolArgs are tracesync's flags for its upload pool.
+func (c config) poolArgs() []string {
+	args := []string{"--workers", c.workers}
+	if c.maxWorkers > 0 {
+		args = append(args, "--max-workers", strconv.Itoa(c.maxWorkers))
+	}
+	return args
+}
+
+// clients is how many concurrent clients the calls-only figure uses: a
+// fixed --workers, else 16.
+func (c config) clients() int {
+	if n, err := strconv.Atoi(c.workers); err == nil && n > 0 {
+		return n
+	}
+	return 16
 }
 
 // envList is a repeatable KEY=VALUE flag.
@@ -80,7 +100,9 @@ func run() error {
 	flag.IntVar(&c.largeSize, "large-size", 50<<20, "bytes per large file")
 	flag.IntVar(&c.drops, "drops", 100, "files dropped one by one per latency run")
 	flag.DurationVar(&c.settle, "settle", 100*time.Millisecond, "--settle of the latency runs")
-	flag.IntVar(&c.workers, "workers", 4, "--workers")
+	flag.StringVar(&c.workers, "workers", "auto", "tracesync's --workers (auto or a number); a number also sets the calls-only clients (auto: 16)")
+	flag.IntVar(&c.maxWorkers, "max-workers", 0, "tracesync's --max-workers (0: its default)")
+	flag.DurationVar(&c.latency, "latency", 0, "stratix-fake's --latency: delay added to every call (e.g. 30ms)")
 	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency (default: all)")
 	var extraEnv envList
 	flag.Var(&extraEnv, "tracesync-env", "KEY=VALUE added to tracesync's environment only, not stratix-fake's (repeatable; e.g. GOMEMLIMIT=40MiB)")
@@ -90,7 +112,7 @@ func run() error {
 		return errors.New("need --tracesync, --fake and --work")
 	}
 
-	fmt.Printf("%d runs per figure, --workers %d; GOMAXPROCS machine: %d CPUs; a fresh stratix-fake per run\n", c.runs, c.workers, numCPU())
+	fmt.Printf("%d runs per figure, --workers %s; stratix-fake --latency %s; GOMAXPROCS machine: %d CPUs; a fresh stratix-fake per run\n", c.runs, c.workers, c.latency, numCPU())
 	if len(c.tracesyncEnv) > 0 {
 		fmt.Printf("tracesync's extra environment: %s\n", strings.Join(c.tracesyncEnv, " "))
 	}
@@ -145,7 +167,7 @@ func callsRuns(c config, small string) error {
 		cps = append(cps, r)
 		fmt.Printf("  calls-only run %d: %.0f uploads/s; CPU benchtool %.2fs, stratix-fake %.2fs\n", i+1, r, cpu[0].Seconds(), cpu[1].Seconds())
 	}
-	fmt.Printf("presign+PUT+create alone (%d concurrent clients, no tracesync), the same %d files: median %.0f uploads/s\n\n", c.workers, c.smallFiles, median(cps))
+	fmt.Printf("presign+PUT+create alone (%d concurrent clients, no tracesync), the same %d files: median %.0f uploads/s\n\n", c.clients(), c.smallFiles, median(cps))
 	return nil
 }
 
@@ -210,8 +232,8 @@ func latencyRuns(c config) error {
 // and a fake shared by all runs made each later run pay for the earlier
 // ones: its garbage collector scanning them, and the latency runs' polling
 // lists walking them.
-func startFake(bin string) (url string, cpu func() time.Duration, stop func(), err error) {
-	cmd, url, err := launchFake(bin)
+func startFake(c config) (url string, cpu func() time.Duration, stop func(), err error) {
+	cmd, url, err := launchFake(c.fake, c.latency)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -222,8 +244,8 @@ func startFake(bin string) (url string, cpu func() time.Duration, stop func(), e
 	}, nil
 }
 
-func launchFake(bin string) (*exec.Cmd, string, error) {
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--log-level", "warn", "--api-key", "bench-key", "--envelope=false")
+func launchFake(bin string, latency time.Duration) (*exec.Cmd, string, error) {
+	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--log-level", "warn", "--api-key", "bench-key", "--envelope=false", "--latency", latency.String())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -291,7 +313,7 @@ func env(c config, url, state string) []string {
 // and the CPU time of benchtool and of the fake. It is the ceiling the
 // engine's per-file overhead is measured against.
 func callsOnly(c config, dir string) (float64, [2]time.Duration, error) {
-	url, fakeCPUNow, stopFake, err := startFake(c.fake)
+	url, fakeCPUNow, stopFake, err := startFake(c)
 	if err != nil {
 		return 0, [2]time.Duration{}, err
 	}
@@ -316,10 +338,10 @@ func callsOnly(c config, dir string) (float64, [2]time.Duration, error) {
 	}
 	quiesce()
 	var next atomic.Int64
-	errs := make(chan error, c.workers)
+	errs := make(chan error, c.clients())
 	fake0, self0 := fakeCPUNow(), procCPU(os.Getpid())
 	start := time.Now()
-	for range c.workers {
+	for range c.clients() {
 		go func() {
 			for {
 				i := int(next.Add(1)) - 1
@@ -335,7 +357,7 @@ func callsOnly(c config, dir string) (float64, [2]time.Duration, error) {
 		}()
 	}
 	var first error
-	for range c.workers {
+	for range c.clients() {
 		if err := <-errs; err != nil && first == nil {
 			first = err
 		}
@@ -357,13 +379,13 @@ type runResult struct {
 // returns its wall time, tracesync's peak RSS and CPU, and stratix-fake's
 // CPU over the same time.
 func backfill(c config, dir, name string) (runResult, error) {
-	url, fakeCPUNow, stopFake, err := startFake(c.fake)
+	url, fakeCPUNow, stopFake, err := startFake(c)
 	if err != nil {
 		return runResult{}, err
 	}
 	defer stopFake()
 	state := filepath.Join(c.work, "state-"+name)
-	cmd := exec.Command(c.tracesync, "backfill", "--workers", fmt.Sprint(c.workers), dir)
+	cmd := exec.Command(c.tracesync, append(append([]string{"backfill"}, c.poolArgs()...), dir)...)
 	cmd.Env = env(c, url, state)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -462,7 +484,7 @@ func procCPU(pid int) time.Duration {
 // time (a temporary name renamed into place), each once the previous was
 // created; a drop's latency is the server's created_at minus the rename.
 func latency(c config, name string) ([]float64, error) {
-	url, _, stopFake, err := startFake(c.fake)
+	url, _, stopFake, err := startFake(c)
 	if err != nil {
 		return nil, err
 	}
@@ -475,7 +497,7 @@ func latency(c config, name string) ([]float64, error) {
 	defer os.RemoveAll(drop)
 	defer os.RemoveAll(state)
 	quiesce()
-	cmd := exec.Command(c.tracesync, "run", "--settle", c.settle.String(), "--workers", fmt.Sprint(c.workers), drop)
+	cmd := exec.Command(c.tracesync, append(append([]string{"run", "--settle", c.settle.String()}, c.poolArgs()...), drop)...)
 	cmd.Env = env(c, url, state)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
