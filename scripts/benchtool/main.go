@@ -81,7 +81,7 @@ func run() error {
 	flag.IntVar(&c.drops, "drops", 100, "files dropped one by one per latency run")
 	flag.DurationVar(&c.settle, "settle", 100*time.Millisecond, "--settle of the latency runs")
 	flag.IntVar(&c.workers, "workers", 4, "--workers")
-	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency (default: all)")
+	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency, append (default: all)")
 	var extraEnv envList
 	flag.Var(&extraEnv, "tracesync-env", "KEY=VALUE added to tracesync's environment only, not stratix-fake's (repeatable; e.g. GOMEMLIMIT=40MiB)")
 	flag.Parse()
@@ -98,8 +98,8 @@ func run() error {
 
 	want := func(what string) bool { return c.only == "" || slices.Contains(strings.Split(c.only, ","), what) }
 	for w := range strings.SplitSeq(c.only, ",") {
-		if c.only != "" && !slices.Contains([]string{"calls", "small", "large", "latency"}, w) {
-			return fmt.Errorf("-only %q: want calls, small, large or latency", w)
+		if c.only != "" && !slices.Contains([]string{"calls", "small", "large", "latency", "append"}, w) {
+			return fmt.Errorf("-only %q: want calls, small, large, latency or append", w)
 		}
 	}
 	if want("calls") || want("small") {
@@ -109,6 +109,11 @@ func run() error {
 	}
 	if want("large") {
 		if err := largeRuns(c); err != nil {
+			return err
+		}
+	}
+	if want("append") {
+		if err := appendRuns(c); err != nil {
 			return err
 		}
 	}
