@@ -119,9 +119,10 @@ func appendRuns(c config) error {
 		"       target p99 <= --max-lag + 1 s = 6 s at the default --max-lag 5s\n")
 	fmt.Printf("  CPU per 1,000 lines: tracesync's user+sys (/proc/PID/stat, 10 ms ticks) from the first line written\n" +
 		"       to the last line on the server (polled every 100 ms)\n")
-	fmt.Printf("  append CPU: tracesync's on-CPU time (/proc/PID/task/*/schedstat) from just before %d lines appended\n"+
-		"       %s apart to all of them on the server, idle time included; target: the same on %s as on %s within noise (rule 12)\n",
-		appendCount, appendEvery, humanSize(big), humanSize(appendSmall))
+	fmt.Printf("  append CPU: a file of each size is uploaded first; %s after its traces arrived, tracesync's on-CPU time\n"+
+		"       (/proc/PID/task/*/schedstat) from just before %d lines appended %s apart to all of them on the server,\n"+
+		"       idle time included; target: the same on %s as on %s within noise (rule 12)\n",
+		idleBeforeWrite, appendCount, appendEvery, humanSize(big), humanSize(appendSmall))
 	fmt.Printf("  lines: every line must be on the server exactly once; duplicates, missing lines and other traces\n" +
 		"       (earlier lines sent again) are counted from the server's trace data\n")
 	if time.Duration(*appendSeconds)*time.Second <= maxLagDefault+time.Second {
