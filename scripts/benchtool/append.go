@@ -143,6 +143,9 @@ func appendRuns(c config) error {
 		if len(r.lags) > 0 {
 			p50s, p99s, maxs = append(p50s, percentile(r.lags, 50)), append(p99s, percentile(r.lags, 99)), append(maxs, slices.Max(r.lags))
 			fmt.Printf("      lag p50 %s, p99 %s, max %s", secs(p50s[len(p50s)-1]), secs(p99s[len(p99s)-1]), secs(maxs[len(maxs)-1]))
+			if r.tally.missing > 0 {
+				fmt.Printf(" (of the %d lines that arrived only)", r.tally.arrived)
+			}
 		} else {
 			fmt.Printf("      no line arrived")
 		}
@@ -192,7 +195,7 @@ func appendRuns(c config) error {
 func incomparable(pair [2]costResult) string {
 	var why []string
 	for _, r := range pair {
-		if r.timedOut || r.tally.missing > 0 {
+		if r.timedOut || r.why != "" || r.tally.missing > 0 {
 			why = append(why, humanSize(r.size)+": appended lines did not arrive")
 		}
 	}
@@ -261,12 +264,15 @@ func lagRun(ctx context.Context, c config, name string, lines int) (lagResult, e
 	w := startWriter(filepath.Join(dir, "agent.jsonl"), "l"+salt()+"-", lines, time.Second/time.Duration(*appendRate), *appendLine)
 	res := lagResult{logs: d.log}
 	deadline := time.Now().Add(time.Duration(*appendSeconds)*time.Second + *appendWait)
-	cpu1, arrived, err := waitLines(ctx, tr, d, w, deadline, procCPU)
+	cpu1, arrived, why, err := waitLines(ctx, tr, d, w, deadline, procCPU)
 	if err != nil {
 		return lagResult{}, err
 	}
 	res.cpu = cpu1 - cpu0
-	if !arrived {
+	switch {
+	case why != "":
+		res.note = fmt.Sprintf(" (gave up waiting: the file was %s; CPU up to then)", why)
+	case !arrived:
 		res.note = fmt.Sprintf(" (not every line arrived within %s of the last write: CPU up to then)", *appendWait)
 	}
 	written, werr := w.result()
@@ -292,6 +298,7 @@ type costResult struct {
 	tally    lineTally
 	lags     []float64
 	timedOut bool
+	why      string // why the wait ended before the lines arrived, when it did not time out
 	logs     *logWatch
 }
 
@@ -300,7 +307,10 @@ func (r costResult) String() string {
 	if len(r.lags) > 0 {
 		s += fmt.Sprintf("; lag max %s", secs(slices.Max(r.lags)))
 	}
-	if r.timedOut {
+	switch {
+	case r.why != "":
+		s += fmt.Sprintf("; DID NOT ARRIVE: the file was %s (CPU up to then)", r.why)
+	case r.timedOut:
 		s += fmt.Sprintf("; DID NOT ARRIVE within %s of the last append (CPU up to then)", *appendWait)
 	}
 	return s
@@ -363,11 +373,11 @@ func costRun(ctx context.Context, c config, name string, size int64) (costResult
 
 	cpu0 := threadsCPU(d.pid())
 	w := startWriter(path, "a"+salt()+"-", appendCount, appendEvery, *appendLine)
-	cpu1, arrived, err := waitLines(ctx, tr, d, w, time.Now().Add(appendCount*appendEvery+*appendWait), threadsCPU)
+	cpu1, arrived, why, err := waitLines(ctx, tr, d, w, time.Now().Add(appendCount*appendEvery+*appendWait), threadsCPU)
 	if err != nil {
 		return res, err
 	}
-	res.cpu, res.timedOut = cpu1-cpu0, !arrived
+	res.cpu, res.timedOut, res.why = cpu1-cpu0, !arrived && why == "", why
 	written, err := w.result()
 	if err != nil {
 		return res, err
@@ -384,25 +394,33 @@ func costRun(ctx context.Context, c config, name string, size int64) (costResult
 }
 
 // waitLines polls the server every pollEvery until every line the writer
-// wrote is there (true) or the deadline passes (false), and returns
-// tracesync's CPU as cpu reads it (procCPU or threadsCPU) at that moment.
-func waitLines(ctx context.Context, tr *tracker, d *daemon, w *writer, deadline time.Time, cpu func(int) time.Duration) (time.Duration, bool, error) {
+// wrote is there (true), tracesync quarantines a file once the writer is
+// done (false, and why: the lines will not come), or the deadline passes
+// (false), and returns tracesync's CPU as cpu reads it (procCPU or
+// threadsCPU) at that moment.
+func waitLines(ctx context.Context, tr *tracker, d *daemon, w *writer, deadline time.Time, cpu func(int) time.Duration) (time.Duration, bool, string, error) {
 	cpuNow := func() time.Duration { return cpu(d.pid()) }
+	q0, _ := d.log.lastQuarantine()
 	for {
 		if err := sleepCtx(ctx, pollEvery); err != nil {
-			return 0, false, err
+			return 0, false, "", err
 		}
 		if err := tr.poll(ctx, false); err != nil {
-			return 0, false, err
+			return 0, false, "", err
 		}
-		if done, wrote := w.written(); done && allArrived(wrote, tr.count) {
-			return cpuNow(), true, nil
+		done, wrote := w.written()
+		if done && allArrived(wrote, tr.count) {
+			return cpuNow(), true, "", nil
+		}
+		if n, why := d.log.lastQuarantine(); done && n > q0 {
+			cpu := cpuNow()
+			return cpu, false, "quarantined: " + why, tr.poll(ctx, false)
 		}
 		if d.exited() {
-			return 0, false, fmt.Errorf("tracesync exited during the run:\n%s", d.log.tail())
+			return 0, false, "", fmt.Errorf("tracesync exited during the run:\n%s", d.log.tail())
 		}
 		if time.Now().After(deadline) {
-			return cpuNow(), false, nil
+			return cpuNow(), false, "", nil
 		}
 	}
 }
@@ -798,6 +816,8 @@ type logWatch struct {
 	msgs        map[string]int // message -> times logged (at most maxMsgs distinct)
 	order       []string
 	quarantines map[string]string // path -> error
+	nq          int               // quarantines logged
+	lastQ       string            // the last one's error
 	raw         []string
 }
 
@@ -837,6 +857,7 @@ func (l *logWatch) line(b []byte) {
 			l.quarantines = map[string]string{}
 		}
 		l.quarantines[e.Path] = e.Error
+		l.nq, l.lastQ = l.nq+1, e.Error
 	}
 	key := e.Level + ": " + e.Message
 	if _, ok := l.msgs[key]; !ok {
@@ -858,6 +879,13 @@ func (l *logWatch) quarantined(name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// lastQuarantine returns how many quarantines tracesync logged and the last one's error.
+func (l *logWatch) lastQuarantine() (int, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.nq, l.lastQ
 }
 
 // tail is the log's distinct messages and its last non-JSON lines.

@@ -125,6 +125,9 @@ func TestLogWatch(t *testing.T) {
 	if why, ok := l.quarantined("agent.jsonl"); !ok || why != "too big" {
 		t.Errorf("quarantined = %q, %v", why, ok)
 	}
+	if n, why := l.lastQuarantine(); n != 1 || why != "too big" {
+		t.Errorf("lastQuarantine = %d, %q; want 1, too big", n, why)
+	}
 	if tail := l.tail(); !strings.Contains(tail, "1x warn: quarantined") || !strings.Contains(tail, "panic: x") {
 		t.Errorf("tail = %q", tail)
 	}
