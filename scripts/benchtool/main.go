@@ -103,7 +103,7 @@ func run() error {
 	flag.StringVar(&c.workers, "workers", "auto", "tracesync's --workers (auto or a number); a number also sets the calls-only clients (auto: 16)")
 	flag.IntVar(&c.maxWorkers, "max-workers", 0, "tracesync's --max-workers (0: its default)")
 	flag.DurationVar(&c.latency, "latency", 0, "stratix-fake's --latency: delay added to every call (e.g. 30ms)")
-	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency (default: all)")
+	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency, append (default: all)")
 	var extraEnv envList
 	flag.Var(&extraEnv, "tracesync-env", "KEY=VALUE added to tracesync's environment only, not stratix-fake's (repeatable; e.g. GOMEMLIMIT=40MiB)")
 	flag.Parse()
@@ -120,8 +120,8 @@ func run() error {
 
 	want := func(what string) bool { return c.only == "" || slices.Contains(strings.Split(c.only, ","), what) }
 	for w := range strings.SplitSeq(c.only, ",") {
-		if c.only != "" && !slices.Contains([]string{"calls", "small", "large", "latency"}, w) {
-			return fmt.Errorf("-only %q: want calls, small, large or latency", w)
+		if c.only != "" && !slices.Contains([]string{"calls", "small", "large", "latency", "append"}, w) {
+			return fmt.Errorf("-only %q: want calls, small, large, latency or append", w)
 		}
 	}
 	if want("calls") || want("small") {
@@ -131,6 +131,11 @@ func run() error {
 	}
 	if want("large") {
 		if err := largeRuns(c); err != nil {
+			return err
+		}
+	}
+	if want("append") {
+		if err := appendRuns(c); err != nil {
 			return err
 		}
 	}
