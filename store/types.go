@@ -48,6 +48,9 @@ const (
 	// StateQuarantined: it can never succeed as it is; LastError says why.
 	// It is retried when its bytes change or on `tracesync retry`.
 	StateQuarantined State = "quarantined"
+	// StateIncomplete: a backfill, which waits for nothing, found the file
+	// not whole (a .json cut mid-value); the next run or backfill reads it again.
+	StateIncomplete State = "incomplete"
 	// StateSkipped: nothing to upload (an empty file).
 	StateSkipped State = "skipped"
 	// StateRemoved: the file is gone; the record is kept for the retention period, then pruned.
@@ -55,7 +58,7 @@ const (
 )
 
 // States lists every state in display order.
-var States = []State{StatePending, StateRetrying, StateUploaded, StateQuarantined, StateSkipped, StateRemoved}
+var States = []State{StatePending, StateRetrying, StateUploaded, StateQuarantined, StateIncomplete, StateSkipped, StateRemoved}
 
 // Valid reports whether s is one of States.
 func (s State) Valid() bool {

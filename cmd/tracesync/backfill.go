@@ -213,6 +213,8 @@ type backfillSummary struct {
 	filesRead     int      // of those, the ones read (not refused unread: too large)
 	bytesDone     int64    // the bytes read
 	interrupted   bool
+	roots         []string // the folders backfilled
+	recordErr     error    // recording the incomplete files in the state failed
 }
 
 // summarize combines the engine's counters with the store's view of the
@@ -222,7 +224,7 @@ func summarize(db *store.DB, dirs []string, p uploader.Progress, scanUnchanged i
 	s := &backfillSummary{
 		elapsed: elapsed, uploaded: p.Uploaded, bytesUploaded: p.BytesUploaded, adopted: p.Adopted, linked: p.Linked,
 		unchanged: p.Unchanged + scanUnchanged, skipped: p.Skipped, reasons: p.QuarantineReasons,
-		filesDone: p.FilesDone, filesRead: p.FilesRead, bytesDone: p.BytesDone,
+		filesDone: p.FilesDone, filesRead: p.FilesRead, bytesDone: p.BytesDone, roots: dirs,
 	}
 	for _, d := range dirs {
 		err := db.ForEachPath(d+string(filepath.Separator), func(r store.PathRecord) error {
@@ -255,19 +257,69 @@ func summarize(db *store.DB, dirs []string, p uploader.Progress, scanUnchanged i
 // the single pass of a backfill never reported again: still on disk and
 // not in a final state.
 func (s *backfillSummary) addIncomplete(db *store.DB, paths []string) {
+	var record []string
 	for _, p := range paths {
 		if _, err := os.Lstat(p); err != nil {
 			continue
 		}
-		if rec, err := db.GetPath(p); err == nil {
+		rec, err := db.GetPath(p)
+		if err == nil {
 			switch {
 			case rec.State == store.StateUploaded && (rec.Prior > 0 || rec.End != 0) && rec.Size > rec.SegEnd():
 				// Its complete lines are sent; its last line is not finished.
+				s.incomplete = append(s.incomplete, p)
+				continue
 			case rec.State == store.StateUploaded, rec.State == store.StateSkipped, rec.State == store.StateQuarantined, rec.State == store.StateRemoved:
 				continue
 			}
 		}
 		s.incomplete = append(s.incomplete, p)
+		record = append(record, p)
+	}
+	s.recordIncomplete(db, record)
+}
+
+// rootOf is the folder of roots that holds p ("" if none does).
+func rootOf(roots []string, p string) string {
+	best := ""
+	for _, r := range roots {
+		if (p == r || strings.HasPrefix(p, r+string(filepath.Separator))) && len(r) > len(best) {
+			best = r
+		}
+	}
+	return best
+}
+
+// recordIncomplete records paths as incomplete in the state, so status and
+// files show them after the backfill, and the next run reads them again.
+func (s *backfillSummary) recordIncomplete(db *store.DB, paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	now := time.Now()
+	err := db.Update(context.Background(), func(tx *store.Tx) error {
+		for _, p := range paths {
+			fi, err := os.Lstat(p)
+			if err != nil {
+				continue
+			}
+			rec, err := tx.GetPath(p)
+			if err != nil {
+				rec = store.PathRecord{Path: p, FirstSeen: now}
+			}
+			if rec.Root == "" {
+				rec.Root = rootOf(s.roots, p)
+			}
+			rec.State, rec.Size, rec.ModTime, rec.UpdatedAt = store.StateIncomplete, fi.Size(), fi.ModTime(), now
+			rec.LastError = p + ": not whole when the backfill read it (cut mid-value, or changed while read); complete it, then run again"
+			if err := tx.PutPath(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.recordErr = err
 	}
 }
 
@@ -315,6 +367,9 @@ func (s *backfillSummary) write(w io.Writer) {
 	}
 	if s.quarantined > len(s.listed) {
 		fmt.Fprintf(w, "      ... and %d more: tracesync files --state quarantined\n", s.quarantined-len(s.listed))
+	}
+	if s.recordErr != nil {
+		fmt.Fprintf(w, "  could not record the incomplete files in the state: %v\n", s.recordErr)
 	}
 	if len(s.incomplete) > 0 {
 		fmt.Fprintf(w, "  incomplete   %8s  (not whole when read: cut mid-value, or changed while read; not uploaded)\n", count(len(s.incomplete)))

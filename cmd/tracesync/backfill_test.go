@@ -60,4 +60,13 @@ func TestDryRunCallsACutFileIncompleteLikeBackfill(t *testing.T) {
 	if code != 1 || !regexp.MustCompile(regexp.QuoteMeta(cut)+`: .*incomplete`).MatchString(out) {
 		t.Fatalf("backfill: exit %d, want 1 with %s reported incomplete\nstdout:\n%s\nstderr:\n%s", code, cut, out, errOut)
 	}
+	// It is recorded as incomplete: files and status show it after the run.
+	code, out, errOut = mainIn(t, context.Background(), w.env, "files", "--state", "incomplete")
+	if code != 0 || !strings.Contains(out, cut) || strings.Contains(out, "ok.json") {
+		t.Errorf("files --state incomplete: exit %d, want %s listed alone\nstdout:\n%s\nstderr:\n%s", code, cut, out, errOut)
+	}
+	code, out, _ = mainIn(t, context.Background(), w.env, "status")
+	if code != 0 || !regexp.MustCompile(`(?m)^\s+incomplete\s+1$`).MatchString(out) {
+		t.Errorf("status: want 1 incomplete file\n%s", out)
+	}
 }

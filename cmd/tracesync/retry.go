@@ -85,6 +85,8 @@ func notRetriedWhy(s store.State) string {
 		return "nothing to upload (empty)"
 	case store.StateRemoved:
 		return "gone from disk"
+	case store.StateIncomplete:
+		return "not whole when a backfill read it: the next run or backfill reads it again"
 	}
 	return "not retried"
 }
