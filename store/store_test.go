@@ -78,6 +78,16 @@ func checkConsistent(t *testing.T, db *DB) {
 			}
 			if isRef(&rec) {
 				want[string(refKey(rec.Hash, rec.Path))] = true
+				segs, err := tx.Chain(rec.Path)
+				if err != nil {
+					return err
+				}
+				if len(segs) != rec.Prior {
+					return fmt.Errorf("path %q: Prior %d, but %d earlier segments recorded", rec.Path, rec.Prior, len(segs))
+				}
+				for _, s := range segs {
+					want[string(refKey(s.Hash, rec.Path))] = true
+				}
 			}
 			return nil
 		}); err != nil {
@@ -1013,7 +1023,7 @@ func TestCountsAndRecentErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Counts{
-		Files:    map[State]int{StatePending: 1, StateRetrying: 1, StateUploaded: 2, StateQuarantined: 1, StateSkipped: 0, StateRemoved: 0},
+		Files:    map[State]int{StatePending: 1, StateRetrying: 1, StateUploaded: 2, StateQuarantined: 1, StateIncomplete: 0, StateSkipped: 0, StateRemoved: 0},
 		Contents: 2, Traces: 3, DeletesPending: 1, Intents: 1,
 	}
 	if !reflect.DeepEqual(c, want) {

@@ -178,3 +178,79 @@ func TestDecideRemoval(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideChain walks the rules for a growing .jsonl (a chain of
+// segments), one row per case.
+func TestDecideChain(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	hOld, hNew, hPrev := store.Hash{0x1}, store.Hash{0x2}, store.Hash{0x3}
+	const path, root, name = "/r/app.jsonl", "/r", "app.0200000000000000.jsonl"
+	base := store.PathRecord{Path: path, Root: root, State: store.StateUploaded, Hash: hOld, Start: 100, End: 200, Prior: 2, Dev: 1, Ino: 2}
+	pending := base
+	pending.State = store.StatePending
+	seg := func(h store.Hash, start, end int64, extends bool) hashResult {
+		return hashResult{Outcome: hashOK, Hash: h, ID: fileID{Dev: 1, Ino: 2, Size: end}, Start: start, End: end,
+			Based: true, Extends: extends, BaseHash: hOld, BaseEnd: 200}
+	}
+	rows := []struct {
+		name      string
+		k         known
+		res       hashResult
+		dec       decision
+		chain     chainStep
+		prior     int
+		start     int64
+		orphan    store.Hash
+		newIntent bool
+	}{
+		{name: "lines appended after an uploaded segment: the next segment, the last joins the chain",
+			k: known{path: base, pathFound: true, baseUploaded: true}, res: seg(hNew, 200, 300, true),
+			dec: decUpload, chain: chainExtend, prior: 3, start: 200, newIntent: true},
+		{name: "appended lines whose bytes are uploaded already (the same line again): linked, the chain grows",
+			k: known{path: base, pathFound: true, baseUploaded: true, content: store.Content{Hash: hNew}, contentFound: true}, res: seg(hNew, 200, 300, true),
+			dec: decLinked, chain: chainExtend, prior: 3, start: 200},
+		{name: "nothing new after an uploaded segment: unchanged",
+			k: known{path: base, pathFound: true, content: store.Content{Hash: hOld}, contentFound: true}, res: seg(hOld, 100, 200, false),
+			dec: decUnchanged, chain: chainKeep, prior: 2, start: 100},
+		{name: "a pending segment read again (a restart): the same upload, not cut anew",
+			k: known{path: pending, pathFound: true, intent: store.Intent{Hash: hOld, Phase: store.PhaseCreate}, intentFound: true}, res: seg(hOld, 100, 200, false),
+			dec: decUpload, chain: chainKeep, prior: 2, start: 100},
+		{name: "the record moved on since the segment was cut: hash again",
+			k: known{path: store.PathRecord{Path: path, State: store.StateUploaded, Hash: hPrev, End: 250, Prior: 3}, pathFound: true, baseUploaded: true}, res: seg(hNew, 200, 300, true),
+			dec: decRehash},
+		{name: "cut after a segment whose traces are not recorded: hash again",
+			k: known{path: base, pathFound: true}, res: seg(hNew, 200, 300, true),
+			dec: decRehash},
+		{name: "a renamed growing file with new lines: it takes its old name's chain and adds a segment",
+			k: known{from: store.PathRecord{Path: "/r/old.jsonl", State: store.StateUploaded, Hash: hOld, Start: 100, End: 200, Prior: 2}, fromFound: true, baseUploaded: true},
+			res: func() hashResult { r := seg(hNew, 200, 300, true); r.From = "/r/old.jsonl"; return r }(),
+			dec: decUpload, chain: chainInherit, prior: 3, start: 200, newIntent: true},
+		{name: "rewritten from byte 0 (truncated, copytruncate): a new chain, the old one let go",
+			k: known{path: base, pathFound: true, oldContent: store.Content{Hash: hOld}, oldContentFound: true},
+			res: hashResult{Outcome: hashOK, Hash: hNew, ID: fileID{Dev: 1, Ino: 2, Size: 50}, End: 50},
+			dec: decUpload, chain: chainDrop, prior: 0, start: 0, orphan: hOld, newIntent: true},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			v := decide(r.k, seen{path: path, root: root, name: name, res: r.res}, now)
+			if v.dec != r.dec {
+				t.Fatalf("decision %d, want %d", v.dec, r.dec)
+			}
+			if r.dec == decRehash {
+				return
+			}
+			if v.chain != r.chain || v.record.Prior != r.prior || v.record.Start != r.start {
+				t.Fatalf("chain step %d, prior %d, start %d; want %d, %d, %d", v.chain, v.record.Prior, v.record.Start, r.chain, r.prior, r.start)
+			}
+			if v.orphan != r.orphan {
+				t.Fatalf("orphaned %x, want %x", v.orphan[:1], r.orphan[:1])
+			}
+			if got := v.newIntent != nil; got != r.newIntent {
+				t.Fatalf("new intent: %v, want %v", got, r.newIntent)
+			}
+			if v.newIntent != nil && v.newIntent.Size != r.res.End-r.res.Start {
+				t.Fatalf("intent size %d, want the segment's %d", v.newIntent.Size, r.res.End-r.res.Start)
+			}
+		})
+	}
+}

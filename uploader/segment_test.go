@@ -1,6 +1,7 @@
 package uploader_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -259,4 +260,34 @@ func TestLargeJSONLUploadsInSegments(t *testing.T) {
 	if !strings.Contains(r.LastError, "longer than the limit") {
 		t.Errorf("too-long line: reason %q", r.LastError)
 	}
+}
+
+// A whole .jsonl recorded by an older version (no range, no print) is a
+// chain of one segment: an append after the upgrade uploads only the new
+// lines, checked by hashing the recorded bytes once.
+func TestAppendAfterUpgradeFromWholeFile(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	p := h.write("old.jsonl", lines(0, 3))
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	h.idle()
+	h.stop()
+	h.openStore()
+	err := h.db.Update(context.Background(), func(tx *store.Tx) error {
+		rec, err := tx.GetPath(p)
+		if err != nil {
+			return err
+		}
+		rec.Start, rec.End, rec.Print = 0, 0, store.Print{} // as the older version wrote it
+		return tx.PutPath(rec)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	appendTo(t, p, lines(3, 5))
+	h.ready(p)
+	h.waitFor("the appended lines as a second segment", func() bool { return h.rec(p).Segments() == 2 && h.rec(p).State == store.StateUploaded })
+	h.idle()
+	checkLines(t, h.srv, wantLines(0, 5)...)
 }
