@@ -222,11 +222,11 @@ func TestDecideChain(t *testing.T) {
 			k: known{path: base, pathFound: true}, res: seg(hNew, 200, 300, true),
 			dec: decRehash},
 		{name: "a renamed growing file with new lines: it takes its old name's chain and adds a segment",
-			k: known{from: store.PathRecord{Path: "/r/old.jsonl", State: store.StateUploaded, Hash: hOld, Start: 100, End: 200, Prior: 2}, fromFound: true, baseUploaded: true},
+			k:   known{from: store.PathRecord{Path: "/r/old.jsonl", State: store.StateUploaded, Hash: hOld, Start: 100, End: 200, Prior: 2}, fromFound: true, baseUploaded: true},
 			res: func() hashResult { r := seg(hNew, 200, 300, true); r.From = "/r/old.jsonl"; return r }(),
 			dec: decUpload, chain: chainInherit, prior: 3, start: 200, newIntent: true},
 		{name: "rewritten from byte 0 (truncated, copytruncate): a new chain, the old one let go",
-			k: known{path: base, pathFound: true, oldContent: store.Content{Hash: hOld}, oldContentFound: true},
+			k:   known{path: base, pathFound: true, oldContent: store.Content{Hash: hOld}, oldContentFound: true},
 			res: hashResult{Outcome: hashOK, Hash: hNew, ID: fileID{Dev: 1, Ino: 2, Size: 50}, End: 50},
 			dec: decUpload, chain: chainDrop, prior: 0, start: 0, orphan: hOld, newIntent: true},
 	}
