@@ -112,6 +112,7 @@ func (l *loop) guardEvent(ev watcher.Event) bool {
 // onRemoved takes a watcher's Removed: the tracked paths gone at or under
 // it join the pending set.
 func (l *loop) onRemoved(ev watcher.Event) {
+	l.forgetGrowth(ev.Path)
 	g, err := trackedGone(l.e.st, ev.Path)
 	if err != nil {
 		l.e.log.Error().Err(err).Str("path", ev.Path).Msg("read tracked paths for a removal")

@@ -4,6 +4,8 @@ package uploader
 
 import (
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -27,6 +29,9 @@ type Metrics struct {
 	deletesPending prometheus.Gauge
 	heldBack       prometheus.Gauge
 	paused         prometheus.Gauge
+	segments       prometheus.Counter
+	behind         prometheus.Gauge
+	oldestUnsent   atomic.Int64 // unix nanoseconds; 0 when nothing waits
 
 	mu     sync.Mutex // guards counts
 	counts func() (store.Counts, error)
@@ -65,10 +70,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Tracked files whose removal the mass-delete guard held back (see tracesync reconcile)."}),
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracesync_pool_paused",
 			Help: "1 while the worker pool is paused (API key rejected or API unreachable)."}),
+		segments: prometheus.NewCounter(prometheus.CounterOpts{Name: "tracesync_segments_uploaded_total",
+			Help: "Segments of .jsonl files uploaded (a whole .jsonl is one; each append after it, another)."}),
+		behind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracesync_bytes_behind",
+			Help: "Bytes written to growing .jsonl files and not yet recorded as sent."}),
 	}
+	unsent := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "tracesync_oldest_unsent_seconds",
+		Help: "How long the oldest bytes of a growing .jsonl not yet sent have waited since tracesync saw them (0: none wait)."},
+		func() float64 {
+			at := m.oldestUnsent.Load()
+			if at == 0 {
+				return 0
+			}
+			return time.Since(time.Unix(0, at)).Seconds()
+		})
 	if reg != nil {
 		reg.MustRegister(m.uploads, m.links, m.failures, m.quarantined, m.bytes, m.latency, m.queueDepth, m.inFlight, m.concurrency,
-			m.retries, m.deletes, m.deletesPending, m.heldBack, m.paused, filesCollector{m})
+			m.retries, m.deletes, m.deletesPending, m.heldBack, m.paused, m.segments, m.behind, unsent, filesCollector{m})
 	}
 	return m
 }
@@ -104,4 +122,14 @@ func (m *Metrics) setCounts(fn func() (store.Counts, error)) {
 	m.mu.Lock()
 	m.counts = fn
 	m.mu.Unlock()
+}
+
+// setLag publishes the bytes behind and the time the oldest of them was seen.
+func (m *Metrics) setLag(behind int64, oldest time.Time) {
+	m.behind.Set(float64(behind))
+	if oldest.IsZero() {
+		m.oldestUnsent.Store(0)
+		return
+	}
+	m.oldestUnsent.Store(oldest.UnixNano())
 }

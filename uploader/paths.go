@@ -95,6 +95,7 @@ func (l *loop) onReady(path, root string, size int64, force, growing bool) {
 	}
 	p.force = p.force || force
 	p.growing = growing
+	l.noteGrowth(path, size)
 	l.e.progress(func(pr *Progress) {
 		pr.FilesSeen++
 		if size <= l.e.cfg.MaxFileSize || isJSONL(path) {
@@ -211,8 +212,10 @@ func (l *loop) onDecided(o *decideOp) {
 	log := l.e.log
 	switch o.dec {
 	case decUnchanged:
+		l.noteSent(path, o.res.End)
 		l.doneFor(path, func(pr *Progress) { pr.Unchanged++ }, read)
 	case decLinked:
+		l.noteSent(path, o.res.End)
 		l.logLinked(path, o.res.Hash)
 		l.e.m.links.Inc()
 		l.doneFor(path, func(pr *Progress) { pr.Linked++ }, read)
@@ -230,6 +233,7 @@ func (l *loop) onDecided(o *decideOp) {
 			l.doneFor(path, func(pr *Progress) { pr.Quarantined++; pr.QuarantineReasons[reason]++ }, read)
 		}
 	case decUpload:
+		l.noteSent(path, o.res.Start)
 		l.attach(path, p, o)
 	case decRehash:
 		p.rehash = true // its record changed since it was read

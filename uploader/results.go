@@ -210,6 +210,9 @@ type uploadedOp struct {
 func (l *loop) onUploaded(o *uploadedOp) {
 	u, r := o.u, o.r
 	l.dropJob(u)
+	if isJSONL(u.path) {
+		l.e.m.segments.Inc()
+	}
 	if r.kind == resCreated {
 		l.e.m.uploads.Inc()
 		l.e.m.bytes.Add(float64(u.size))
@@ -221,6 +224,7 @@ func (l *loop) onUploaded(o *uploadedOp) {
 		l.e.m.uploads.Inc()
 	}
 	l.releasePaths(u, func(path string) {
+		l.noteSent(path, u.offset+u.size)
 		switch {
 		case path == u.path && r.kind == resFound:
 			l.doneFor(path, func(pr *Progress) { pr.Adopted++ }, u.size)

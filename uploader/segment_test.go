@@ -8,8 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tracesync/tracesync/client/stratixtest"
 	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/uploader"
 )
 
 // lineCounts counts the server's live traces by their JSON.
@@ -290,4 +294,33 @@ func TestAppendAfterUpgradeFromWholeFile(t *testing.T) {
 	h.waitFor("the appended lines as a second segment", func() bool { return h.rec(p).Segments() == 2 && h.rec(p).State == store.StateUploaded })
 	h.idle()
 	checkLines(t, h.srv, wantLines(0, 5)...)
+}
+
+// The metrics follow a growing file: each segment counts, and once its
+// lines are recorded nothing is behind.
+func TestGrowingMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := fastConfig()
+	cfg.Metrics = uploader.NewMetrics(reg)
+	h := newHarness(t, cfg, stratixtest.Options{})
+	p := h.write("m.jsonl", lines(0, 2))
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	appendTo(t, p, lines(2, 3))
+	h.ready(p)
+	h.waitFor("the second segment", func() bool { return h.rec(p).Segments() == 2 && h.rec(p).State == store.StateUploaded })
+	h.idle()
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP tracesync_segments_uploaded_total Segments of .jsonl files uploaded (a whole .jsonl is one; each append after it, another).
+# TYPE tracesync_segments_uploaded_total counter
+tracesync_segments_uploaded_total 2
+# HELP tracesync_bytes_behind Bytes written to growing .jsonl files and not yet recorded as sent.
+# TYPE tracesync_bytes_behind gauge
+tracesync_bytes_behind 0
+# HELP tracesync_oldest_unsent_seconds How long the oldest bytes of a growing .jsonl not yet sent have waited since tracesync saw them (0: none wait).
+# TYPE tracesync_oldest_unsent_seconds gauge
+tracesync_oldest_unsent_seconds 0
+`), "tracesync_segments_uploaded_total", "tracesync_bytes_behind", "tracesync_oldest_unsent_seconds"); err != nil {
+		t.Fatal(err)
+	}
 }
