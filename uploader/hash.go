@@ -71,6 +71,7 @@ type hashResult struct {
 	Extends  bool
 	More     bool // the segment was cut at the size limit: more follows at once
 	Partial  bool // the file is quiet and ends in a line not finished: back to settling for it
+	Wrap     bool // a part of a .json array: uploaded as [Start, End) in brackets
 	From     string
 	BaseHash store.Hash
 	BaseEnd  int64
@@ -80,6 +81,9 @@ type hashResult struct {
 func (r *hashResult) segSize() int64 {
 	if r.End == 0 && r.Start == 0 {
 		return r.ID.Size
+	}
+	if r.Wrap {
+		return r.End - r.Start + 2
 	}
 	return r.End - r.Start
 }

@@ -365,7 +365,7 @@ func (l *loop) attach(path string, p *pathJob, o *decideOp) {
 		if err != nil {
 			ct = "application/json"
 		}
-		u = &upload{hash: h, path: path, root: p.root, filename: o.name, contentType: ct, size: o.res.segSize(), offset: o.res.Start,
+		u = &upload{hash: h, path: path, root: p.root, filename: o.name, contentType: ct, size: o.res.segSize(), offset: o.res.Start, wrap: o.res.Wrap,
 			paths: map[string]bool{}, attempts: o.attempts}
 		if o.hasIntent && o.intent.Phase == store.PhaseCreate {
 			u.resolve, u.intentAt = resolveFirst, o.intent.StartedAt

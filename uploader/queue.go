@@ -75,6 +75,7 @@ type upload struct {
 	contentType string
 	size        int64
 	offset      int64 // where the content starts in path (a segment of a growing file)
+	wrap        bool  // a part of a .json array: the bytes from offset, in brackets
 	paths       map[string]bool
 	attempts    int
 	bo          *backoff.ExponentialBackOff
@@ -203,7 +204,7 @@ func (l *loop) peekDelete() (workItem, bool) {
 }
 
 func (l *loop) spec(u *upload) uploadSpec {
-	s := uploadSpec{hash: u.hash, path: u.path, filename: u.filename, contentType: u.contentType, size: u.size, offset: u.offset,
+	s := uploadSpec{hash: u.hash, path: u.path, filename: u.filename, contentType: u.contentType, size: u.size, offset: u.offset, wrap: u.wrap,
 		needResolve: u.resolve != resolveNone, resolveOnly: u.resolve.only(), checkRemote: u.checkRemote, intentAt: u.intentAt, attempt: u.attempts + 1}
 	if u.staged == stageDurable {
 		s.stagedAt = u.stagedAt

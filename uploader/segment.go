@@ -26,6 +26,11 @@ func readSource(path string, maxSize int64, lookup baseLookup, growing bool) has
 	if isJSONL(path) {
 		return hashSegment(path, maxSize, lookup, growing)
 	}
+	if isWholeJSON(path) {
+		if fi, err := os.Stat(path); err == nil && fi.Size() > maxSize {
+			return hashArrayPart(path, maxSize, lookup)
+		}
+	}
 	return hashFile(path, maxSize)
 }
 
@@ -434,4 +439,16 @@ func findInode(dir, skip string, dev, ino uint64) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// isWholeJSON reports whether path is a .json, which may go up in parts
+// when it is an array over the size limit.
+func isWholeJSON(path string) bool {
+	f, ok := tracefile.FormatOf(path)
+	return ok && f == tracefile.FormatJSON
+}
+
+// isPart reports whether a record of path holds one part of a .json array.
+func isPart(path string, start, end int64) bool {
+	return isWholeJSON(path) && (start != 0 || end != 0)
 }

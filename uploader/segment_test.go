@@ -324,3 +324,41 @@ tracesync_oldest_unsent_seconds 0
 		t.Fatal(err)
 	}
 }
+
+// A .json array over the size limit uploads in parts, each a valid array
+// of whole elements within the limit (the server makes a trace of each
+// element); an object over it stays quarantined.
+func TestLargeJSONArrayUploadsInParts(t *testing.T) {
+	cfg := fastConfig()
+	cfg.MaxFileSize = 300
+	h := newHarness(t, cfg, stratixtest.Options{})
+	var elems []string
+	for i := range 30 {
+		elems = append(elems, line(i))
+	}
+	data := "[\n  " + strings.Join(elems, ",\n  ") + "\n]\n"
+	p := h.write("big.json", data)
+	h.ready(p)
+	h.waitFor("every element on the server", func() bool { return len(h.srv.TraceJSON()) >= len(elems) })
+	h.idle()
+	checkLines(t, h.srv, elems...)
+	r := h.rec(p)
+	if r.State != store.StateUploaded || r.Segments() < len(data)/300 {
+		t.Errorf("big.json: %s in %d parts, want uploaded in at least %d", r.State, r.Segments(), len(data)/300)
+	}
+	if n := h.srv.Calls(stratixtest.EndpointCreate); n != r.Segments() {
+		t.Errorf("%d creates for %d parts", n, r.Segments())
+	}
+	creates := h.srv.Calls(stratixtest.EndpointCreate)
+	h.ready(p)
+	h.idle()
+	if n := h.srv.Calls(stratixtest.EndpointCreate); n != creates {
+		t.Errorf("the same file again made %d creates, want none", n-creates)
+	}
+	obj := h.write("obj.json", `{"pad":"`+strings.Repeat("z", 400)+`"}`)
+	h.ready(obj)
+	q := h.waitState(obj, store.StateQuarantined)
+	if !strings.Contains(q.LastError, "not a JSON array") {
+		t.Errorf("an object over the limit: reason %q", q.LastError)
+	}
+}

@@ -74,7 +74,7 @@ func (l *loop) startup() error {
 				l.startHash(rec.Path, p)
 				return nil
 			}
-			o := &decideOp{path: rec.Path, root: rec.Root, name: UploadName(rec.Path, rec.Hash, e.cfg.RemoteName), res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}, Start: rec.Start, End: rec.End},
+			o := &decideOp{path: rec.Path, root: rec.Root, name: UploadName(rec.Path, rec.Hash, e.cfg.RemoteName), res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}, Start: rec.Start, End: rec.End, Wrap: isPart(rec.Path, rec.Start, rec.End)},
 				attempts: rec.Attempts, next: rec.NextAttempt}
 			l.attach(rec.Path, p, o)
 		case store.StateRemoved:

@@ -29,6 +29,7 @@ type uploadSpec struct {
 	contentType string
 	size        int64
 	offset      int64     // where the content starts in path
+	wrap        bool      // a part of a .json array: the size less 2 bytes from offset, in brackets
 	needResolve bool      // a create-phase intent exists: look for its traces first (rule 9)
 	checkRemote bool      // ask the server for traces of this unique name before uploading (rule 15)
 	resolveOnly bool      // start-up recovery: resolve, do not upload
@@ -257,7 +258,10 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 		// A segment is a range of a file that may grow meanwhile; a whole
 		// file must not (client.ErrBodySize tells it changed).
 		var body io.Reader = f
-		if isJSONL(s.path) {
+		switch {
+		case s.wrap:
+			body = wrapped(f, s.offset, s.offset+s.size-2)
+		case isJSONL(s.path):
 			body = io.NewSectionReader(f, s.offset, s.size)
 		}
 		sum, err := e.api.Put(ctx, pre.URL, s.contentType, body, s.size)

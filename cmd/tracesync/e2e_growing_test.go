@@ -234,8 +234,9 @@ func slicesWithout(want []string, sub string) []string {
 	return out
 }
 
-// A backfill uploads a .jsonl without a final newline, and a .jsonl over
-// the size limit in segments at line boundaries; a re-run uploads nothing.
+// A backfill uploads a .jsonl without a final newline, a .jsonl over the
+// size limit in segments at line boundaries, and a .json array over it in
+// parts of whole elements; a re-run uploads nothing.
 func TestE2EBackfillLongAndUnterminatedJSONL(t *testing.T) {
 	t.Parallel()
 	e := newE2E(t, stratixtest.Options{})
@@ -254,6 +255,18 @@ func TestE2EBackfillLongAndUnterminatedJSONL(t *testing.T) {
 		want = append(want, l)
 	}
 	writeFile(t, root, "big.jsonl", []byte(big.String()))
+	var arr strings.Builder
+	arr.WriteString("[")
+	for i := 0; arr.Len() < 5<<19; i++ { // 2.5 MiB
+		if i > 0 {
+			arr.WriteString(",\n")
+		}
+		l := logLine("arr", i)
+		arr.WriteString(l)
+		want = append(want, l)
+	}
+	arr.WriteString("]\n")
+	writeFile(t, root, "big.json", []byte(arr.String()))
 	res := e.run("backfill", "--max-file-size", "1MiB", root)
 	if res.code != 0 {
 		t.Fatalf("backfill: exit %d\n%s", res.code, tail(res.stderr, 4000))
@@ -261,8 +274,12 @@ func TestE2EBackfillLongAndUnterminatedJSONL(t *testing.T) {
 	if d := missingOrExtra(e.srv, want); d != "" {
 		t.Fatalf("after the backfill: %s", d)
 	}
-	if r := e.files()[filepath.Join(root, "big.jsonl")]; r.State != "uploaded" || r.Segments < 3 {
+	rows := e.files()
+	if r := rows[filepath.Join(root, "big.jsonl")]; r.State != "uploaded" || r.Segments < 3 {
 		t.Errorf("big.jsonl (3 MiB at a 1 MiB limit): %s in %d segments, want uploaded in at least 3", r.State, r.Segments)
+	}
+	if r := rows[filepath.Join(root, "big.json")]; r.State != "uploaded" || r.Segments < 3 {
+		t.Errorf("big.json (a 2.5 MiB array at a 1 MiB limit): %s in %d parts, want uploaded in at least 3", r.State, r.Segments)
 	}
 	creates := e.srv.Calls(stratixtest.EndpointCreate)
 	res = e.run("backfill", "--max-file-size", "1MiB", root)
