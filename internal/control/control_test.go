@@ -120,7 +120,7 @@ func TestStatus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantFiles := map[store.State]int{store.StatePending: 1, store.StateRetrying: 1, store.StateUploaded: 2, store.StateQuarantined: 1, store.StateSkipped: 0, store.StateRemoved: 0}
+			wantFiles := map[store.State]int{store.StatePending: 1, store.StateRetrying: 1, store.StateUploaded: 2, store.StateQuarantined: 1, store.StateIncomplete: 0, store.StateSkipped: 0, store.StateRemoved: 0}
 			if !reflect.DeepEqual(st.Files, wantFiles) || st.Contents != 1 || st.Traces != 2 || st.Target != target || st.StateFile != db.File() {
 				t.Errorf("Status = %+v\nwant files %v, 1 content, 2 traces, target %s, file %s", st, wantFiles, target, db.File())
 			}
