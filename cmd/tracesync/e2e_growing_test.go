@@ -2,10 +2,14 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,5 +295,87 @@ func TestE2EBackfillLongAndUnterminatedJSONL(t *testing.T) {
 	}
 	if d := missingOrExtra(e.srv, want); d != "" {
 		t.Fatalf("after the re-run: %s", d)
+	}
+}
+
+// TestE2EGrowingSIGKILLLoop kills `tracesync run` at random moments, at
+// least 10 times, while two writers append to their logs, under injected
+// 5xx, 429 and dropped connections; in the end every line is on the server
+// exactly once.
+func TestE2EGrowingSIGKILLLoop(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{Seed: seedFromEnv(t, fakeSeedEnv)})
+	root := t.TempDir()
+	api := []stratixtest.Endpoint{stratixtest.EndpointPresign, stratixtest.EndpointPut, stratixtest.EndpointCreate}
+	for _, ep := range api {
+		e.srv.FailRate(ep, 0.15, http.StatusServiceUnavailable)
+		e.srv.RateLimitRate(ep, 0.1, "0")
+	}
+	seed := seedFromEnv(t, killSeedEnv)
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("kill moments drawn with seed %d, fake server fault seed %d (rerun: %s=%d %s=%d)",
+		seed, e.srv.Seed(), killSeedEnv, seed, fakeSeedEnv, e.srv.Seed())
+	rng := rand.New(rand.NewPCG(seed, 11))
+
+	var mu sync.Mutex
+	var want []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, w := range []string{"alpha", "beta"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := filepath.Join(root, w+".jsonl")
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l := logLine(w, i)
+				appendLine(t, path, l)
+				mu.Lock()
+				want = append(want, l)
+				mu.Unlock()
+				time.Sleep(40 * time.Millisecond) // the writers' pace
+			}
+		}()
+	}
+	putsAt, createsAt := -1, -1
+	const kills = 12
+	for i := range kills {
+		if n := e.srv.Calls(stratixtest.EndpointPut); n > putsAt {
+			e.srv.DropNext(stratixtest.EndpointPut, 1)
+			putsAt = n
+		}
+		if n := e.srv.Calls(stratixtest.EndpointCreate); n > createsAt {
+			e.srv.LoseCreateResponseNext(1) // create runs, its answer is lost
+			createsAt = n
+		}
+		p := e.start("run", "--settle", "100ms", "--max-lag", "300ms", "--rescan-interval", "0", root)
+		time.Sleep(time.Duration(100+rng.IntN(700)) * time.Millisecond) // a random moment: the point of the test
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil && !p.exited() {
+			t.Fatalf("kill %d: %v", i, err)
+		}
+		p.wait(time.Minute)
+	}
+	close(stop)
+	wg.Wait()
+	for _, ep := range api {
+		e.srv.FailRate(ep, 0, 0)
+		e.srv.RateLimitRate(ep, 0, "")
+	}
+	last := e.start("run", "--settle", "100ms", "--rescan-interval", "0", root)
+	mu.Lock()
+	all := slices.Clone(want)
+	mu.Unlock()
+	last.waitFor(fmt.Sprintf("%d lines after %d kills, each once", len(all), kills), 90*time.Second, func() bool {
+		return missingOrExtra(e.srv, all) == ""
+	})
+	last.terminate(30 * time.Second)
+	if d := missingOrExtra(e.srv, all); d != "" {
+		t.Fatalf("after %d kills: %s", kills, d)
 	}
 }
