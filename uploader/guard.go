@@ -279,7 +279,7 @@ func (l *loop) classify(rec store.PathRecord) removalKind {
 	}
 	k := decideRemoval(s)
 	if k == removalDelete && (rec.Dev != 0 || rec.Ino != 0) {
-		if _, moved := findInode(filepath.Dir(rec.Path), filepath.Base(rec.Path), rec.Dev, rec.Ino); moved {
+		if _, moved := l.findMoved(rec.Path, rec.Dev, rec.Ino); moved {
 			return removalFree // rotated to a name the include patterns skip: moved, not gone
 		}
 	}

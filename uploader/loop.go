@@ -55,6 +55,7 @@ type loop struct {
 	settling     map[string]bool
 	cont         map[string]bool // paths whose next segment follows one cut at the size limit
 	lag          map[string]*lagNote
+	dirs         map[string]dirList // folder listings, for telling a rotated file from a removed one
 	eventsClosed bool
 	stopping     bool
 	fatal        error
@@ -86,6 +87,7 @@ func newLoop(e *Engine, events <-chan watcher.Event, w Resettler) *loop {
 		settling: map[string]bool{},
 		cont:     map[string]bool{},
 		lag:      map[string]*lagNote{},
+		dirs:     map[string]dirList{},
 		hashIn:   make(chan hashReq),
 		hashOut:  make(chan hashDone),
 		workIn:   make(chan workItem),

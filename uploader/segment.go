@@ -10,11 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 
 	"github.com/tracesync/tracesync/internal/tracefile"
 	"github.com/tracesync/tracesync/store"
@@ -380,65 +376,6 @@ func wholeLine(p []byte) bool {
 func isJSONL(path string) bool {
 	f, ok := tracefile.FormatOf(path)
 	return ok && f == tracefile.FormatJSONL
-}
-
-// maxMoveChecks bounds the names movedAway looks at in one folder.
-const maxMoveChecks = 256
-
-// movedAway reports whether the file prev described, no longer at path
-// (removed, or replaced by another file), is still in the same folder
-// under another name: log rotation (app.jsonl to app.jsonl.1, a name the
-// include patterns skip) moves a file, it does not remove it, so its
-// traces stay. now is the identity of the file at path now (zero: none).
-func (l *loop) movedAway(path string, prev store.PathRecord, now fileID) bool {
-	if !l.e.cfg.DeleteOnRemove || prev.Path == "" || prev.State == store.StateRemoved || (prev.Dev == 0 && prev.Ino == 0) {
-		return false
-	}
-	if now.Dev == prev.Dev && now.Ino == prev.Ino {
-		return false // the same file, rewritten
-	}
-	to, ok := findInode(filepath.Dir(path), filepath.Base(path), prev.Dev, prev.Ino)
-	if ok {
-		l.e.log.Info().Str("path", path).Str("to", to).Msg("rotated: " + path + " -> " + to + " (moved, not gone: nothing deleted)")
-	}
-	return ok
-}
-
-// findInode looks in dir, names that start like skip first, for another
-// name of the file dev/ino.
-func findInode(dir, skip string, dev, ino uint64) (string, bool) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return "", false
-	}
-	stem := strings.TrimSuffix(skip, filepath.Ext(skip))
-	slices.SortStableFunc(ents, func(a, b fs.DirEntry) int {
-		pa, pb := strings.HasPrefix(a.Name(), stem), strings.HasPrefix(b.Name(), stem)
-		switch {
-		case pa == pb:
-			return 0
-		case pa:
-			return -1
-		}
-		return 1
-	})
-	checked := 0
-	for _, e := range ents {
-		if e.Name() == skip || !e.Type().IsRegular() {
-			continue
-		}
-		if checked++; checked > maxMoveChecks {
-			break
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue
-		}
-		if id := identity(fi); id.Dev == dev && id.Ino == ino {
-			return filepath.Join(dir, e.Name()), true
-		}
-	}
-	return "", false
 }
 
 // isWholeJSON reports whether path is a .json, which may go up in parts
