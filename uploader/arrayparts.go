@@ -66,7 +66,7 @@ func hashArrayPart(path string, maxSize int64, lookup baseLookup) hashResult {
 	res.Read += p.read
 	switch {
 	case errors.Is(err, errNotArray):
-		res.Outcome = hashTooLarge
+		res.Outcome, res.Read = hashTooLarge, 0 // refused: its first byte said so
 		res.Err = fmt.Errorf("%s is %d bytes, larger than the limit of %d bytes (the API accepts at most 50 MiB), and not a JSON array that could go up in parts: split it into smaller files", path, id.Size, maxSize)
 		return res
 	case err != nil:
