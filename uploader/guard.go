@@ -113,7 +113,7 @@ func (l *loop) guardEvent(ev watcher.Event) bool {
 // it join the pending set.
 func (l *loop) onRemoved(ev watcher.Event) {
 	l.forgetGrowth(ev.Path)
-	g, err := trackedGone(l.e.st, ev.Path)
+	g, err := allUnder(l.e.st, ev.Path)
 	if err != nil {
 		l.e.log.Error().Err(err).Str("path", ev.Path).Msg("read tracked paths for a removal")
 		return
@@ -125,7 +125,13 @@ func (l *loop) onRemoved(ev watcher.Event) {
 // trusted for removals, its device, and the tracked paths it did not find.
 func (l *loop) onScanDone(ev watcher.Event) {
 	root, s := ev.Root, ev.Scan
-	g, err := trackedGone(l.e.st, root)
+	var g gone
+	var err error
+	if s.Keyed {
+		g, err = notSeen(l.e.st, root, &s)
+	} else {
+		g, err = trackedGone(l.e.st, root)
+	}
 	if err != nil {
 		l.e.log.Error().Err(err).Str("root", root).Msg("read tracked paths after a scan")
 		return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
+	"github.com/tracesync/tracesync/watcher"
 )
 
 // gone is what lstat says of the tracked live paths at or under a prefix.
@@ -27,8 +28,36 @@ type gone struct {
 }
 
 // trackedGone lists the tracked live paths at or under path whose file is
-// gone (lstat: does not exist).
+// gone (lstat: does not exist). `tracesync reconcile` asks it; a scan
+// tells the engine what it met instead (notSeen).
 func trackedGone(st Store, path string) (gone, error) {
+	return tracked(st, path, func(p string) (bool, error) {
+		_, err := os.Lstat(p)
+		switch {
+		case err == nil:
+			return false, nil
+		case errors.Is(err, fs.ErrNotExist):
+			return true, nil
+		}
+		return false, err
+	})
+}
+
+// notSeen lists the tracked live paths under root that a full scan with
+// keys did not meet. The guard checks each with lstat before acting.
+func notSeen(st Store, root string, scan *watcher.ScanSummary) (gone, error) {
+	return tracked(st, root, func(p string) (bool, error) { return !scan.Saw(p), nil })
+}
+
+// allUnder lists every tracked live path at or under path: the watcher
+// reported path gone (a file, or a folder with everything in it).
+func allUnder(st Store, path string) (gone, error) {
+	return tracked(st, path, func(string) (bool, error) { return true, nil })
+}
+
+// tracked walks the tracked live paths at or under path, counting them and
+// their devices, and lists those isGone says are gone.
+func tracked(st Store, path string, isGone func(string) (bool, error)) (gone, error) {
 	g := gone{devs: map[uint64]int{}}
 	path = filepath.Clean(path)
 	err := st.ForEachPath(path, func(rec store.PathRecord) error {
@@ -43,13 +72,12 @@ func trackedGone(st Store, path string) (gone, error) {
 			g.devSeen = true
 			g.devs[rec.Dev]++
 		}
-		_, err := os.Lstat(rec.Path)
+		isG, err := isGone(rec.Path)
 		switch {
-		case err == nil:
-		case errors.Is(err, fs.ErrNotExist):
-			g.paths = append(g.paths, rec.Path)
-		default:
+		case err != nil:
 			g.errs = append(g.errs, err.Error())
+		case isG:
+			g.paths = append(g.paths, rec.Path)
 		}
 		return nil
 	})

@@ -66,3 +66,31 @@ func TestRenameAcrossRescanEndNoUploadNoDelete(t *testing.T) {
 		t.Errorf("renamed during a rescan: got %d live traces, want 2", n)
 	}
 }
+
+// A full scan tells the engine which files it met (their keys): a tracked
+// file it did not meet and that is gone is removed, its traces deleted; one
+// it did not meet but that is still on disk (a name excluded since, say) is
+// not touched.
+func TestScanKeysFindRemovals(t *testing.T) {
+	h := newHarness(t, deleteConfig(), stratixtest.Options{})
+	stay := h.write("stay.json", traceA)
+	gone := h.write("gone.json", traceB)
+	hidden := h.write("hidden.json", `{"trace_id":"hidden"}`)
+	for _, p := range []string{stay, gone, hidden} {
+		h.ready(p)
+		h.waitState(p, store.StateUploaded)
+	}
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	h.scanDone(watcher.ScanSummary{Files: 1, RootDev: h.rootDev(), Keyed: true, Seen: []uint64{watcher.PathKey(stay)}})
+	h.waitState(gone, store.StateRemoved)
+	h.waitFor("the gone file's trace deleted", func() bool { return len(h.srv.Deleted()) == 1 })
+	h.idle()
+	if s := h.rec(hidden).State; s != store.StateUploaded {
+		t.Errorf("a file the scan did not meet but still on disk: %s, want uploaded (untouched)", s)
+	}
+	if s := h.rec(stay).State; s != store.StateUploaded {
+		t.Errorf("a file the scan met: %s, want uploaded", s)
+	}
+}

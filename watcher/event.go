@@ -9,6 +9,7 @@ package watcher
 import (
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 )
 
@@ -74,6 +75,29 @@ type ScanSummary struct {
 	FirstErr  string // the first error, for the log
 	RootDev   uint64 // the device the root is on
 	Started   time.Time
+	// Keyed: Seen holds the PathKey of every file the scan matched, sorted,
+	// so the consumer finds the tracked paths it did not meet without
+	// touching the file system (8 bytes a file while the scan lasts).
+	Keyed bool
+	Seen  []uint64
+}
+
+// PathKey is the 64-bit FNV-1a hash of a path, as ScanSummary.Seen holds it.
+// Two paths may share a key (rarely): the consumer then takes a gone path
+// for present, which delays its removal to a later scan, never the reverse.
+func PathKey(path string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(path); i++ {
+		h ^= uint64(path[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// Saw reports whether a scan with keys met path.
+func (s *ScanSummary) Saw(path string) bool {
+	_, ok := slices.BinarySearch(s.Seen, PathKey(path))
+	return ok
 }
 
 // Event is one thing the watcher tells its consumer.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -154,6 +155,9 @@ func (e *scanErrs) add(err error) {
 // goroutine to settle.
 func (s *scanner) fileSeen(ctx context.Context, root, p string, st Stat, sum *ScanSummary) error {
 	sum.Files++
+	if sum.Keyed {
+		sum.Seen = append(sum.Seen, PathKey(p))
+	}
 	if s.cfg.Known != nil && s.cfg.Known(p, st) {
 		sum.Unchanged++
 		if s.reported.Load() > 0 {
@@ -170,7 +174,7 @@ func (s *scanner) fullScan(ctx context.Context, j scanJob) error {
 		delete(s.polls, j.root)
 		return s.send(ctx, found{kind: foundRootGone, root: j.root, reason: h.reason, full: true})
 	}
-	sum := ScanSummary{RootDev: h.dev, Started: s.cfg.Now()}
+	sum := ScanSummary{RootDev: h.dev, Started: s.cfg.Now(), Keyed: true}
 	var errs scanErrs
 	if j.poll {
 		pt := &pollTree{root: j.root, top: j.root, dev: j.dev, haveDev: j.haveDev, every: j.every, rootIno: h.ino}
@@ -187,6 +191,8 @@ func (s *scanner) fullScan(ctx context.Context, j scanJob) error {
 		}
 	}
 	sum.Errors, sum.FirstErr = errs.n, errs.first
+	slices.Sort(sum.Seen)
+	sum.Seen = slices.Compact(sum.Seen)
 	return s.send(ctx, found{kind: foundScanDone, root: j.root, scan: sum})
 }
 

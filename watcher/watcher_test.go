@@ -738,3 +738,24 @@ func TestCleanScanIsQuietAtInfo(t *testing.T) {
 		t.Fatalf("a clean scan logged at info:\n%s", logs.String())
 	}
 }
+
+// A full scan's summary carries the keys of every file it matched, so the
+// consumer finds tracked files that are gone without a stat of each.
+func TestScanDoneCarriesKeys(t *testing.T) {
+	root := tempRoot(t)
+	a, b := filepath.Join(root, "a.json"), filepath.Join(root, "sub", "b.jsonl")
+	writeFile(t, a, "{}")
+	writeFile(t, b, "{}\n")
+	writeFile(t, filepath.Join(root, "skip.txt"), "no")
+	r := startWatcher(t, Config{Roots: []string{root}, Settle: 20 * time.Millisecond})
+	ev := r.waitEvent(ScanDone, root, "")
+	if !ev.Scan.Keyed || !ev.Scan.Saw(a) || !ev.Scan.Saw(b) {
+		t.Fatalf("scan summary keyed %v, saw a %v, b %v: want both", ev.Scan.Keyed, ev.Scan.Saw(a), ev.Scan.Saw(b))
+	}
+	if ev.Scan.Saw(filepath.Join(root, "skip.txt")) || ev.Scan.Saw(filepath.Join(root, "gone.json")) {
+		t.Fatalf("scan summary saw a file it should not have: %v", ev.Scan.Seen)
+	}
+	if len(ev.Scan.Seen) != 2 {
+		t.Fatalf("keys %v, want 2", ev.Scan.Seen)
+	}
+}
