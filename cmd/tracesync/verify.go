@@ -146,7 +146,7 @@ func verifyNoDaemon(ctx context.Context, dir string) error {
 	if st, err := h.Status(ctx); err == nil && st.DaemonPID > 0 {
 		pid = fmt.Sprintf(" (pid %d)", st.DaemonPID)
 	}
-	return fmt.Errorf("a tracesync daemon%s is running on %s: verify reads the state file itself; stop the daemon (systemctl stop tracesync), run verify, then start it again", pid, dir)
+	return fmt.Errorf("a running tracesync%s (a daemon or a backfill) holds the state in %s, and verify reads the state file itself: stop the daemon (systemctl stop tracesync) or let the backfill finish, run verify, then start the daemon again", pid, dir)
 }
 
 // verifySnapshotOf reads the target's contents and pending deletes from the
@@ -339,7 +339,7 @@ func writeVerify(w io.Writer, rep verifyReport) error {
 			default:
 				where = fmt.Sprintf("%s (and %d more %s)", m.Paths[0], len(m.Paths)-1, pluralize(len(m.Paths)-1, "file", "files"))
 			}
-			ew.printf("  %s: %d of %d traces missing (uploaded as %s)\n", where, m.Missing, m.Traces, m.Filename)
+			ew.printf("  %s: %d of %s missing (uploaded as %s)\n", where, m.Missing, countOf(m.Traces, "trace", "traces"), m.Filename)
 		}
 	}
 	if rep.Unknown > 0 {
