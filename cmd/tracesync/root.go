@@ -221,6 +221,7 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 		newBackfillCmd(g),
 		newDemoCmd(g),
 		newReconcileCmd(g),
+		newVerifyCmd(g),
 		newCheckConfigCmd(g),
 	)
 	usageErrorsTyped(root)
