@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/tracesync/tracesync/client/stratixtest"
+	"github.com/tracesync/tracesync/store"
 )
 
 // The growing-file tests count the server's traces line by line: every
@@ -169,10 +172,23 @@ func TestE2EGrowingNeverQuiet(t *testing.T) {
 // a log cut short and written again (copytruncate) sends only new lines.
 func TestE2EGrowingRotation(t *testing.T) {
 	t.Parallel()
+	for _, deletes := range []bool{true, false} {
+		t.Run(fmt.Sprintf("delete-on-remove=%v", deletes), func(t *testing.T) {
+			t.Parallel()
+			testGrowingRotation(t, deletes)
+		})
+	}
+}
+
+func testGrowingRotation(t *testing.T, deletes bool) {
 	e := newE2E(t, stratixtest.Options{})
 	root := t.TempDir()
 	writeFile(t, root, "keep.json", traceJSON("keep")) // the folder never looks emptied
-	p := e.start("run", "--settle", "200ms", "--delete-on-remove", "--rescan-interval", "0", root)
+	args := []string{"run", "--settle", "200ms", "--rescan-interval", "0", root}
+	if deletes {
+		args = append(args, "--delete-on-remove")
+	}
+	p := e.start(args...)
 	want := []string{strings.TrimSpace(string(traceJSON("keep")))}
 	app, moved := filepath.Join(root, "app.jsonl"), filepath.Join(root, "app-old.jsonl")
 	add := func(path, w string, from, to int) {
@@ -196,6 +212,9 @@ func TestE2EGrowingRotation(t *testing.T) {
 	if d := e.srv.Deleted(); len(d) != 0 {
 		t.Fatalf("rotation to app.jsonl.1 deleted %d traces", len(d))
 	}
+	if r := e.files()[app+".1"]; r.Path != "" {
+		t.Errorf("app.jsonl.1, a name the include patterns skip, is tracked: %+v", r)
+	}
 
 	// Renamed to an included name: the chain goes with it.
 	if err := os.Rename(app, moved); err != nil {
@@ -214,13 +233,18 @@ func TestE2EGrowingRotation(t *testing.T) {
 	if err := os.Truncate(cp, 0); err != nil {
 		t.Fatal(err)
 	}
-	// Without --delete-on-remove this would be all; with it the old
-	// lines' traces go, as the file no longer holds them.
+	// Without --delete-on-remove the old lines stay; with it their traces
+	// go, as the file no longer holds them.
 	add(cp, "ct2", 0, 2)
 	p.waitFor("the truncated log's new lines", 30*time.Second, func() bool {
 		got := lineTally(e.srv)
 		return got[stratixtest.CanonicalJSON([]byte(logLine("ct2", 1)))] == 1
 	})
+	if !deletes {
+		waitLines(p, e, want, 30*time.Second)
+		p.terminate(30 * time.Second)
+		return
+	}
 	p.waitFor("the truncated log's old lines deleted", 30*time.Second, func() bool {
 		return missingOrExtra(e.srv, slicesWithout(want, "tr-ct-")) == ""
 	})
@@ -384,4 +408,95 @@ func TestE2EGrowingSIGKILLLoop(t *testing.T) {
 	if d := missingOrExtra(e.srv, all); d != "" {
 		t.Fatalf("after %d kills: %s", kills, d)
 	}
+}
+
+// A state written by the previous schema (3: a whole .jsonl recorded as
+// one content, no range, no print) is upgraded by the next run, and an
+// append after it sends only the new lines.
+func TestE2EGrowingAfterSchemaUpgrade(t *testing.T) {
+	t.Parallel()
+	e := newE2E(t, stratixtest.Options{})
+	root := t.TempDir()
+	path := filepath.Join(root, "old.jsonl")
+	var want []string
+	for i := range 3 {
+		appendLine(t, path, logLine("old", i))
+		want = append(want, logLine("old", i))
+	}
+	if r := e.run("backfill", root); r.code != 0 {
+		t.Fatalf("backfill: exit %d\n%s", r.code, tail(r.stderr, 4000))
+	}
+	downgradeToSchema3(t, filepath.Join(e.state, store.FileName), path)
+	p := e.start("run", "--settle", "200ms", "--rescan-interval", "0", root)
+	p.waitFor("the upgraded state in use", 30*time.Second, func() bool { return e.status().Files["uploaded"] == 1 })
+	for i := 3; i < 5; i++ {
+		appendLine(t, path, logLine("old", i))
+		want = append(want, logLine("old", i))
+	}
+	waitLines(p, e, want, 30*time.Second)
+	if r := e.files()[path]; r.Segments != 2 {
+		t.Errorf("old.jsonl after the append: %d segments, want 2 (the upgraded whole file, then the new lines)", r.Segments)
+	}
+	p.terminate(30 * time.Second)
+}
+
+// downgradeToSchema3 rewrites a state file as schema 3 wrote it: path's
+// record without a range or print (the encoding of a whole file), no
+// segments or inodes buckets, schema number 3.
+func downgradeToSchema3(t *testing.T, file, path string) {
+	t.Helper()
+	db, err := bolt.Open(file, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		targets := tx.Bucket([]byte("targets"))
+		return targets.ForEachBucket(func(name []byte) error {
+			ns := targets.Bucket(name)
+			paths := ns.Bucket([]byte("paths"))
+			v := paths.Get([]byte(path))
+			if v == nil {
+				return fmt.Errorf("no record of %s", path)
+			}
+			if v[0] != 3 {
+				return fmt.Errorf("record of %s has format %d, want the chain format 3", path, v[0])
+			}
+			// The chain format is the whole-file format (1) followed by the
+			// range, the print and the count: cut them off.
+			rec := append([]byte{1}, v[1:]...)
+			rec = cutChainFields(t, rec)
+			if err := paths.Put([]byte(path), rec); err != nil {
+				return err
+			}
+			for _, b := range []string{"segments", "inodes"} {
+				if err := ns.DeleteBucket([]byte(b)); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte{0, 0, 0, 3})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cutChainFields drops the trailing range (two varints), print (32 bytes)
+// and count (a varint) of a chain-format record.
+func cutChainFields(t *testing.T, rec []byte) []byte {
+	t.Helper()
+	// Walk back over the count varint, the 32-byte print and two varints.
+	i := len(rec) - 1 // the count: one byte for a record with no earlier segment
+	if rec[i] != 0 {
+		t.Fatalf("the record has earlier segments (count byte %d)", rec[i])
+	}
+	i -= 32
+	for range 2 { // End, then Start: zig-zag varints, each ends with a byte < 0x80
+		i--
+		for i > 0 && rec[i-1] >= 0x80 {
+			i--
+		}
+	}
+	return rec[:i]
 }
