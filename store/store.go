@@ -89,6 +89,9 @@ type DB struct {
 	closed bool
 
 	reqs       chan *request
+	subMu      sync.Mutex // guards submitted
+	submitted  []*request // Submit's requests, in order
+	kick       chan struct{}
 	quit       chan struct{} // closed by Close: the writer drains reqs and exits
 	writerDone chan struct{}
 	closeOnce  sync.Once
@@ -169,6 +172,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("write pid file %s: %w", db.pidFile, err)
 	}
 	db.reqs = make(chan *request, db.maxBatch)
+	db.kick = make(chan struct{}, 1)
 	db.quit = make(chan struct{})
 	db.writerDone = make(chan struct{})
 	go db.writer()

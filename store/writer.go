@@ -6,10 +6,20 @@ import (
 	"time"
 )
 
-// request is one caller's Update waiting for its transaction.
+// request is one caller's Update waiting for its transaction, or one
+// Submit whose callback hears the outcome.
 type request struct {
 	fn   func(*Tx) error
-	done chan error // buffered 1: the writer never blocks on an answer
+	done chan error  // Update's: buffered 1, the writer never blocks on an answer
+	cb   func(error) // Submit's
+}
+
+func (r *request) answer(err error) {
+	if r.cb != nil {
+		r.cb(err)
+		return
+	}
+	r.done <- err
 }
 
 // Update runs fn in a write transaction and returns once that transaction
@@ -54,6 +64,55 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	return <-r.done
 }
 
+// Submit queues fn for the writer and returns at once: the engine's loop,
+// which must never wait for a commit, hands its writes over this way, in
+// order, and they share transactions with every other Update. cb is called
+// on the writer's goroutine once fn's transaction is committed (nil) or
+// with fn's error, so it must not block. fn may run more than once, as
+// with Update.
+func (db *DB) Submit(fn func(*Tx) error, cb func(error)) error {
+	if db.target == "" {
+		return ErrNoTarget
+	}
+	if db.readOnly {
+		return fmt.Errorf("%w (%s): this command needs the state directory writable", ErrReadOnly, db.file)
+	}
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
+		return ErrClosed
+	}
+	db.subMu.Lock()
+	db.submitted = append(db.submitted, &request{fn: fn, cb: cb})
+	db.subMu.Unlock()
+	select {
+	case db.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// takeSubmitted moves Submit's requests, oldest first, into batch up to
+// MaxBatch, and kicks the writer again when some are left.
+func (db *DB) takeSubmitted(batch []*request) []*request {
+	db.subMu.Lock()
+	n := min(len(db.submitted), db.maxBatch-len(batch))
+	batch = append(batch, db.submitted[:n]...)
+	db.submitted = db.submitted[n:]
+	left := len(db.submitted) > 0
+	if !left {
+		db.submitted = nil
+	}
+	db.subMu.Unlock()
+	if left {
+		select {
+		case db.kick <- struct{}{}:
+		default:
+		}
+	}
+	return batch
+}
+
 // writer is the one goroutine that writes; it is owned by the DB and exits
 // when Close closes quit, after committing everything already queued.
 func (db *DB) writer() {
@@ -66,18 +125,23 @@ func (db *DB) writer() {
 		select {
 		case r := <-db.reqs:
 			batch = append(batch, r)
+		case <-db.kick:
+			batch = db.takeSubmitted(batch)
 		case <-db.quit:
 			db.drain()
 			return
 		}
 		batch = db.collect(batch, timer)
-		db.commit(batch)
+		if len(batch) > 0 {
+			db.commit(batch)
+		}
 	}
 }
 
 // collect adds to batch what is queued now and, when CommitInterval is
 // positive, what arrives within it, up to MaxBatch.
 func (db *DB) collect(batch []*request, timer *time.Timer) []*request {
+	batch = db.takeSubmitted(batch)
 	for len(batch) < db.maxBatch {
 		select {
 		case r := <-db.reqs:
@@ -96,6 +160,8 @@ func (db *DB) collect(batch []*request, timer *time.Timer) []*request {
 		select {
 		case r := <-db.reqs:
 			batch = append(batch, r)
+		case <-db.kick:
+			batch = db.takeSubmitted(batch)
 		case <-timer.C:
 			return batch
 		case <-db.quit:
@@ -109,7 +175,7 @@ func (db *DB) collect(batch []*request, timer *time.Timer) []*request {
 // request can arrive (Update checks closed under mu).
 func (db *DB) drain() {
 	for {
-		batch := make([]*request, 0, db.maxBatch)
+		batch := db.takeSubmitted(make([]*request, 0, db.maxBatch))
 	fill:
 		for len(batch) < db.maxBatch {
 			select {
@@ -160,7 +226,7 @@ func (db *DB) commit(batch []*request) {
 		break
 	}
 	for _, r := range failed {
-		r.done <- db.runAlone(r.fn)
+		r.answer(db.runAlone(r.fn))
 	}
 }
 
@@ -182,7 +248,7 @@ func (db *DB) runAlone(fn func(*Tx) error) error {
 
 func answer(batch []*request, err error) {
 	for _, r := range batch {
-		r.done <- err
+		r.answer(err)
 	}
 }
 

@@ -41,6 +41,7 @@ type Store interface {
 	ForEachPath(prefix string, fn func(store.PathRecord) error) error
 	Counts() (store.Counts, error)
 	Update(ctx context.Context, fn func(*store.Tx) error) error
+	Submit(fn func(*store.Tx) error, done func(error)) error
 }
 
 // API is what the engine needs of the traces API (*client.Client). Errors

@@ -296,6 +296,14 @@ func (s *failingStore) Update(ctx context.Context, fn func(*store.Tx) error) err
 	return s.DB.Update(ctx, fn)
 }
 
+func (s *failingStore) Submit(fn func(*store.Tx) error, done func(error)) error {
+	if err := s.broken.Load(); err != nil {
+		go done(&os.PathError{Op: "write", Path: "state.db", Err: *err}) // as the store's writer would: not on the caller's goroutine
+		return nil
+	}
+	return s.DB.Submit(fn, done)
+}
+
 // The state store stops taking writes (EROFS, ENOSPC) just as a create
 // runs, so its traces cannot be recorded: the engine stops with an error
 // line and Run's error (the daemon exits non-zero and systemd restarts it);

@@ -20,21 +20,21 @@ type loop struct {
 	w      Resettler
 	events <-chan watcher.Event
 
-	paths    map[string]*pathJob
-	jobs     map[store.Hash]*upload
-	readyQ   []*upload
-	resolveQ []*upload
-	stagedQ  []*upload            // jobs taken from readyQ whose intent is written ahead (stageMore)
-	blocked  map[string][]*upload // by upload name, waiting for its lock
-	locks    map[string]*upload
-	sched    schedHeap
-	dels     map[string]*delJob
-	delTally map[store.Hash]*deleteTally // deletes per content, for one log line each
-	delQ     []*delJob
-	orphans  map[store.Hash]orphanTimer
-	hashQ    []hashReq
-	writes   []op
-	writing  bool
+	paths     map[string]*pathJob
+	jobs      map[store.Hash]*upload
+	readyQ    []*upload
+	resolveQ  []*upload
+	stagedQ   []*upload            // jobs taken from readyQ whose intent is written ahead (stageMore)
+	blocked   map[string][]*upload // by upload name, waiting for its lock
+	locks     map[string]*upload
+	sched     schedHeap
+	dels      map[string]*delJob
+	delTally  map[store.Hash]*deleteTally // deletes per content, for one log line each
+	delQ      []*delJob
+	orphans   map[store.Hash]orphanTimer
+	hashQ     []hashReq
+	writes    []op // decided this turn, submitted at the next
+	submitted int  // ops handed to the store and not yet acted on
 
 	inflight  int
 	workers   int // worker goroutines started: at least the concurrency limit
@@ -64,8 +64,7 @@ type loop struct {
 	hashOut  chan hashDone
 	workIn   chan workItem
 	workOut  chan workResult
-	writeIn  chan []op
-	writeOut chan writeDone
+	box      *writeBox
 	probeOut chan error
 	abort    chan struct{} // closed when the loop returns: helpers never block on it
 	wg       sync.WaitGroup
@@ -92,8 +91,7 @@ func newLoop(e *Engine, events <-chan watcher.Event, w Resettler) *loop {
 		hashOut:  make(chan hashDone),
 		workIn:   make(chan workItem),
 		workOut:  make(chan workResult),
-		writeIn:  make(chan []op),
-		writeOut: make(chan writeDone),
+		box:      &writeBox{sig: make(chan struct{}, 1)},
 		probeOut: make(chan error),
 		abort:    make(chan struct{}),
 	}
@@ -108,11 +106,9 @@ func (l *loop) run(ctx context.Context) error {
 		l.wg.Go(func() { l.hasher() })
 	}
 	l.startWorkers()
-	l.wg.Go(func() { l.writer() })
 	defer func() {
 		close(l.hashIn)
 		close(l.workIn)
-		close(l.writeIn)
 		close(l.abort)
 		l.wg.Wait()
 	}()
@@ -166,14 +162,8 @@ func (l *loop) run(ctx context.Context) error {
 				workIn, nextWork = l.workIn, it
 			}
 		}
-		var writeIn chan []op
-		var batch []op
-		if len(l.writes) > 0 && !l.writing {
-			batch = l.writes
-			if len(batch) > 1000 {
-				batch = batch[:1000]
-			}
-			writeIn = l.writeIn
+		if len(l.writes) > 0 {
+			l.submitWrites()
 		}
 		events := l.events
 		if l.stopping || l.eventsClosed || l.fatal != nil {
@@ -222,12 +212,8 @@ func (l *loop) run(ctx context.Context) error {
 		case r := <-l.workOut:
 			l.inflight--
 			l.onResult(r)
-		case writeIn <- batch:
-			l.writes = l.writes[len(batch):]
-			l.writing = true
-		case d := <-l.writeOut:
-			l.writing = false
-			l.onWritten(d)
+		case <-l.box.sig:
+			l.onWrites()
 		case err := <-l.probeOut:
 			l.probing = false
 			l.onProbe(err)
@@ -258,7 +244,7 @@ func (l *loop) stop() {
 
 // busy reports work that must finish before Run may return.
 func (l *loop) busy() bool {
-	return l.inflight > 0 || l.hashing > 0 || l.writing || len(l.writes) > 0 || l.probing
+	return l.inflight > 0 || l.hashing > 0 || l.submitted > 0 || len(l.writes) > 0 || l.probing
 }
 
 // idle reports that nothing is left to do (OneShot).

@@ -7,9 +7,9 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,10 +160,12 @@ func TestRecoveryBeforeNewUploads(t *testing.T) {
 }
 
 // lateStore holds back the next write of the engine's loop, once armed,
-// until the test releases it; the workers' writes go on meanwhile. A
-// worker's write is told apart by its call stack (runUpload).
+// until the test releases it; the workers' writes (Update) go on meanwhile.
 type lateStore struct {
 	*store.DB
+	mu      sync.Mutex // guards holding and held
+	holding bool
+	held    []heldWrite
 	armed   atomic.Bool
 	entered chan struct{} // closed when the held write arrives
 	release chan struct{} // closed by the test to let it go
@@ -174,14 +176,39 @@ func newLateStore(db *store.DB) *lateStore {
 	return &lateStore{DB: db, entered: make(chan struct{}), release: make(chan struct{}), done: make(chan struct{})}
 }
 
-func (s *lateStore) Update(ctx context.Context, fn func(*store.Tx) error) error {
-	if strings.Contains(string(debug.Stack()), "runUpload") || !s.armed.CompareAndSwap(true, false) {
-		return s.DB.Update(ctx, fn)
+// Submit holds back the loop's next write once armed, and every loop write
+// after it, in order, until the test releases them: the store commits the
+// loop's writes in the order they were submitted.
+func (s *lateStore) Submit(fn func(*store.Tx) error, done func(error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holding {
+		s.held = append(s.held, heldWrite{fn, done})
+		return nil
 	}
+	if !s.armed.CompareAndSwap(true, false) {
+		return s.DB.Submit(fn, done)
+	}
+	s.holding = true
+	s.held = append(s.held, heldWrite{fn, func(err error) { done(err); close(s.done) }})
 	close(s.entered)
-	<-s.release
-	defer close(s.done)
-	return s.DB.Update(ctx, fn)
+	go func() {
+		<-s.release
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, w := range s.held {
+			if err := s.DB.Submit(w.fn, w.done); err != nil {
+				go w.done(err)
+			}
+		}
+		s.held, s.holding = nil, false
+	}()
+	return nil
+}
+
+type heldWrite struct {
+	fn   func(*store.Tx) error
+	done func(error)
 }
 
 // Rule 9: a leftover create-phase intent that the listing resolves to

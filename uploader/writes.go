@@ -1,51 +1,83 @@
 package uploader
 
-// writes.go owns the store writes the loop decides: one goroutine applies
-// them in batches, in order, and the loop acts on each once it is durable.
+// writes.go owns the store writes the loop decides: handed to the store
+// in order without waiting (Store.Submit), and acted on once durable.
 
 import (
-	"context"
 	"fmt"
+	"sync"
 
 	"github.com/tracesync/tracesync/store"
 )
 
+// writeDone is one op the store committed, or failed to.
 type writeDone struct {
-	ops []op
+	o   op
 	err error
 }
 
-// writer applies batches of ops, in order, one store.Update per batch.
-func (l *loop) writer() {
-	for batch := range l.writeIn {
-		err := l.e.st.Update(context.Background(), func(tx *store.Tx) error {
-			now := l.now()
-			for _, o := range batch {
-				if err := o.apply(tx, now); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		select {
-		case l.writeOut <- writeDone{ops: batch, err: err}:
-		case <-l.abort:
-			return
+// writeBox is where the store's writer leaves the outcome of each op the
+// loop submitted, in order; the loop empties it when sig says so.
+type writeBox struct {
+	mu   sync.Mutex
+	done []writeDone
+	sig  chan struct{} // buffered 1
+}
+
+func (b *writeBox) put(d writeDone) {
+	b.mu.Lock()
+	b.done = append(b.done, d)
+	b.mu.Unlock()
+	select {
+	case b.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (b *writeBox) take() []writeDone {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d := b.done
+	b.done = nil
+	return d
+}
+
+// submitWrites hands the ops decided so far to the store, in order,
+// without waiting: the store's writer groups them with every other write
+// into its transactions, the one batching layer there is, and each op's
+// outcome comes back through the box.
+func (l *loop) submitWrites() {
+	for _, o := range l.writes {
+		l.submitted++
+		err := l.e.st.Submit(func(tx *store.Tx) error { return o.apply(tx, l.now()) },
+			func(err error) { l.box.put(writeDone{o: o, err: err}) })
+		if err != nil {
+			l.box.put(writeDone{o: o, err: err})
 		}
+	}
+	clear(l.writes)
+	l.writes = l.writes[:0]
+}
+
+// onWrites acts on the ops the store has committed, in order.
+func (l *loop) onWrites() {
+	for _, d := range l.box.take() {
+		l.submitted--
+		l.onWritten(d)
 	}
 }
 
 func (l *loop) onWritten(d writeDone) {
 	if d.err != nil {
-		l.e.log.Error().Err(d.err).Msg("cannot write the state store: stopping")
 		if l.fatal == nil {
+			l.e.log.Error().Err(d.err).Msg("cannot write the state store: stopping")
 			l.fatal = fmt.Errorf("write state store: %w", d.err)
 		}
 		l.stopping = true
 		return
 	}
-	for _, o := range d.ops {
-		switch o := o.(type) {
+	{
+		switch o := d.o.(type) {
 		case *decideOp:
 			l.onDecided(o)
 		case *uploadedOp:
