@@ -37,9 +37,11 @@ func (f Format) String() string {
 	return fmt.Sprintf("format(%d)", uint8(f))
 }
 
-// FormatOf returns the format of a file by its extension (case-insensitive);
-// false for anything that is neither .json nor .jsonl.
+// FormatOf returns the format of a file by its extension (case-insensitive),
+// of the name it stands for when compressed (x.jsonl.gz is jsonl); false
+// for anything that is neither .json nor .jsonl.
 func FormatOf(name string) (Format, bool) {
+	_, name = CompressionOf(name)
 	switch strings.ToLower(filepath.Ext(name)) {
 	case ".json":
 		return FormatJSON, true
