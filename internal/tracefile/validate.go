@@ -1,6 +1,7 @@
 // Package tracefile says what a trace file must be to be uploaded: a .json
 // file holding one whole JSON value, or a .jsonl file of whole JSON values,
-// one a line. Its Validator checks a file in one streaming pass, and its
+// one a line, each plain or compressed (gzip or zstd, read through
+// NewReader). Its Validator checks a file in one streaming pass, and its
 // errors tell a file still being written (ErrIncomplete) from one that can
 // never be uploaded as it is (*SyntaxError). It knows nothing of uploads,
 // the store or the API.
