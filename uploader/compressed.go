@@ -66,7 +66,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // hashCompressed is readSource for a compressed file: a .json.gz whole, a
 // .jsonl.gz as its next segment (lookup finds the record it continues).
 // An archive never grows: it is read whole, the last line included when
-// it is a whole JSON value.
+// it is a whole JSON value, and JSON or a line cut at its end is invalid,
+// not incomplete (nothing will finish it).
 func hashCompressed(path string, maxSize, maxInflate int64, lookup baseLookup) hashResult {
 	c, inner := tracefile.CompressionOf(path)
 	f, err := OpenSource(path)
@@ -174,7 +175,8 @@ func (a *archive) whole(id fileID, maxSize int64) hashResult {
 	case n == 0 || errors.Is(syntaxErr, tracefile.ErrNoValues):
 		res.Outcome, res.End = hashEmpty, 0
 	case errors.Is(syntaxErr, tracefile.ErrIncomplete):
-		res.Outcome, res.Err = hashIncomplete, fmt.Errorf("%s: %w", a.path, syntaxErr)
+		// An archive never grows: its JSON will not be finished.
+		res.Outcome, res.Err = hashInvalid, fmt.Errorf("%s: %w (it was compressed while still being written): compress the finished file again", a.path, syntaxErr)
 	case syntaxErr != nil:
 		res.Outcome, res.Err = hashInvalid, fmt.Errorf("%s: %w", a.path, syntaxErr)
 	default:
@@ -257,24 +259,35 @@ func (a *archive) segment(id fileID, maxSize int64, lookup baseLookup) hashResul
 			// Nothing after the chain but whitespace or an unfinished line.
 			res.Outcome, res.Hash, res.Start, res.End, res.Extends = hashOK, base.rec.Hash, base.rec.Start, base.rec.SegEnd(), false
 			if seg.partial {
-				res.Outcome, res.Err = hashIncomplete, fmt.Errorf("%s: the last line is not complete", a.path)
+				res.Outcome, res.Err = hashInvalid, a.cutLine()
 			}
 			return res
 		}
 		if seg.partial {
-			res.Outcome, res.Err = hashIncomplete, fmt.Errorf("%s: the decompressed data ends in the middle of a line", a.path)
+			res.Outcome, res.Err = hashInvalid, a.cutLine()
 			return res
 		}
 		res.Outcome = hashEmpty
 		return res
 	}
 	res.Hash, res.Values = seg.sum, seg.values
-	if seg.syntax != nil {
+	switch {
+	case seg.syntax != nil:
 		res.Outcome, res.Err = hashInvalid, fmt.Errorf("%s: %w", a.path, seg.syntax)
-		return res
+	case seg.partial:
+		// An archive never grows: its cut last line never ends. The
+		// segment before it is kept as the quarantined one's bytes.
+		res.Outcome, res.Err = hashInvalid, a.cutLine()
+	default:
+		res.Outcome, res.More = hashOK, seg.limited
 	}
-	res.Outcome, res.More, res.Partial = hashOK, seg.limited, seg.partial
 	return res
+}
+
+// cutLine is the reason an archive whose last line is not whole is
+// quarantined: unlike a plain file, it will not be finished.
+func (a *archive) cutLine() error {
+	return fmt.Errorf("%s: its decompressed data ends in the middle of a line (it was compressed while still being written): compress the finished file again", a.path)
 }
 
 // holds reports whether the stream r, read from its start, holds bytes

@@ -149,6 +149,9 @@ func TestCompressedBad(t *testing.T) {
 		{"truncated.jsonl.gz", gz[:len(gz)/2], 0, hashInvalid, []string{"gzip archive is truncated", "copy it again"}},
 		{"truncated.jsonl.zst", zs[:len(zs)/2], 0, hashInvalid, []string{"truncated"}},
 		{"notrailer.json.gz", gzipped(t, `{"a":1}`)[:15], 0, hashInvalid, []string{"truncated"}},
+		{"cutline.jsonl.gz", gzipped(t, jsonl+`{"cut":`), 0, hashInvalid, []string{"ends in the middle of a line", "compress the finished file again"}},
+		{"onlycut.jsonl.zst", zstded(t, `{"cut":`), 0, hashInvalid, []string{"ends in the middle of a line"}},
+		{"cut.json.gz", gzipped(t, `{"a": [1, 2`), 0, hashInvalid, []string{"compress the finished file again"}},
 		{"bomb.jsonl.gz", gz, 1000, hashTooLarge, []string{"more than 1000 bytes (--max-inflate)", "decompression bomb", "TRACESYNC_MAX_INFLATE"}},
 		{"bomb.jsonl.zst", zs, 1000, hashTooLarge, []string{"--max-inflate"}},
 		{"bomb.json.gz", gzipped(t, `["`+strings.Repeat("x", 5000)+`"]`), 1000, hashTooLarge, []string{"--max-inflate"}},
@@ -317,6 +320,19 @@ func TestCompressedSegments(t *testing.T) {
 	// After the last one nothing new: the chain stands.
 	if r := readSource(p, limit, 0, lookup, false); r.Outcome != hashOK || r.Extends || r.Hash != rec.Hash {
 		t.Errorf("after the last segment: outcome %d extends %v, want the chain as it is", r.Outcome, r.Extends)
+	}
+	// An archive whose last line is cut: its last segment is quarantined,
+	// keeping the bytes of its complete lines as its content.
+	cutData := data + `{"cut":`
+	cp := writeFile(t, t.TempDir(), "cut.jsonl.gz", gzipped(t, cutData))
+	cutRec := store.PathRecord{Hash: store.Hash(sha256.Sum256([]byte(data[rec.Start:rec.End]))), Start: rec.Start, End: rec.End}
+	if st, err := os.Stat(cp); err == nil {
+		id := identity(st)
+		cutRec.Dev, cutRec.Ino = id.Dev, id.Ino
+	}
+	cutLookup := func(string, fileID) *segBase { return &segBase{rec: cutRec, uploaded: true} }
+	if r := readSource(cp, limit, 0, cutLookup, false); r.Outcome != hashInvalid || !strings.Contains(errText(r.Err), "middle of a line") || r.Hash != cutRec.Hash {
+		t.Errorf("after the last whole segment, a cut line: outcome %d (%v) hash %s; want invalid, keeping the last segment's content", r.Outcome, r.Err, r.Hash)
 	}
 	// A record another archive left (other bytes at that range) is not
 	// continued: the file is a new content from byte 0.

@@ -74,12 +74,13 @@ func TestE2EBackfillCompressed(t *testing.T) {
 		corrupt[i] ^= 0xff
 	}
 	writeFile(t, root, "bad/corrupt.jsonl.gz", corrupt)
+	writeFile(t, root, "bad/cutline.jsonl.gz", gzipOf(t, append(traceJSONL("cutline", 3), `{"trace_id":"tr-cut`...)))
 	writeFile(t, root, "bad/bomb.jsonl.zst", zstdOf(t, bytes.Repeat([]byte("{}\n"), 3<<20))) // 9 MiB of lines
 
 	args := []string{"backfill", "--max-file-size", "1MiB", "--max-inflate", "8MiB", root}
 	res := e.run(args...)
 	if res.code != 1 {
-		t.Fatalf("backfill: exit %d, want 1 (three files quarantined)\n%s", res.code, tail(res.stderr, 4000))
+		t.Fatalf("backfill: exit %d, want 1 (four files quarantined)\n%s", res.code, tail(res.stderr, 4000))
 	}
 	if d := missingOrExtra(e.srv, want); d != "" {
 		t.Fatalf("after the backfill: %s", d)
@@ -111,6 +112,7 @@ func TestE2EBackfillCompressed(t *testing.T) {
 		"bad/truncated.jsonl.gz": "truncated",
 		"bad/corrupt.jsonl.gz":   "corrupt",
 		"bad/bomb.jsonl.zst":     "--max-inflate",
+		"bad/cutline.jsonl.gz":   "middle of a line",
 	} {
 		p := filepath.Join(root, rel)
 		r := files[p]
