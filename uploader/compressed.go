@@ -202,7 +202,11 @@ func (a *archive) segment(id fileID, maxSize int64, lookup baseLookup) hashResul
 	if err != nil {
 		return a.failed(res, err)
 	}
-	defer func() { r.Close() }()
+	defer func() {
+		if r != nil {
+			r.Close() // the last pass opened
+		}
+	}()
 	var start int64
 	if base != nil && base.rec.Dev == id.Dev && base.rec.Ino == id.Ino && base.rec.SegEnd() > base.rec.Start {
 		b := &base.rec

@@ -169,3 +169,30 @@ func TestPlannerReadsArchives(t *testing.T) {
 		t.Errorf("bomb.jsonl.gz: %+v, %v; want quarantine past --max-inflate", got, err)
 	}
 }
+
+// The re-hash of what is sent covers the decompressed stream: an archive
+// rewritten (other traces) or corrupted between its hash and its PUT is
+// not created; it settles again, and its new bytes decide.
+func TestCompressedChangedBeforePut(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	swap := h.writeCompressed("swap.jsonl.gz", lines(0, 3))
+	h.hooks.once(&h.hooks.put, func() { h.writeCompressed("swap.jsonl.gz", lines(5, 8)) })
+	h.ready(swap)
+	h.waitFor("the rewritten archive to settle again", func() bool { return h.rs.has(swap) })
+	h.ready(swap)
+	h.waitState(swap, store.StateUploaded) // (not idle: the Ready sent back to settling is never done)
+	checkLines(t, h.srv, wantLines(5, 8)...)
+
+	bad := h.writeCompressed("bad.jsonl.zst", lines(10, 13))
+	h.hooks.once(&h.hooks.put, func() { h.write("bad.jsonl.zst", "\x28\xb5\x2f\xfd garbage, not a frame") })
+	h.ready(bad)
+	h.waitFor("the corrupted archive to settle again", func() bool { return h.rs.has(bad) })
+	h.ready(bad)
+	if r := h.waitState(bad, store.StateQuarantined); !strings.Contains(r.LastError, "corrupt") {
+		t.Errorf("bad.jsonl.zst: reason %q, want corrupt", r.LastError)
+	}
+	checkLines(t, h.srv, wantLines(5, 8)...)
+	if n := h.srv.Calls(stratixtest.EndpointCreate); n != 1 {
+		t.Errorf("creates: %d, want 1 (the changed archives' first bytes never created)", n)
+	}
+}
