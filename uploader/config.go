@@ -85,6 +85,10 @@ type Config struct {
 	// quarantined before they are read. 0 means client.MaxFileSize, which
 	// is also the most allowed.
 	MaxFileSize int64
+	// MaxInflate is the most bytes a compressed file may decompress to;
+	// past it the file is quarantined (a decompression bomb). 0 means
+	// DefaultMaxInflate.
+	MaxInflate int64
 	// DeleteOnRemove deletes a content's traces remotely once no path
 	// references it any more (design.md rule 4). Off: nothing remote is
 	// ever deleted.
@@ -162,6 +166,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxFileSize == 0 {
 		c.MaxFileSize = client.MaxFileSize
 	}
+	if c.MaxInflate == 0 {
+		c.MaxInflate = DefaultMaxInflate
+	}
 	if c.MaxDelete == 0 {
 		c.MaxDelete = 100
 	}
@@ -204,6 +211,8 @@ func (c *Config) setDefaults() error {
 		return errorsJoin("max upload jobs must be at least 1")
 	case c.MaxFileSize < 0 || c.MaxFileSize > client.MaxFileSize:
 		return errorsJoin("max file size must be between 1 byte and 50 MiB (the API's limit)")
+	case c.MaxInflate < 0:
+		return errorsJoin("max inflate must not be negative")
 	case c.MaxDelete < 0:
 		return errorsJoin("max delete must not be negative")
 	case c.MaxDeleteWindow < 0 || c.InitialBackoff < 0 || c.MaxBackoff < c.InitialBackoff || c.ProbeInterval < 0 || c.RecoverySkew < 0:

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tracesync/tracesync/internal/tracefile"
 	"github.com/tracesync/tracesync/store"
 )
 
@@ -53,6 +54,7 @@ const nameHexDigits = 16
 // UploadName is the name the upload of content h from path is given at the
 // server.
 func UploadName(path string, h store.Hash, naming RemoteNaming) string {
+	_, path = tracefile.CompressionOf(path) // x.jsonl.gz is uploaded decompressed, as x.jsonl
 	base := filepath.Base(path)
 	if naming == RemoteNameBasename {
 		return base

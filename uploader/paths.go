@@ -48,7 +48,7 @@ type hashDone struct {
 func (l *loop) hasher() {
 	lookup := recordLookup(l.e.st.GetPath, l.e.st.GetContent, l.e.st.PathByInode)
 	for req := range l.hashIn {
-		res := readSource(req.path, l.e.cfg.MaxFileSize, lookup, req.growing)
+		res := readSource(req.path, l.e.cfg.MaxFileSize, l.e.cfg.MaxInflate, lookup, req.growing)
 		select {
 		case l.hashOut <- hashDone{req: req, res: res}:
 		case <-l.abort:
@@ -361,7 +361,7 @@ func (l *loop) attach(path string, p *pathJob, o *decideOp) {
 	h := o.res.Hash
 	u := l.jobs[h]
 	if u == nil {
-		ct, err := client.ContentType(path)
+		ct, err := client.ContentType(o.name) // x.jsonl.gz is sent as x.<hash>.jsonl
 		if err != nil {
 			ct = "application/json"
 		}

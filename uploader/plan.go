@@ -34,6 +34,10 @@ type Plan struct {
 // Planner decides, without the API, what a sync would do with each file
 // it is asked about. It is not safe for concurrent use.
 type Planner struct {
+	// MaxInflate is Config.MaxInflate for the files planned: 0 means
+	// DefaultMaxInflate.
+	MaxInflate int64
+
 	st      PlanStore // nil: nothing synced yet
 	maxSize int64
 	naming  RemoteNaming
@@ -57,7 +61,7 @@ func (p *Planner) Plan(path, root string) (Plan, error) {
 	if p.st != nil {
 		lookup = recordLookup(p.st.GetPath, p.st.GetContent, nil)
 	}
-	res := readSource(path, p.maxSize, lookup, false)
+	res := readSource(path, p.maxSize, p.MaxInflate, lookup, false)
 	out := Plan{Size: res.ID.Size}
 	switch res.Outcome {
 	case hashVanished:

@@ -17,8 +17,13 @@ import (
 )
 
 // readSource hashes and validates path for decide: a .jsonl as its next
-// segment (lookup finds the record it continues), any other file whole.
-func readSource(path string, maxSize int64, lookup baseLookup, growing bool) hashResult {
+// segment (lookup finds the record it continues), any other file whole, a
+// compressed one through its decompressed stream (at most maxInflate
+// bytes).
+func readSource(path string, maxSize, maxInflate int64, lookup baseLookup, growing bool) hashResult {
+	if isCompressed(path) {
+		return hashCompressed(path, maxSize, maxInflate, lookup)
+	}
 	if isJSONL(path) {
 		return hashSegment(path, maxSize, lookup, growing)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tracesync/tracesync/client"
+	"github.com/tracesync/tracesync/internal/tracefile"
 	"github.com/tracesync/tracesync/store"
 )
 
@@ -264,10 +265,23 @@ func (e *Engine) runUpload(it workItem) (res workResult) {
 		case isJSONL(s.path):
 			body = io.NewSectionReader(f, s.offset, s.size)
 		}
+		closeBody := func() error { return nil }
+		if isCompressed(s.path) {
+			// Its decompressed bytes are sent (compressed.go).
+			ib, err := newInflatedBody(f, s.path, s.offset, s.size)
+			if err != nil {
+				f.Close()
+				r.kind, r.err, r.dur, r.mayHaveCreated = resUnreadable, err, time.Since(r.started), s.needResolve
+				return r
+			}
+			body, closeBody = ib, ib.Close
+		}
 		sum, err := e.api.Put(ctx, pre.URL, s.contentType, body, s.size)
+		closeBody()
 		f.Close()
-		if errors.Is(err, client.ErrBodySize) {
-			// The file is not the size decided on: it changed (rule 7).
+		if errors.Is(err, client.ErrBodySize) || errors.Is(err, tracefile.ErrArchive) {
+			// The file is not the size decided on, or no longer
+			// decompresses: it changed (rule 7).
 			r.kind, r.err, r.dur, r.mayHaveCreated = resChanged, err, time.Since(r.started), s.needResolve
 			return r
 		}

@@ -21,7 +21,7 @@ type Config struct {
 	NoRecursive bool
 	// Include are globs (path.Match syntax) matched on the path relative to
 	// its root and on the basename; a file is included if any matches.
-	// nil means DefaultInclude ("*.json", "*.jsonl").
+	// nil means DefaultInclude (.json and .jsonl, plain or compressed).
 	Include []string
 	// Exclude are globs matched like Include; a file (or a directory, which
 	// is then not descended) matching any is skipped.
@@ -94,8 +94,9 @@ const (
 	DefaultPoll = 10 * time.Second
 )
 
-// DefaultInclude is the include list used when Config.Include is nil.
-var DefaultInclude = []string{"*.json", "*.jsonl"}
+// DefaultInclude is the include list used when Config.Include is nil:
+// trace files, plain or compressed with gzip or zstd.
+var DefaultInclude = []string{"*.json", "*.jsonl", "*.json.gz", "*.jsonl.gz", "*.json.zst", "*.jsonl.zst"}
 
 // ErrConfig is returned (wrapped) by New when the configuration is unusable.
 var ErrConfig = errors.New("watcher: invalid configuration")

@@ -493,6 +493,7 @@ func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string
 		st = db
 	}
 	planner := uploader.NewPlanner(st, int64(f.maxFileSize), f.remoteName.v)
+	planner.MaxInflate = int64(f.maxInflate)
 	var planErr error
 	for ev := range w.Events() {
 		switch ev.Kind {

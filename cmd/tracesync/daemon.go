@@ -146,6 +146,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		Workers:         f.workers.count(),
 		MaxWorkers:      f.maxWorkers,
 		MaxFileSize:     int64(f.maxFileSize),
+		MaxInflate:      int64(f.maxInflate),
 		DeleteOnRemove:  f.deleteOnRemove && !once,
 		MaxDelete:       f.maxDelete,
 		MaxDeleteWindow: f.maxDeleteWindow,

@@ -88,15 +88,16 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 	big := bytes.Repeat([]byte(`{"trace_id":"tr-big","payload":"`+strings.Repeat("x", 1000)+`"}`+"\n"), 51<<10) // 51 MiB of valid JSONL
 	put("huge.json", big)                                                                                       // a .json over the limit (a .jsonl would go up in segments)
 	temps := map[string][]byte{
-		".hidden.json":  traceJSON("hidden"),
-		"w.json.tmp":    traceJSON("tmp"),
-		"w.jsonl.part":  traceJSONL("part", 1),
-		"w.json~":       traceJSON("tilde"),
-		".w.json.swp":   traceJSON("swp"),
-		"notes.txt":     []byte("not a trace\n"),
-		"sub/.x.jsonl":  traceJSONL("dot", 1),
-		"sub/y.json.gz": []byte("\x1f\x8b"),
+		".hidden.json":       traceJSON("hidden"),
+		"w.json.tmp":         traceJSON("tmp"),
+		"w.jsonl.part":       traceJSONL("part", 1),
+		"w.json~":            traceJSON("tilde"),
+		".w.json.swp":        traceJSON("swp"),
+		"notes.txt":          []byte("not a trace\n"),
+		"sub/.x.jsonl":       traceJSONL("dot", 1),
+		"sub/y.json.gz.part": []byte("\x1f\x8b"),
 	}
+	put("sub/y.json.gz", []byte("\x1f\x8b")) // an archive cut after its magic number
 	for name, data := range temps {
 		if err := os.WriteFile(filepath.Join(root, name), data, 0o644); err != nil {
 			t.Fatal(err)
@@ -164,10 +165,11 @@ func TestE2EBackfillMessyFolder(t *testing.T) {
 		state  string
 		reason string // part of the last error
 	}{
-		"broken.json":  {"quarantined", "invalid JSON"},
-		"midcut.jsonl": {"quarantined", "line 2"},
-		"huge.json":    {"quarantined", "larger than"},
-		"empty.json":   {"skipped", ""},
+		"broken.json":   {"quarantined", "invalid JSON"},
+		"midcut.jsonl":  {"quarantined", "line 2"},
+		"huge.json":     {"quarantined", "larger than"},
+		"empty.json":    {"skipped", ""},
+		"sub/y.json.gz": {"quarantined", "truncated"},
 	}
 	for name := range valid {
 		want[name] = struct{ state, reason string }{"uploaded", ""}

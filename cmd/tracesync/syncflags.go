@@ -33,6 +33,7 @@ type syncFlags struct {
 	maxDelete       int
 	maxDeleteWindow time.Duration
 	maxFileSize     byteSize
+	maxInflate      byteSize
 	rateLimit       float64
 	metricsAddr     string
 	shutdownTimeout time.Duration
@@ -91,14 +92,16 @@ func addSyncFlags(fs *pflag.FlagSet, f *syncFlags) {
 // defaults, so f validates where they are not defined.
 func addCommonFlags(fs *pflag.FlagSet, f *syncFlags) {
 	f.maxFileSize = byteSize(client.MaxFileSize)
+	f.maxInflate = byteSize(uploader.DefaultMaxInflate)
 	f.rescanInterval, f.maxDelete, f.maxDeleteWindow, f.maxLag = defaultRescanInterval, defaultMaxDelete, defaultMaxDeleteWindow, defaultMaxLag
 	fs.Var(&f.workers, "workers", workersHelp)
 	fs.IntVar(&f.maxWorkers, "max-workers", defaultMaxWorkers, fmt.Sprintf("with --workers auto, the most uploads and deletes in flight at once (1 to %d)", maxWorkers))
-	fs.StringSliceVar(&f.include, "include", []string{"*.json", "*.jsonl"}, "glob of file names to sync (repeatable, or comma-separated)")
+	fs.StringSliceVar(&f.include, "include", append([]string(nil), watcher.DefaultInclude...), "glob of file names to sync (repeatable, or comma-separated); .gz and .zst files are uploaded decompressed")
 	fs.StringSliceVar(&f.exclude, "exclude", nil, "glob of file names or paths to skip, on top of the temporary names always skipped ("+alwaysIgnoredHelp+")")
 	fs.DurationVar(&f.settle, "settle", defaultSettle, "quiet time before a file counts as written (more than 0)")
 	fs.DurationVar(&f.settleTimeout, "settle-timeout", defaultSettleTimeout, "how long a file may stay incomplete (unparsable .json, .jsonl without final newline) before it is quarantined (at least --settle)")
 	fs.Var(&f.maxFileSize, "max-file-size", "largest file to upload, e.g. 10MiB (1 byte to 50MiB, the API's limit and the default); larger files are quarantined")
+	fs.Var(&f.maxInflate, "max-inflate", "most bytes a compressed file (.gz, .zst) may decompress to, e.g. 4GiB (at least 1 byte); past it the file is quarantined as a decompression bomb")
 	fs.Float64Var(&f.rateLimit, "rate-limit", 0, "API requests per second at most (0: no limit)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics, /healthz and /readyz on this address, e.g. 127.0.0.1:9464 (empty: off)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "on SIGTERM/SIGINT, how long in-flight uploads may take to finish (0 or more)")
@@ -155,6 +158,9 @@ func (f *syncFlags) validate() error {
 	}
 	if f.maxFileSize <= 0 || int64(f.maxFileSize) > client.MaxFileSize {
 		errs = append(errs, fmt.Errorf("--max-file-size %s: use 1 byte to 50MiB (the API refuses larger files)", &f.maxFileSize))
+	}
+	if f.maxInflate <= 0 {
+		errs = append(errs, fmt.Errorf("--max-inflate %s: use at least 1 byte, e.g. 1GiB", &f.maxInflate))
 	}
 	if f.rateLimit < 0 {
 		errs = append(errs, fmt.Errorf("--rate-limit %g: use 0 (no limit) or a positive number of requests per second", f.rateLimit))

@@ -1,6 +1,7 @@
 // Package tracefile says what a trace file must be to be uploaded: a .json
 // file holding one whole JSON value, or a .jsonl file of whole JSON values,
-// one a line. Its Validator checks a file in one streaming pass, and its
+// one a line, each plain or compressed (gzip or zstd, read through
+// NewReader). Its Validator checks a file in one streaming pass, and its
 // errors tell a file still being written (ErrIncomplete) from one that can
 // never be uploaded as it is (*SyntaxError). It knows nothing of uploads,
 // the store or the API.
@@ -37,9 +38,11 @@ func (f Format) String() string {
 	return fmt.Sprintf("format(%d)", uint8(f))
 }
 
-// FormatOf returns the format of a file by its extension (case-insensitive);
-// false for anything that is neither .json nor .jsonl.
+// FormatOf returns the format of a file by its extension (case-insensitive),
+// of the name it stands for when compressed (x.jsonl.gz is jsonl); false
+// for anything that is neither .json nor .jsonl.
 func FormatOf(name string) (Format, bool) {
+	_, name = CompressionOf(name)
 	switch strings.ToLower(filepath.Ext(name)) {
 	case ".json":
 		return FormatJSON, true
