@@ -186,16 +186,21 @@ func encodePath(r *PathRecord) []byte {
 		e.b = append(e.b, r.Print.Head[:]...)
 		e.b = append(e.b, r.Print.Tail[:]...)
 		e.uvarint(uint64(r.Prior))
+		var flags uint64
+		if r.More {
+			flags |= 1
+		}
+		e.uvarint(flags)
 	}
 	return e.b
 }
 
 // chainFormat is the first byte of a path record with segments (a growing
 // .jsonl, since schema 4): the fields of recordFormat, then the range of
-// the last segment, the print and the count of earlier segments (each is
+// the last segment, the print, the count of earlier segments (each is
 // a key of its own in the segments bucket, so an append writes one key,
-// not a list that grows with the file). Records without them keep
-// recordFormat, byte for byte.
+// not a list that grows with the file) and flags (1: More). Records
+// without them keep recordFormat, byte for byte.
 const chainFormat byte = 3
 
 func decodePath(key, v []byte) (PathRecord, error) {
@@ -229,6 +234,7 @@ func decodePath(key, v []byte) (PathRecord, error) {
 			d.b = d.b[32:]
 		}
 		r.Prior = int(d.uvarint())
+		r.More = d.uvarint()&1 != 0
 	}
 	return r, d.finish("path", key)
 }

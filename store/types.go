@@ -101,6 +101,9 @@ type PathRecord struct {
 	// Print fingerprints the file's bytes up to End, so an append is
 	// checked without reading the file again; zero when not taken.
 	Print Print
+	// More: the last segment was cut at the size limit and more of the
+	// file follows, so the file is not done even if it has not changed.
+	More bool
 }
 
 // Segment is one uploaded part of a growing file: the content Hash holds
@@ -134,7 +137,7 @@ func (r PathRecord) SegEnd() int64 {
 
 // chained reports whether the record was read as a chain of segments.
 func (r *PathRecord) chained() bool {
-	return r.Prior > 0 || r.Start != 0 || r.End != 0 || !r.Print.IsZero()
+	return r.Prior > 0 || r.Start != 0 || r.End != 0 || !r.Print.IsZero() || r.More
 }
 
 // Segments is how many segments the path's chain holds (1 for a whole file).

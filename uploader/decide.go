@@ -116,7 +116,7 @@ func decide(k known, s seen, now time.Time) verdict {
 	}
 	rec.Root = s.root
 	rec.Dev, rec.Ino, rec.Size, rec.ModTime = s.res.ID.Dev, s.res.ID.Ino, s.res.ID.Size, s.res.ID.ModTime
-	rec.Start, rec.End, rec.Print = s.res.Start, s.res.End, s.res.Print
+	rec.Start, rec.End, rec.Print, rec.More = s.res.Start, s.res.End, s.res.Print, s.res.More
 	rec.UpdatedAt = now
 	rec.RemovedAt = time.Time{}
 	live := k.pathFound && old.State != store.StateRemoved

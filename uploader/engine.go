@@ -134,7 +134,9 @@ func New(cfg Config, st Store, api API) (*Engine, error) {
 // the watcher's restart fast path (watcher.Config.Known).
 func (e *Engine) Known(path string, st watcher.Stat) bool {
 	rec, ok := e.st.Unchanged(path, st.Dev, st.Ino, st.Size, st.ModTime)
-	return ok && rec.State != store.StateRemoved
+	// A file cut at the size limit whose next segment was not taken yet
+	// (a stop between two) is read again, though unchanged.
+	return ok && rec.State != store.StateRemoved && !rec.More
 }
 
 // Progress returns a snapshot of the counters.

@@ -362,3 +362,32 @@ func TestLargeJSONArrayUploadsInParts(t *testing.T) {
 		t.Errorf("an object over the limit: reason %q", q.LastError)
 	}
 }
+
+// A file cut at the size limit whose next segment was not taken (a stop
+// between two) is not passed over by the restart fast path, though its
+// bytes did not change.
+func TestKnownReadsAgainAFileWithMoreToSend(t *testing.T) {
+	h := newHarness(t, fastConfig(), stratixtest.Options{})
+	p := h.write("k.jsonl", lines(0, 2))
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	h.idle()
+	st := statOf(t, p)
+	if !h.eng.Known(p, st) {
+		t.Fatal("a file all sent, unchanged: not known")
+	}
+	err := h.db.Update(context.Background(), func(tx *store.Tx) error {
+		rec, err := tx.GetPath(p)
+		if err != nil {
+			return err
+		}
+		rec.More = true
+		return tx.PutPath(rec)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.eng.Known(p, st) {
+		t.Fatal("a file with more to send, unchanged: known, so a restart would never send the rest")
+	}
+}

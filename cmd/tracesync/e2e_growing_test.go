@@ -482,14 +482,14 @@ func downgradeToSchema3(t *testing.T, file, path string) {
 	}
 }
 
-// cutChainFields drops the trailing range (two varints), print (32 bytes)
-// and count (a varint) of a chain-format record.
+// cutChainFields drops the trailing range (two varints), print (32 bytes),
+// count and flags (a varint each) of a chain-format record.
 func cutChainFields(t *testing.T, rec []byte) []byte {
 	t.Helper()
-	// Walk back over the count varint, the 32-byte print and two varints.
-	i := len(rec) - 1 // the count: one byte for a record with no earlier segment
-	if rec[i] != 0 {
-		t.Fatalf("the record has earlier segments (count byte %d)", rec[i])
+	// Walk back over the flags and count varints, the 32-byte print and two varints.
+	i := len(rec) - 2 // the count: one byte for a record with no earlier segment
+	if rec[i] != 0 || rec[i+1] != 0 {
+		t.Fatalf("the record has earlier segments or flags (count %d, flags %d)", rec[i], rec[i+1])
 	}
 	i -= 32
 	for range 2 { // End, then Start: zig-zag varints, each ends with a byte < 0x80
