@@ -81,6 +81,12 @@ type Config struct {
 	// line unhashed, which keeps memory flat through a backfill of a large
 	// archive. 0 means 2048.
 	MaxUploadJobs int
+	// PathWindow is how many paths may have work under way (waiting to be
+	// hashed, hashed, or waiting for their upload) before the engine stops
+	// taking the watcher's events: the watcher's scan then waits, so a
+	// backfill of a million files holds a window of them in memory, not
+	// the whole list. 0 means 8 × MaxUploadJobs.
+	PathWindow int
 	// MaxFileSize is the largest file uploaded; larger files are
 	// quarantined before they are read. 0 means client.MaxFileSize, which
 	// is also the most allowed.
@@ -163,6 +169,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxUploadJobs == 0 {
 		c.MaxUploadJobs = 2048
 	}
+	if c.PathWindow == 0 {
+		c.PathWindow = 8 * c.MaxUploadJobs
+	}
 	if c.MaxFileSize == 0 {
 		c.MaxFileSize = client.MaxFileSize
 	}
@@ -207,6 +216,8 @@ func (c *Config) setDefaults() error {
 		return errorsJoin("max workers must be at least 1")
 	case c.HashWorkers < 0:
 		return errorsJoin("hash workers must be at least 1")
+	case c.PathWindow < 0:
+		return errorsJoin("path window must be at least 1")
 	case c.MaxUploadJobs < 0:
 		return errorsJoin("max upload jobs must be at least 1")
 	case c.MaxFileSize < 0 || c.MaxFileSize > client.MaxFileSize:

@@ -166,7 +166,7 @@ func (l *loop) run(ctx context.Context) error {
 			l.submitWrites()
 		}
 		events := l.events
-		if l.stopping || l.eventsClosed || l.fatal != nil {
+		if l.stopping || l.eventsClosed || l.fatal != nil || l.windowFull() {
 			events = nil
 		}
 		wake := l.nextWake(now, changed)
@@ -189,6 +189,9 @@ func (l *loop) run(ctx context.Context) error {
 			// Take what is already waiting in the same turn.
 		drain:
 			for range 4096 {
+				if l.windowFull() {
+					break
+				}
 				select {
 				case ev, ok := <-l.events:
 					if !ok {
@@ -228,6 +231,10 @@ func (l *loop) run(ctx context.Context) error {
 		changed = true
 	}
 }
+
+// windowFull reports that as many paths have work under way as the
+// window allows: the watcher's events wait, and with them its scan.
+func (l *loop) windowFull() bool { return len(l.paths) >= l.e.cfg.PathWindow }
 
 func (l *loop) stop() {
 	l.stopping = true
