@@ -25,19 +25,11 @@ var errNotArray = errors.New("not an array at the top level")
 // file's bytes [Start, End), whole elements, and is uploaded wrapped in
 // brackets.
 func hashArrayPart(path string, maxSize int64, lookup baseLookup) hashResult {
-	f, err := OpenSource(path)
-	if err != nil {
-		if errors.Is(err, ErrNotRegular) {
-			return hashResult{Outcome: hashUnreadable, Err: err}
-		}
-		return openFailure(path, err)
+	f, id, failed := openToHash(path)
+	if f == nil {
+		return failed
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("stat %s: %w", path, err)}
-	}
-	id := identity(fi)
 	res := hashResult{ID: id, Wrap: true}
 	first := true
 	var from int64

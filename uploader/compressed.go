@@ -70,19 +70,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // not incomplete (nothing will finish it).
 func hashCompressed(path string, maxSize, maxInflate int64, lookup baseLookup) hashResult {
 	c, inner := tracefile.CompressionOf(path)
-	f, err := OpenSource(path)
-	if err != nil {
-		if errors.Is(err, ErrNotRegular) {
-			return hashResult{Outcome: hashUnreadable, Err: err}
-		}
-		return openFailure(path, err)
+	f, id, failed := openToHash(path)
+	if f == nil {
+		return failed
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("stat %s: %w", path, err)}
-	}
-	id := identity(fi)
 	if id.Size == 0 {
 		return hashResult{Outcome: hashEmpty, ID: id} // not an archive yet: nothing to upload
 	}

@@ -93,19 +93,11 @@ func hashFile(path string, maxSize int64) hashResult {
 	if !ok {
 		return hashResult{Outcome: hashUnsupported, Err: fmt.Errorf("%s: only .json and .jsonl files are uploaded", path)}
 	}
-	f, err := OpenSource(path)
-	if err != nil {
-		if errors.Is(err, ErrNotRegular) {
-			return hashResult{Outcome: hashUnreadable, Err: err}
-		}
-		return openFailure(path, err)
+	f, id, failed := openToHash(path)
+	if f == nil {
+		return failed
 	}
 	defer f.Close()
-	before, err := f.Stat()
-	if err != nil {
-		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("stat %s: %w", path, err)}
-	}
-	id := identity(before)
 	if id.Size > maxSize {
 		return hashResult{Outcome: hashTooLarge, ID: id,
 			Err: fmt.Errorf("%s is %d bytes, larger than the limit of %d bytes (the API accepts at most 50 MiB): split it into smaller files", path, id.Size, maxSize)}
@@ -193,6 +185,24 @@ func OpenSource(path string) (*os.File, error) {
 		return nil, fmt.Errorf("%s (%s): %w: only regular files are uploaded", path, fi.Mode().Type(), ErrNotRegular)
 	}
 	return f, nil
+}
+
+// openToHash opens path (OpenSource) and takes its identity; f is nil when
+// that failed, and failed then says why, as a hash outcome.
+func openToHash(path string) (f *os.File, id fileID, failed hashResult) {
+	f, err := OpenSource(path)
+	if err != nil {
+		if errors.Is(err, ErrNotRegular) {
+			return nil, id, hashResult{Outcome: hashUnreadable, Err: err}
+		}
+		return nil, id, openFailure(path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, id, hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("stat %s: %w", path, err)}
+	}
+	return f, identity(fi), hashResult{}
 }
 
 func openFailure(path string, err error) hashResult {

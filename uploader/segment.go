@@ -80,19 +80,11 @@ type segBase struct {
 // file is quiet) a last line without a newline is taken too if it is a
 // whole JSON value.
 func hashSegment(path string, maxSize int64, lookup baseLookup, growing bool) hashResult {
-	f, err := OpenSource(path)
-	if err != nil {
-		if errors.Is(err, ErrNotRegular) {
-			return hashResult{Outcome: hashUnreadable, Err: err}
-		}
-		return openFailure(path, err)
+	f, id, failed := openToHash(path)
+	if f == nil {
+		return failed
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return hashResult{Outcome: hashUnreadable, Err: fmt.Errorf("stat %s: %w", path, err)}
-	}
-	id := identity(fi)
 	res := hashResult{ID: id}
 	var start int64
 	var read int64
