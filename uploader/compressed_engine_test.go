@@ -87,26 +87,7 @@ func TestCompressedJSONLInSegments(t *testing.T) {
 	data := lines(0, 40)
 	p := h.writeCompressed("big.jsonl.gz", data)
 	h.ready(p)
-	h.waitFor("the whole archive in segments", func() bool {
-		r := h.rec(p)
-		return r.State == store.StateUploaded && r.SegEnd() == int64(len(data))
-	})
-	h.idle()
-	checkLines(t, h.srv, wantLines(0, 40)...)
-	segs, err := h.db.Chain(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (len(data) + 299) / 300; len(segs)+1 < want {
-		t.Errorf("%d segments for %d bytes at a 300-byte limit", len(segs)+1, len(data))
-	}
-	start := int64(0)
-	for _, s := range segs {
-		if s.End-start > 300 || data[s.End-1] != '\n' {
-			t.Errorf("segment [%d, %d): over the limit or not at a line's end", start, s.End)
-		}
-		start = s.End
-	}
+	h.checkSegments(p, data, 300)
 	for name := range h.srv.CreatesByFilename() {
 		if !strings.HasSuffix(name, ".jsonl") || !strings.HasPrefix(name, "big.") {
 			t.Errorf("segment uploaded as %s, want big.<hash>.jsonl", name)

@@ -238,26 +238,7 @@ func TestLargeJSONLUploadsInSegments(t *testing.T) {
 	data := lines(0, 40)
 	p := h.write("big.jsonl", data)
 	h.ready(p)
-	h.waitFor("the whole file in segments", func() bool {
-		r := h.rec(p)
-		return r.State == store.StateUploaded && r.SegEnd() == int64(len(data))
-	})
-	h.idle()
-	checkLines(t, h.srv, wantLines(0, 40)...)
-	segs, err := h.db.Chain(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := (len(data) + 299) / 300; len(segs)+1 < want {
-		t.Errorf("%d segments for %d bytes at a 300-byte limit", len(segs)+1, len(data))
-	}
-	start := int64(0)
-	for _, s := range segs {
-		if s.End-start > 300 || data[s.End-1] != '\n' {
-			t.Errorf("segment [%d, %d): over the limit or not at a line's end", start, s.End)
-		}
-		start = s.End
-	}
+	h.checkSegments(p, data, 300)
 	long := h.write("long.jsonl", `{"pad":"`+strings.Repeat("y", 400)+`"}`+"\n")
 	h.ready(long)
 	r := h.waitState(long, store.StateQuarantined)
@@ -277,17 +258,9 @@ func TestAppendAfterUpgradeFromWholeFile(t *testing.T) {
 	h.idle()
 	h.stop()
 	h.openStore()
-	err := h.db.Update(context.Background(), func(tx *store.Tx) error {
-		rec, err := tx.GetPath(p)
-		if err != nil {
-			return err
-		}
+	h.editRecord(p, func(rec *store.PathRecord) {
 		rec.Start, rec.End, rec.Print = 0, 0, store.Print{} // as the older version wrote it
-		return tx.PutPath(rec)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h.start()
 	appendTo(t, p, lines(3, 5))
 	h.ready(p)
@@ -376,18 +349,52 @@ func TestKnownReadsAgainAFileWithMoreToSend(t *testing.T) {
 	if !h.eng.Known(p, st) {
 		t.Fatal("a file all sent, unchanged: not known")
 	}
+	h.editRecord(p, func(rec *store.PathRecord) { rec.More = true })
+	if h.eng.Known(p, st) {
+		t.Fatal("a file with more to send, unchanged: known, so a restart would never send the rest")
+	}
+}
+
+// checkSegments waits until path's data (its 40 test lines) is all up, and
+// checks its segments: each line once on the server, each segment within
+// limit and ending at a line's end.
+func (h *harness) checkSegments(p, data string, limit int64) {
+	h.t.Helper()
+	h.waitFor("the whole file in segments", func() bool {
+		r := h.rec(p)
+		return r.State == store.StateUploaded && r.SegEnd() == int64(len(data))
+	})
+	h.idle()
+	checkLines(h.t, h.srv, wantLines(0, 40)...)
+	segs, err := h.db.Chain(p)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if want := (int64(len(data)) + limit - 1) / limit; int64(len(segs)+1) < want {
+		h.t.Errorf("%d segments for %d bytes at a %d-byte limit", len(segs)+1, len(data), limit)
+	}
+	start := int64(0)
+	for _, s := range segs {
+		if s.End-start > limit || data[s.End-1] != '\n' {
+			h.t.Errorf("segment [%d, %d): over the limit or not at a line's end", start, s.End)
+		}
+		start = s.End
+	}
+}
+
+// editRecord changes path's record in the store, as another version or a
+// stop at a given moment would have left it.
+func (h *harness) editRecord(p string, edit func(*store.PathRecord)) {
+	h.t.Helper()
 	err := h.db.Update(context.Background(), func(tx *store.Tx) error {
 		rec, err := tx.GetPath(p)
 		if err != nil {
 			return err
 		}
-		rec.More = true
+		edit(&rec)
 		return tx.PutPath(rec)
 	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if h.eng.Known(p, st) {
-		t.Fatal("a file with more to send, unchanged: known, so a restart would never send the rest")
+		h.t.Fatal(err)
 	}
 }
