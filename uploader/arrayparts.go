@@ -113,14 +113,7 @@ func finishPart(f *os.File, path string, id fileID, res hashResult) hashResult {
 		res.Outcome, res.Err = hashChanged, fmt.Errorf("%s %w", path, err)
 		return res
 	}
-	p, k, err := printAt(f, res.End)
-	res.Read += k
-	if err != nil {
-		res.Outcome, res.Err = hashUnreadable, fmt.Errorf("read %s: %w", path, err)
-		return res
-	}
-	res.Print, res.Outcome = p, hashOK
-	return res
+	return withPrint(f, path, res)
 }
 
 // wrapped is the body of a part: the file's bytes [start, end) in brackets.

@@ -151,13 +151,10 @@ func hashSegment(path string, maxSize int64, lookup baseLookup, growing bool) ha
 		res.Outcome, res.Err = hashInvalid, fmt.Errorf("%s: %w", path, seg.syntax)
 		return res
 	}
-	p, n, err := printAt(f, seg.end)
-	res.Read += n
-	if err != nil {
-		res.Outcome, res.Err = hashUnreadable, fmt.Errorf("read %s: %w", path, err)
+	res = withPrint(f, path, res)
+	if res.Outcome != hashOK {
 		return res
 	}
-	res.Print, res.Outcome = p, hashOK
 	res.More = seg.limited
 	res.Partial = seg.partial && !growing
 	return res
@@ -206,6 +203,19 @@ func continues(f *os.File, b *store.PathRecord, id fileID) (ok bool, n int64, er
 	}
 	p, n, err := printAt(f, end)
 	return err == nil && p == b.Print, n, err
+}
+
+// withPrint ends a hash result whose segment was read whole: it takes the
+// print of the file up to res.End, and the outcome is OK.
+func withPrint(f *os.File, path string, res hashResult) hashResult {
+	p, n, err := printAt(f, res.End)
+	res.Read += n
+	if err != nil {
+		res.Outcome, res.Err = hashUnreadable, fmt.Errorf("read %s: %w", path, err)
+		return res
+	}
+	res.Print, res.Outcome = p, hashOK
+	return res
 }
 
 // printAt fingerprints f's bytes up to end (see store.Print).
