@@ -54,6 +54,7 @@ type loop struct {
 	g            guard // the mass-delete guard (guard.go)
 	settling     map[string]bool
 	cont         map[string]bool // paths whose next segment follows one cut at the size limit
+	selfGone     map[string]bool // paths deleted or archived after upload, until their record says removed
 	eventsClosed bool
 	stopping     bool
 	fatal        error
@@ -84,6 +85,7 @@ func newLoop(e *Engine, events <-chan watcher.Event, w Resettler) *loop {
 		g:        newGuard(),
 		settling: map[string]bool{},
 		cont:     map[string]bool{},
+		selfGone: map[string]bool{},
 		hashIn:   make(chan hashReq),
 		hashOut:  make(chan hashDone),
 		workIn:   make(chan workItem),

@@ -27,6 +27,7 @@ type Metrics struct {
 	deletesPending prometheus.Gauge
 	heldBack       prometheus.Gauge
 	paused         prometheus.Gauge
+	after          *afterMetrics
 
 	mu     sync.Mutex // guards counts
 	counts func() (store.Counts, error)
@@ -66,6 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		paused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tracesync_pool_paused",
 			Help: "1 while the worker pool is paused (API key rejected or API unreachable)."}),
 	}
+	m.after = newAfterMetrics(reg)
 	if reg != nil {
 		reg.MustRegister(m.uploads, m.links, m.failures, m.quarantined, m.bytes, m.latency, m.queueDepth, m.inFlight, m.concurrency,
 			m.retries, m.deletes, m.deletesPending, m.heldBack, m.paused, filesCollector{m})

@@ -65,6 +65,9 @@ func (l *loop) onEvent(ev watcher.Event) {
 	case watcher.Removed:
 		l.onRemoved(ev)
 	case watcher.Ready:
+		if l.skipTooOld(ev) {
+			return
+		}
 		l.onReady(ev.Path, ev.Root, ev.Stat.Size, false, ev.Growing)
 	case watcher.Incomplete:
 		delete(l.settling, ev.Path)
@@ -204,6 +207,7 @@ func (l *loop) onDecided(o *decideOp) {
 	}
 	p.deciding = false
 	l.deciding--
+	growing := p.growing
 	read := o.res.Read
 	if read == 0 && !readOutcome(o.res.Outcome) {
 		read = -1 // refused unread
@@ -250,6 +254,9 @@ func (l *loop) onDecided(o *decideOp) {
 		}
 	}
 	l.release(path, p)
+	if o.dec == decUnchanged || o.dec == decLinked {
+		l.afterUpload([]string{path}, map[string]bool{path: growing}) // recorded in the batch just written
+	}
 }
 
 // maxRenameChecks bounds the lstat calls logLinked makes among a content's

@@ -220,6 +220,7 @@ func (l *loop) onUploaded(o *uploadedOp) {
 	} else {
 		l.e.m.uploads.Inc()
 	}
+	due, growing := l.afterUploadPaths(u, o.paths)
 	l.releasePaths(u, func(path string) {
 		switch {
 		case path == u.path && r.kind == resFound:
@@ -233,4 +234,5 @@ func (l *loop) onUploaded(o *uploadedOp) {
 	if o.orphaned {
 		l.orphan(u.hash, u.size, "") // re-checked when due: a path may come back
 	}
+	l.afterUpload(due, growing)
 }
