@@ -276,8 +276,10 @@ func (l *loop) afterUploadWritten(o *afterUploadOp) {
 }
 
 // afterUploadPaths lists the paths waiting for u that the record just
-// written set uploaded, and which of them were growing, before the loop
-// lets go of their notes.
+// written set uploaded, and which of them are not known to be quiet,
+// before the loop lets go of their notes: those whose latest Ready was
+// Growing, and a .jsonl resumed from the store at start with no Ready
+// since (its writer may still hold it; a later scan brings it back).
 func (l *loop) afterUploadPaths(u *upload, recorded []string) ([]string, map[string]bool) {
 	if l.e.cfg.AfterUpload == AfterUploadKeep {
 		return nil, nil
@@ -289,7 +291,7 @@ func (l *loop) afterUploadPaths(u *upload, recorded []string) ([]string, map[str
 			continue
 		}
 		due = append(due, path)
-		if p := l.paths[path]; p != nil && p.growing {
+		if p := l.paths[path]; p != nil && (p.growing || !p.readied && isJSONL(path)) {
 			growing[path] = true
 		}
 	}

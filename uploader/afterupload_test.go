@@ -288,3 +288,63 @@ func TestMaxAgeLifted(t *testing.T) {
 	h.ready(p)
 	h.waitState(p, store.StateUploaded)
 }
+
+// A line appended after the file was read (here: while its create runs)
+// keeps it: the record's size no longer matches, so it is not deleted
+// until that line is sent too.
+func TestAfterUploadAppendedMeanwhileKept(t *testing.T) {
+	cfg := fastConfig()
+	cfg.AfterUpload = uploader.AfterUploadDelete
+	h := newHarness(t, cfg, stratixtest.Options{})
+	p := h.write("a.jsonl", "{\"n\":1}\n")
+	h.hooks.once(&h.hooks.create, func() {
+		f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer f.Close()
+		if _, err := f.WriteString("{\"n\":2}\n"); err != nil {
+			t.Error(err)
+		}
+	})
+	h.ready(p)
+	h.waitState(p, store.StateUploaded)
+	h.idle()
+	if gone(p) {
+		t.Fatalf("a.jsonl deleted with a line appended after it was read, not sent")
+	}
+	h.ready(p) // the watcher's Ready for the append
+	h.waitFor("a.jsonl deleted once its second line is sent", func() bool { return gone(p) })
+	if n := h.srv.Calls(stratixtest.EndpointCreate); n != 2 {
+		t.Fatalf("got %d creates, want 2 (one per segment)", n)
+	}
+}
+
+// An upload resumed from the store at start: a .json goes once recorded; a
+// .jsonl waits for a Ready that says it is quiet (its writer may still hold
+// it open), then goes.
+func TestAfterUploadResumedAtStart(t *testing.T) {
+	cfg := fastConfig()
+	cfg.AfterUpload = uploader.AfterUploadDelete
+	h := newHarness(t, cfg, stratixtest.Options{})
+	h.srv.FailRate(stratixtest.EndpointPresign, 1, 503)
+	j := h.write("a.json", traceA)
+	l := h.write("b.jsonl", "{\"n\":1}\n")
+	h.ready(j)
+	h.ready(l)
+	h.waitState(j, store.StateRetrying)
+	h.waitState(l, store.StateRetrying)
+	h.stop()
+	h.srv.FailRate(stratixtest.EndpointPresign, 0, 0)
+	h.openStore()
+	h.start() // no Ready this run: both are resumed from their records
+	h.waitFor("a.json deleted after its resumed upload", func() bool { return gone(j) })
+	h.waitFor("b.jsonl uploaded", func() bool { return h.rec(l).State == store.StateUploaded || gone(l) })
+	h.idle()
+	if gone(l) {
+		t.Fatalf("b.jsonl deleted with no Ready this run saying it is quiet")
+	}
+	h.ready(l)
+	h.waitFor("b.jsonl deleted once a Ready says it is quiet", func() bool { return gone(l) })
+}

@@ -23,6 +23,7 @@ type pathJob struct {
 	deciding bool    // a decideOp is on its way to the store
 	rehash   bool    // a newer Ready came while busy: hash again afterwards
 	growing  bool    // the latest Ready was for a file still being written (a .jsonl)
+	readied  bool    // a Ready (or a retry) came this run: not only resumed from the store at start
 	force    bool    // `tracesync retry`
 	job      *upload // the upload this path waits for
 	// size is the hashed size, or, until the hash is done, the size the
@@ -97,7 +98,7 @@ func (l *loop) onReady(path, root string, size int64, force, growing bool) {
 		l.paths[path] = p
 	}
 	p.force = p.force || force
-	p.growing = growing
+	p.growing, p.readied = growing, true
 	l.e.progress(func(pr *Progress) {
 		pr.FilesSeen++
 		if size <= l.e.cfg.MaxFileSize || isJSONL(path) {
