@@ -276,10 +276,8 @@ func (l *loop) afterUploadWritten(o *afterUploadOp) {
 }
 
 // afterUploadPaths lists the paths waiting for u that the record just
-// written set uploaded, and which of them are not known to be quiet,
-// before the loop lets go of their notes: those whose latest Ready was
-// Growing, and a .jsonl resumed from the store at start with no Ready
-// since (its writer may still hold it; a later scan brings it back).
+// written set uploaded, and which of them are not known to be quiet
+// (notQuiet), before the loop lets go of their notes.
 func (l *loop) afterUploadPaths(u *upload, recorded []string) ([]string, map[string]bool) {
 	if l.e.cfg.AfterUpload == AfterUploadKeep {
 		return nil, nil
@@ -291,9 +289,16 @@ func (l *loop) afterUploadPaths(u *upload, recorded []string) ([]string, map[str
 			continue
 		}
 		due = append(due, path)
-		if p := l.paths[path]; p != nil && (p.growing || !p.readied && isJSONL(path)) {
+		if p := l.paths[path]; p != nil && notQuiet(path, p) {
 			growing[path] = true
 		}
 	}
 	return due, growing
+}
+
+// notQuiet reports that path may still be written: its latest Ready was
+// Growing, or it is a .jsonl resumed from the store at start with no Ready
+// since (its writer may still hold it; a later scan brings it back).
+func notQuiet(path string, p *pathJob) bool {
+	return p.growing || !p.readied && isJSONL(path)
 }

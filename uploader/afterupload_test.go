@@ -1,7 +1,10 @@
 package uploader_test
 
 import (
+	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,11 +37,14 @@ func TestAfterUploadDelete(t *testing.T) {
 	a := h.write("a.json", traceA)
 	h.ready(a)
 	h.waitFor("a.json deleted after upload", func() bool { return gone(a) })
+	// The removed record keeps its hash: the state's prune keeps a content
+	// while a record of it is retained, so the same bytes dropped again
+	// are linked, not uploaded again.
 	if rec := h.waitState(a, store.StateRemoved); rec.Hash.String() != hexHash(traceA) {
-		t.Fatalf("a.json: record hash %s, want %s", rec.Hash, hexHash(traceA))
+		t.Fatalf("a.json: removed record's hash %s, want %s", rec.Hash, hexHash(traceA))
 	}
-	if _, err := h.db.GetContent(h.rec(a).Hash); err != nil {
-		t.Fatalf("a.json's content record after the delete: %v, want kept", err)
+	if c, err := h.db.GetContent(sha256.Sum256([]byte(traceA))); err != nil || len(c.TraceIDs) != 1 {
+		t.Fatalf("a.json's content record after the delete: %+v, %v; want kept with its trace", c, err)
 	}
 
 	dup := h.write("sub/dup.json", traceA)
@@ -71,14 +77,17 @@ func TestAfterUploadDelete(t *testing.T) {
 	h.waitFor("progress to count 2 deleted", func() bool { return h.eng.Progress().Deleted == 2 })
 }
 
-// The same bytes dropped again after the first file was deleted: linked
-// (no upload) and deleted too.
+// The same bytes dropped again, under any name, after the first file was
+// deleted and the state pruned: linked (no upload) and deleted too.
 func TestAfterUploadDeleteSameBytesAgain(t *testing.T) {
 	cfg := fastConfig()
 	cfg.AfterUpload = uploader.AfterUploadDelete
 	h := newHarness(t, cfg, stratixtest.Options{})
 	for i := range 3 {
-		p := h.write("a.json", traceA)
+		if _, err := h.db.Prune(context.Background(), time.Hour); err != nil {
+			t.Fatalf("prune: %v", err)
+		}
+		p := h.write(fmt.Sprintf("drop%d.json", i), traceA)
 		h.ready(p)
 		h.waitFor("a.json deleted after upload", func() bool { return gone(p) })
 		h.waitState(p, store.StateRemoved)

@@ -208,7 +208,7 @@ func (l *loop) onDecided(o *decideOp) {
 	}
 	p.deciding = false
 	l.deciding--
-	growing := p.growing
+	growing := notQuiet(path, p)
 	read := o.res.Read
 	if read == 0 && !readOutcome(o.res.Outcome) {
 		read = -1 // refused unread
