@@ -58,7 +58,7 @@ func (l *loop) skipTooOld(ev watcher.Event) bool {
 	}
 	delete(l.settling, ev.Path)
 	l.unhold(ev.Path, ev.Root)
-	reason := fmt.Sprintf("%s%s %s (modified %s)", tooOldPrefix, l.e.cfg.Hints.maxAge(), shortDuration(maxAge), ev.Stat.ModTime.UTC().Format(time.RFC3339))
+	reason := TooOldReason(l.e.cfg.Hints.maxAge(), maxAge, ev.Stat.ModTime)
 	l.writes = append(l.writes, &tooOldOp{path: ev.Path, root: ev.Root, st: ev.Stat, reason: reason})
 	if !ageSkipped(rec) || !rec.ModTime.Equal(ev.Stat.ModTime) {
 		l.e.log.Info().Str("path", ev.Path).Msg("skipped: " + ev.Path + ": " + reason + "; not read")
@@ -67,6 +67,13 @@ func (l *loop) skipTooOld(ev watcher.Event) bool {
 	l.e.progress(func(p *Progress) { p.FilesSeen++ })
 	l.done(func(p *Progress) { p.TooOld++ }, -1)
 	return true
+}
+
+// TooOldReason is the reason recorded for a file modified at mtime,
+// skipped for being older than maxAge, which hint names (e.g. "--max-age"):
+// "older than --max-age 720h (modified 2026-01-02T10:00:00Z)".
+func TooOldReason(hint string, maxAge time.Duration, mtime time.Time) string {
+	return fmt.Sprintf("%s%s %s (modified %s)", tooOldPrefix, hint, shortDuration(maxAge), mtime.UTC().Format(time.RFC3339))
 }
 
 // shortDuration writes d without trailing zero units: 720h, 1h30m, 90s.

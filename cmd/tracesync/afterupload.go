@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/tracesync/tracesync/uploader"
 )
@@ -72,4 +73,13 @@ func (s *backfillSummary) writeAfterUpload(w io.Writer) {
 	if s.archived > 0 {
 		fmt.Fprintf(w, "  archived     %8s  (moved to --archive-dir after upload, their traces recorded)\n", count(s.archived))
 	}
+}
+
+// tooOld says, for the dry run, whether a file modified at mtime is past
+// --max-age at now, and the reason the engine would record.
+func (f *syncFlags) tooOld(mtime, now time.Time) (string, bool) {
+	if f.maxAge <= 0 || mtime.IsZero() || now.Sub(mtime) <= f.maxAge {
+		return "", false
+	}
+	return uploader.TooOldReason("--max-age", f.maxAge, mtime) + "; not read", true
 }

@@ -402,8 +402,12 @@ func (p *dryPlan) write(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "dry run: would upload %s (%s), link %d, skip %d empty, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
-		countOf(p.count["upload"], "file", "files"), humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
+	tooOld := ""
+	if n := p.count["too-old"]; n > 0 {
+		tooOld = fmt.Sprintf(", skip %d older than --max-age", n)
+	}
+	fmt.Fprintf(w, "dry run: would upload %s (%s), link %d, skip %d empty%s, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
+		countOf(p.count["upload"], "file", "files"), humanBytes(p.bytes), p.count["link"], p.count["skip"], tooOld, p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
 }
 
 // planBackfill scans dirs once (the watcher in Once mode, like a backfill)
@@ -456,6 +460,10 @@ func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string
 			}
 			if planErr != nil {
 				continue // drain the scan; the error is returned below
+			}
+			if why, old := f.tooOld(ev.Stat.ModTime, time.Now()); old {
+				plan.add("too-old", ev.Path, why, ev.Stat.Size) // not read, as the backfill would not
+				continue
 			}
 			pl, err := planner.Plan(ev.Path, ev.Root)
 			if err != nil {

@@ -70,6 +70,11 @@ func TestE2EAfterUploadBackfill(t *testing.T) {
 	e := newE2E(t, stratixtest.Options{})
 	root := t.TempDir()
 	stay, leave, hashes := afterUploadFolder(t, root)
+	dry := e.run("backfill", "--dry-run", "--settle", "50ms", "--settle-timeout", "1s", "--max-age", "720h", root)
+	if dry.code != 0 || !strings.Contains(dry.stdout, "skip 1 older than --max-age") ||
+		!strings.Contains(dry.stdout, "too-old    "+filepath.Join(root, "old.json")) {
+		t.Errorf("backfill --dry-run --max-age: exit %d, want 0, a too-old row for old.json and \"skip 1 older than --max-age\":\n%s", dry.code, dry.stdout)
+	}
 	for run := 1; run <= 2; run++ {
 		r := e.run("backfill", "--settle", "50ms", "--settle-timeout", "1s", "--after-upload", "delete", "--max-age", "720h", root)
 		if r.code != 1 {
