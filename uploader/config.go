@@ -138,6 +138,16 @@ type Config struct {
 	// It has no effect with RemoteNameBasename, whose names say nothing
 	// of the content. False: ask.
 	NoRemoteCheck bool
+	// AfterUpload is what happens to a local file once its traces are
+	// recorded durably (afterupload.go); the zero value keeps it. It
+	// cannot be combined with DeleteOnRemove.
+	AfterUpload AfterUpload
+	// ArchiveDir is where AfterUploadArchive moves files, each at its path
+	// relative to its root: absolute, prepared by PrepareArchiveDir.
+	ArchiveDir string
+	// MaxAge skips, unread, a file modified longer ago than this
+	// (maxage.go); 0 means no limit.
+	MaxAge time.Duration
 	// OneShot (backfill): Run returns nil once the event channel is closed
 	// and every known path is final (uploaded, linked, skipped or
 	// quarantined). Transient failures keep retrying until ctx ends.
@@ -231,7 +241,7 @@ func (c *Config) setDefaults() error {
 	case c.RateLimit < 0:
 		return errorsJoin("rate limit must not be negative")
 	}
-	return nil
+	return c.checkAfterUpload()
 }
 
 func errorsJoin(msg string) error { return &configError{msg} }
@@ -255,6 +265,16 @@ type Hints struct {
 	// Budget names the settings of the delete budget, e.g. "--max-delete
 	// and --max-delete-window". Empty: "the delete budget".
 	Budget string
+	// MaxAge names the age limit in a skipped file's reason, e.g.
+	// "--max-age". Empty: "the max age".
+	MaxAge string
+}
+
+func (h Hints) maxAge() string {
+	if h.MaxAge == "" {
+		return "the max age"
+	}
+	return h.MaxAge
 }
 
 func (h Hints) key() string {

@@ -80,6 +80,9 @@ type Progress struct {
 	Adopted           int            // files whose content the server already held under its unique name (no upload)
 	Unchanged         int            // files already uploaded with these bytes
 	Skipped           int            // empty files
+	TooOld            int            // files skipped unread: modified longer ago than Config.MaxAge
+	Deleted           int            // files deleted after upload (Config.AfterUpload)
+	Archived          int            // files moved to Config.ArchiveDir after upload
 	Quarantined       int            // files that can never succeed as they are
 	QuarantineReasons map[string]int // by reason: invalid, too-large, unreadable, unsupported, incomplete, rejected
 	BytesUploaded     int64
@@ -134,9 +137,19 @@ func New(cfg Config, st Store, api API) (*Engine, error) {
 // the watcher's restart fast path (watcher.Config.Known).
 func (e *Engine) Known(path string, st watcher.Stat) bool {
 	rec, ok := e.st.Unchanged(path, st.Dev, st.Ino, st.Size, st.ModTime)
-	// A file cut at the size limit whose next segment was not taken yet
-	// (a stop between two) is read again, though unchanged.
-	return ok && rec.State != store.StateRemoved && !rec.More
+	switch {
+	case !ok:
+		return e.knownTooOld(path, st)
+	case rec.State == store.StateRemoved:
+		return false
+	case rec.More:
+		// Cut at the size limit, its next segment not taken yet (a stop
+		// between two): read again, though unchanged.
+		return false
+	case rec.State == store.StateUploaded && e.cfg.AfterUpload != AfterUploadKeep:
+		return false // still here: read it once more, and it is deleted or archived
+	}
+	return true
 }
 
 // Progress returns a snapshot of the counters.

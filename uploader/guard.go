@@ -251,6 +251,9 @@ func (l *loop) addPending(root string, paths []string) {
 		if l.g.held[root][p] {
 			continue // held stays held until it is back or confirmed
 		}
+		if l.selfGone[p] {
+			continue // deleted or archived after upload: not a user's removal
+		}
 		if _, ok := l.g.pending[p]; ok {
 			continue
 		}

@@ -56,6 +56,7 @@ type loop struct {
 	cont         map[string]bool // paths whose next segment follows one cut at the size limit
 	lag          map[string]*lagNote
 	dirs         map[string]dirList // folder listings, for telling a rotated file from a removed one
+	selfGone     map[string]bool    // paths deleted or archived after upload, until their record says removed
 	eventsClosed bool
 	stopping     bool
 	fatal        error
@@ -87,6 +88,7 @@ func newLoop(e *Engine, events <-chan watcher.Event, w Resettler) *loop {
 		cont:     map[string]bool{},
 		lag:      map[string]*lagNote{},
 		dirs:     map[string]dirList{},
+		selfGone: map[string]bool{},
 		hashIn:   make(chan hashReq),
 		hashOut:  make(chan hashDone),
 		workIn:   make(chan workItem),

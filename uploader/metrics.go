@@ -32,6 +32,7 @@ type Metrics struct {
 	segments       prometheus.Counter
 	behind         prometheus.Gauge
 	oldestUnsent   atomic.Int64 // unix nanoseconds; 0 when nothing waits
+	after          *afterMetrics
 
 	mu     sync.Mutex // guards counts
 	counts func() (store.Counts, error)
@@ -84,6 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			}
 			return time.Since(time.Unix(0, at)).Seconds()
 		})
+	m.after = newAfterMetrics(reg)
 	if reg != nil {
 		reg.MustRegister(m.uploads, m.links, m.failures, m.quarantined, m.bytes, m.latency, m.queueDepth, m.inFlight, m.concurrency,
 			m.retries, m.deletes, m.deletesPending, m.heldBack, m.paused, m.segments, m.behind, unsent, filesCollector{m})

@@ -23,6 +23,7 @@ type pathJob struct {
 	deciding bool    // a decideOp is on its way to the store
 	rehash   bool    // a newer Ready came while busy: hash again afterwards
 	growing  bool    // the latest Ready was for a file still being written (a .jsonl)
+	readied  bool    // a Ready (or a retry) came this run: not only resumed from the store at start
 	force    bool    // `tracesync retry`
 	job      *upload // the upload this path waits for
 	// size is the hashed size, or, until the hash is done, the size the
@@ -65,6 +66,9 @@ func (l *loop) onEvent(ev watcher.Event) {
 	case watcher.Removed:
 		l.onRemoved(ev)
 	case watcher.Ready:
+		if l.skipTooOld(ev) {
+			return
+		}
 		l.onReady(ev.Path, ev.Root, ev.Stat.Size, false, ev.Growing)
 	case watcher.Incomplete:
 		delete(l.settling, ev.Path)
@@ -94,7 +98,7 @@ func (l *loop) onReady(path, root string, size int64, force, growing bool) {
 		l.paths[path] = p
 	}
 	p.force = p.force || force
-	p.growing = growing
+	p.growing, p.readied = growing, true
 	l.noteGrowth(path, size)
 	l.e.progress(func(pr *Progress) {
 		pr.FilesSeen++
@@ -205,6 +209,7 @@ func (l *loop) onDecided(o *decideOp) {
 	}
 	p.deciding = false
 	l.deciding--
+	growing := notQuiet(path, p)
 	read := o.res.Read
 	if read == 0 && !readOutcome(o.res.Outcome) {
 		read = -1 // refused unread
@@ -254,6 +259,9 @@ func (l *loop) onDecided(o *decideOp) {
 		}
 	}
 	l.release(path, p)
+	if o.dec == decUnchanged || o.dec == decLinked {
+		l.afterUpload([]string{path}, map[string]bool{path: growing}) // recorded in the batch just written
+	}
 }
 
 // maxRenameChecks bounds the lstat calls logLinked makes among a content's

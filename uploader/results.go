@@ -223,6 +223,7 @@ func (l *loop) onUploaded(o *uploadedOp) {
 	} else {
 		l.e.m.uploads.Inc()
 	}
+	due, growing := l.afterUploadPaths(u, o.paths)
 	l.releasePaths(u, func(path string) {
 		l.noteSent(path, u.offset+u.size)
 		switch {
@@ -237,4 +238,5 @@ func (l *loop) onUploaded(o *uploadedOp) {
 	if o.orphaned {
 		l.orphan(u.hash, u.size, "") // re-checked when due: a path may come back
 	}
+	l.afterUpload(due, growing)
 }

@@ -115,6 +115,8 @@ func (l *loop) onWritten(d writeDone) {
 			}
 		case *unstageOp:
 			l.unlock(o.u)
+		case *afterUploadOp:
+			l.afterUploadWritten(o)
 		}
 	}
 }

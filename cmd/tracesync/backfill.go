@@ -54,10 +54,12 @@ tracesync files --state quarantined) or the run was interrupted;
   tracesync backfill --dry-run /archive/traces
   tracesync backfill --workers 16 --exclude 'scratch/*' /archive/2025 /archive/2026`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.validate(); err != nil {
+			// A daemon's TRACESYNC_DELETE_ON_REMOVE is dropped first, so it
+			// does not conflict with --after-upload here.
+			if err := backfillDeleteOnRemove(g, &f); err != nil {
 				return err
 			}
-			if err := backfillDeleteOnRemove(g, &f); err != nil {
+			if err := f.validate(); err != nil {
 				return err
 			}
 			dirs, err := resolveDirs(args, g.getenv)
@@ -174,7 +176,7 @@ func snapshotOf(p uploader.Progress) progressSnapshot {
 	return progressSnapshot{
 		FilesTotal: p.FilesSeen, FilesDone: p.FilesDone,
 		BytesTotal: p.BytesSeen, BytesDone: p.BytesDone,
-		Uploaded: p.Uploaded, Linked: p.Linked + p.Unchanged + p.Adopted, Skipped: p.Skipped,
+		Uploaded: p.Uploaded, Linked: p.Linked + p.Unchanged + p.Adopted, Skipped: p.Skipped + p.TooOld,
 		Quarantined: p.Quarantined, Retrying: p.Retrying,
 	}
 }
@@ -204,6 +206,9 @@ type backfillSummary struct {
 	linked        int
 	unchanged     int // already uploaded by an earlier run (by stat or by hash)
 	skipped       int
+	tooOld        int            // skipped unread for --max-age
+	deleted       int            // deleted after upload (--after-upload delete)
+	archived      int            // moved to --archive-dir after upload
 	quarantined   int            // paths under the folders quarantined now (this run or earlier)
 	reasons       map[string]int // this run's quarantines by reason
 	listed        []store.PathRecord
@@ -224,6 +229,7 @@ func summarize(db *store.DB, dirs []string, p uploader.Progress, scanUnchanged i
 	s := &backfillSummary{
 		elapsed: elapsed, uploaded: p.Uploaded, bytesUploaded: p.BytesUploaded, adopted: p.Adopted, linked: p.Linked,
 		unchanged: p.Unchanged + scanUnchanged, skipped: p.Skipped, reasons: p.QuarantineReasons,
+		tooOld: p.TooOld, deleted: p.Deleted, archived: p.Archived,
 		filesDone: p.FilesDone, filesRead: p.FilesRead, bytesDone: p.BytesDone, roots: dirs,
 	}
 	for _, d := range dirs {
@@ -344,6 +350,7 @@ func (s *backfillSummary) write(w io.Writer) {
 	fmt.Fprintf(w, "  linked       %8s  (same bytes as an uploaded file: no upload)\n", count(s.linked))
 	fmt.Fprintf(w, "  unchanged    %8s  (recorded by an earlier run with these bytes: not read again)\n", count(s.unchanged))
 	fmt.Fprintf(w, "  skipped      %8s  (empty files)\n", count(s.skipped))
+	s.writeAfterUpload(w)
 	fmt.Fprintf(w, "  quarantined  %8s", count(s.quarantined))
 	if len(s.reasons) > 0 {
 		keys := make([]string, 0, len(s.reasons))
@@ -450,8 +457,12 @@ func (p *dryPlan) write(w io.Writer) {
 		}
 		fmt.Fprintln(w, line)
 	}
-	fmt.Fprintf(w, "dry run: would upload %s (%s), link %d, skip %d empty, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
-		countOf(p.count["upload"], "file", "files"), humanBytes(p.bytes), p.count["link"], p.count["skip"], p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
+	tooOld := ""
+	if n := p.count["too-old"]; n > 0 {
+		tooOld = fmt.Sprintf(", skip %d older than --max-age", n)
+	}
+	fmt.Fprintf(w, "dry run: would upload %s (%s), link %d, skip %d empty%s, quarantine %d, leave %d incomplete; %d unchanged; nothing was uploaded\n",
+		countOf(p.count["upload"], "file", "files"), humanBytes(p.bytes), p.count["link"], p.count["skip"], tooOld, p.count["quarantine"], p.count["incomplete"], p.count["unchanged"])
 }
 
 // planBackfill scans dirs once (the watcher in Once mode, like a backfill)
@@ -505,6 +516,10 @@ func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string
 			}
 			if planErr != nil {
 				continue // drain the scan; the error is returned below
+			}
+			if why, old := f.tooOld(ev.Stat.ModTime, time.Now()); old {
+				plan.add("too-old", ev.Path, why, ev.Stat.Size) // not read, as the backfill would not
+				continue
 			}
 			pl, err := planner.Plan(ev.Path, ev.Root)
 			if err != nil {

@@ -117,6 +117,9 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 			s.close()
 		}
 	}()
+	if err := f.prepareArchive(dirs); err != nil {
+		return nil, err
+	}
 	if f.metricsAddr != "" {
 		if s.metricsLn, err = listenMetrics(f.metricsAddr); err != nil {
 			return nil, err
@@ -163,6 +166,9 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		ProbeInterval: f.probeInterval,
 		Hints:         engineHints(f),
 		OneShot:       once,
+		AfterUpload:   f.afterUpload.v,
+		ArchiveDir:    f.archiveDir,
+		MaxAge:        f.maxAge,
 		Log:           g.log,
 		Metrics:       uploader.NewMetrics(s.reg),
 	}, s.db, s.api)
@@ -245,6 +251,7 @@ func engineHints(f *syncFlags) uploader.Hints {
 	return uploader.Hints{
 		Key:    "the key (LAYERLENS_STRATIX_API_KEY or --api-key-file)",
 		Budget: "raise --max-delete or shorten --max-delete-window to allow more",
+		MaxAge: "--max-age",
 		Confirm: func(root string) string {
 			if f.deleteOnRemove {
 				return "run `tracesync reconcile --confirm --delete-on-remove " + root + "` (it works while the daemon runs)"

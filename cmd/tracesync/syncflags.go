@@ -47,6 +47,9 @@ type syncFlags struct {
 	probeInterval   time.Duration
 	maxLag          time.Duration
 	shard           shardFlag
+	afterUpload     afterUploadFlag
+	archiveDir      string
+	maxAge          time.Duration
 }
 
 // Defaults of the shared flags.
@@ -111,6 +114,9 @@ func addCommonFlags(fs *pflag.FlagSet, f *syncFlags) {
 	fs.BoolVar(&f.noRemoteCheck, "no-remote-check", false, "do not ask the server, before uploading a content this state does not know, whether its unique name is already there (to adopt it instead of uploading it again)")
 	fs.DurationVar(&f.probeInterval, "probe-interval", defaultProbeInterval, "while uploads are paused (key rejected, API unreachable or answering 503), how often one request checks whether it works again (at least "+minProbeInterval.String()+")")
 	fs.Var(&f.shard, "shard", "take only share K of N of the files, K from 0 to N-1 (e.g. $JOB_COMPLETION_INDEX/8), so N hosts that see the same folders split them with no coordinator: a file's share is the hash of its path relative to its folder; the other shares' files are neither read nor recorded here (empty: every file)")
+	fs.Var(&f.afterUpload, "after-upload", "what to do with a local file once its traces are recorded: keep, delete, or archive (move it under --archive-dir); never a quarantined, incomplete, skipped or still-growing file; not with --delete-on-remove")
+	fs.StringVar(&f.archiveDir, "archive-dir", "", "with --after-upload archive, the folder files move to, under their path relative to their synced folder; created if missing; must be outside the synced folders and on their file system")
+	fs.DurationVar(&f.maxAge, "max-age", 0, "skip, unread, a file modified longer ago than this, e.g. 720h (recorded skipped: tracesync files --state skipped; a file touched later is read); 0: no limit")
 	fs.DurationVar(&f.retention, "retention", defaultRetention, "keep records of removed files this long, then prune them and the contents no file, upload or delete refers to (run: after the first scan, then daily; backfill: at the end); 0 keeps everything, else at least 1h")
 }
 
@@ -187,6 +193,7 @@ func (f *syncFlags) validate() error {
 	if len(f.include) == 0 {
 		errs = append(errs, errors.New("--include is empty: give at least one glob such as *.json"))
 	}
+	errs = append(errs, f.validateAfterUpload()...)
 	return asUsage(errors.Join(errs...))
 }
 
