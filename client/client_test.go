@@ -927,7 +927,7 @@ func (c countingConn) Write(p []byte) (int, error) {
 // the declared bytes.
 func TestPutSmallBodyOneWrite(t *testing.T) {
 	var writes atomic.Int64
-	tr := client.NewTransport()
+	tr := client.NewPutTransport()
 	dial := tr.DialContext
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := dial(ctx, network, addr)
@@ -938,7 +938,7 @@ func TestPutSmallBodyOneWrite(t *testing.T) {
 	}
 	srv, c := start(t, stratixtest.Options{}, client.Config{HTTPClient: &http.Client{Transport: tr}})
 	ctx := context.Background()
-	for _, size := range []int{1, 4 << 10, 32 << 10, 32<<10 + 1, 1 << 20} {
+	for _, size := range []int{1, 4 << 10, 16 << 10, 16<<10 + 1, 1 << 20} {
 		body := strings.Repeat("x", size-1) + "\n"
 		body = "{" + body[1:]
 		p, err := c.Presign(ctx, "w.jsonl", "application/jsonl", int64(size))
@@ -954,10 +954,10 @@ func TestPutSmallBodyOneWrite(t *testing.T) {
 			t.Fatalf("put of %d bytes: hash %x", size, sum)
 		}
 		n := writes.Load() - before
-		if size <= 32<<10 && n != 1 {
+		if size <= 16<<10 && n != 1 {
 			t.Errorf("put of %d bytes took %d writes, want 1", size, n)
 		}
-		if size > 32<<10 && n < 2 {
+		if size > 16<<10 && n < 2 {
 			t.Errorf("put of %d bytes took %d write: not streamed", size, n)
 		}
 	}

@@ -50,7 +50,7 @@ func (c *Client) Put(ctx context.Context, u, contentType string, body io.Reader,
 		return sum, err
 	}
 	req.ContentLength = size
-	resp, err := c.hc.Do(req)
+	resp, err := c.putHC.Do(req)
 	// net/http may still be reading the body in another goroutine after Do
 	// returns: read hr's state under its lock.
 	hr.mu.Lock()
@@ -80,7 +80,7 @@ func (c *Client) Put(ctx context.Context, u, contentType string, body io.Reader,
 // the body, so that every PUT of a small file cost two writes here and two
 // reads (two wake-ups) at the server; a body in memory goes out with its
 // headers in one write.
-const smallPut = 32 << 10
+const smallPut = 16 << 10
 
 // putSmall is Put for a body of 1 to smallPut bytes: it reads exactly size
 // bytes, checks the source ends there, hashes them and sends them. A body
@@ -101,7 +101,7 @@ func (c *Client) putSmall(ctx context.Context, u, contentType string, body io.Re
 	if err != nil {
 		return [32]byte{}, err
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.putHC.Do(req)
 	if err := c.putAnswer(resp, err); err != nil {
 		return [32]byte{}, err
 	}

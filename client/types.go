@@ -44,6 +44,7 @@ type Config struct {
 	BaseURL        string       // empty: DefaultBaseURL
 	APIKey         string       // required; never logged, never in an error
 	HTTPClient     *http.Client // nil: a client on NewTransport() (5 s connect, TLS and response-header timeouts); a call's total time is bounded by its context, else Timeout
+	PutHTTPClient  *http.Client // the client of the presigned PUTs; nil: HTTPClient when that is set, else a client on NewPutTransport()
 	UserAgent      string       // empty: "tracesync"
 	OrganizationID string       // empty: discovered (GET /organizations)
 	ProjectID      string       // empty: the organization's first project

@@ -148,6 +148,10 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request, ep Endpoint) (f f
 	s.sleep(r.Context(), latency)
 	switch f.kind {
 	case faultStatus, faultRateLimit:
+		s.answered[ep.index()].Add(1)
+		if f.status == http.StatusTooManyRequests {
+			s.limited[ep.index()].Add(1)
+		}
 		if f.retryAfter != "" {
 			w.Header().Set("Retry-After", f.retryAfter)
 		}

@@ -125,7 +125,9 @@ type Server struct {
 	idPrefix string
 
 	calls     [numEndpoints]atomic.Int64
-	openConns atomic.Int64 // client connections open now (listening servers only)
+	answered  [numEndpoints]atomic.Int64 // calls answered with an injected status (FailRate, RateLimitRate, ...)
+	limited   [numEndpoints]atomic.Int64 // of those, the 429s
+	openConns atomic.Int64               // client connections open now (listening servers only)
 
 	faultMu   sync.Mutex // guards faults and faultRand
 	faults    [numEndpoints]endpointFaults
@@ -402,6 +404,13 @@ func (s *Server) Conns() int { return int(s.openConns.Load()) }
 
 // Calls returns how many requests reached ep (including failed ones).
 func (s *Server) Calls(ep Endpoint) int { return int(s.calls[ep.index()].Load()) }
+
+// Injected returns how many calls of ep were answered with an injected
+// status (FailNext, FailRate, RateLimitNext, RateLimitRate) and how many of
+// those were 429s.
+func (s *Server) Injected(ep Endpoint) (statuses, rateLimited int) {
+	return int(s.answered[ep.index()].Load()), int(s.limited[ep.index()].Load())
+}
 
 // Traces returns every live trace, oldest first.
 func (s *Server) Traces() []client.Trace {

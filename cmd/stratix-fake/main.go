@@ -2,7 +2,11 @@
 // (client/stratixtest) on a real port, for trials, tests and benchmarks.
 //
 // It prints its base URL (http://127.0.0.1:PORT/api/v1) as the first line on
-// stdout, then logs to stderr, and serves until SIGINT or SIGTERM.
+// stdout, then logs to stderr, and serves until SIGINT or SIGTERM. When it
+// stops it prints one more stdout line that counts the calls it served and
+// the injected failures it answered (scripts/bench counts 429s with it):
+//
+//	served 12000 calls; 600 answered with an injected status, 600 of them 429
 package main
 
 import (
@@ -192,5 +196,13 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		Str("data_dir", cfg.dataDir).Msg("serving; stop with Ctrl-C or SIGTERM")
 	<-ctx.Done()
 	log.Info().Msg("shutting down")
+	var calls, injected, limited int
+	for _, ep := range stratixtest.Endpoints() {
+		i, l := srv.Injected(ep)
+		calls, injected, limited = calls+srv.Calls(ep), injected+i, limited+l
+	}
+	if _, err := fmt.Fprintf(stdout, "served %d calls; %d answered with an injected status, %d of them 429\n", calls, injected, limited); err != nil {
+		return fmt.Errorf("write call counts: %w", err)
+	}
 	return nil
 }

@@ -210,3 +210,42 @@ func TestIndependentClient(t *testing.T) {
 		})
 	}
 }
+
+// On stop, the last stdout line counts the calls served and the injected
+// 429s (scripts/bench reads it).
+func TestLastLineCountsCallsAndRateLimits(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	codec := make(chan int, 1)
+	go func() {
+		codec <- Main(ctx, []string{"--envelope=false", "--api-key", "k1", "--rate-limit-rate", "1", "--retry-after", ""}, stdout, stderr, func(string) string { return "" })
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stdout.String(), "\n") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no first line on stdout; stderr: %s", stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	url := strings.TrimSpace(stdout.String())
+	c, err := client.New(client.Config{BaseURL: url, APIKey: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.Upload(context.Background(), "x.jsonl", strings.NewReader("{}\n"), 3); err == nil {
+			t.Fatal("upload succeeded at --rate-limit-rate 1")
+		}
+	}
+	cancel()
+	if code := <-codec; code != 0 {
+		t.Fatalf("exit code %d; stderr: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	last := lines[len(lines)-1]
+	// Discovery (/organizations) is never faulted; each upload's presign is.
+	if !strings.Contains(last, "; 3 answered with an injected status, 3 of them 429") || !strings.HasPrefix(last, "served ") {
+		t.Fatalf("last stdout line %q, want the calls served and 3 injected 429s", last)
+	}
+}

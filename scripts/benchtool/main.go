@@ -54,6 +54,7 @@ type config struct {
 	workers         string // --workers: auto or a number
 	maxWorkers      int    // --max-workers; 0: tracesync's default
 	latency         time.Duration
+	rateLimitRate   float64  // stratix-fake's --rate-limit-rate
 	tracesyncEnv    []string // extra KEY=VALUE for tracesync only
 	only            string   // comma-separated figures to measure; empty: all
 }
@@ -103,6 +104,7 @@ func run() error {
 	flag.StringVar(&c.workers, "workers", "auto", "tracesync's --workers (auto or a number); a number also sets the calls-only clients (auto: 16)")
 	flag.IntVar(&c.maxWorkers, "max-workers", 0, "tracesync's --max-workers (0: its default)")
 	flag.DurationVar(&c.latency, "latency", 0, "stratix-fake's --latency: delay added to every call (e.g. 30ms)")
+	flag.Float64Var(&c.rateLimitRate, "rate-limit-rate", 0, "stratix-fake's --rate-limit-rate: fraction of calls answered 429 with Retry-After: 1 (the 429s are counted per run)")
 	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency, append (default: all)")
 	var extraEnv envList
 	flag.Var(&extraEnv, "tracesync-env", "KEY=VALUE added to tracesync's environment only, not stratix-fake's (repeatable; e.g. GOMEMLIMIT=40MiB)")
@@ -112,7 +114,7 @@ func run() error {
 		return errors.New("need --tracesync, --fake and --work")
 	}
 
-	fmt.Printf("%d runs per figure, --workers %s; stratix-fake --latency %s; GOMAXPROCS machine: %d CPUs; a fresh stratix-fake per run\n", c.runs, c.workers, c.latency, numCPU())
+	fmt.Printf("%d runs per figure, --workers %s; stratix-fake --latency %s --rate-limit-rate %g; GOMAXPROCS machine: %d CPUs; a fresh stratix-fake per run\n", c.runs, c.workers, c.latency, c.rateLimitRate, numCPU())
 	if len(c.tracesyncEnv) > 0 {
 		fmt.Printf("tracesync's extra environment: %s\n", strings.Join(c.tracesyncEnv, " "))
 	}
@@ -163,21 +165,22 @@ func smallRuns(c config, calls, backfills bool) error {
 }
 
 func callsRuns(c config, small string) error {
-	var cps []float64
+	var cps, cpuEach []float64
 	for i := range c.runs {
 		r, cpu, err := callsOnly(c, small)
 		if err != nil {
 			return err
 		}
 		cps = append(cps, r)
-		fmt.Printf("  calls-only run %d: %.0f uploads/s; CPU benchtool %.2fs, stratix-fake %.2fs\n", i+1, r, cpu[0].Seconds(), cpu[1].Seconds())
+		cpuEach = append(cpuEach, float64(cpu[0].Microseconds())/float64(c.smallFiles))
+		fmt.Printf("  calls-only run %d: %.0f uploads/s; CPU benchtool %.2fs (%.0f µs per upload), stratix-fake %.2fs\n", i+1, r, cpu[0].Seconds(), cpuEach[i], cpu[1].Seconds())
 	}
-	fmt.Printf("presign+PUT+create alone (%d concurrent clients, no tracesync), the same %d files: median %.0f uploads/s\n\n", c.clients(), c.smallFiles, median(cps))
+	fmt.Printf("presign+PUT+create alone (%d concurrent clients, no tracesync), the same %d files: median %.0f uploads/s, %.0f client CPU-µs per upload\n\n", c.clients(), c.smallFiles, median(cps), median(cpuEach))
 	return nil
 }
 
 func smallBackfills(c config, small string) error {
-	var fps, smallRSS []float64
+	var fps, smallRSS, cpuEach, limited []float64
 	for i := range c.runs {
 		r, err := backfill(c, small, fmt.Sprintf("small-%d", i))
 		if err != nil {
@@ -185,10 +188,16 @@ func smallBackfills(c config, small string) error {
 		}
 		fps = append(fps, float64(c.smallFiles)/r.elapsed.Seconds())
 		smallRSS = append(smallRSS, r.rssMiB)
-		fmt.Printf("  small run %d: %d files in %s = %.0f files/s, peak RSS %.1f MiB; CPU tracesync %.2fs, stratix-fake %.2fs\n",
-			i+1, c.smallFiles, r.elapsed.Round(time.Millisecond), fps[i], r.rssMiB, r.cpu.Seconds(), r.fakeCPU.Seconds())
+		cpuEach = append(cpuEach, float64(r.cpu.Microseconds())/float64(c.smallFiles))
+		limited = append(limited, float64(r.served.rateLimited))
+		fmt.Printf("  small run %d: %d files in %s = %.0f files/s, peak RSS %.1f MiB; CPU tracesync %.2fs (%.0f µs per file), stratix-fake %.2fs; %d calls served, %d answered 429\n",
+			i+1, c.smallFiles, r.elapsed.Round(time.Millisecond), fps[i], r.rssMiB, r.cpu.Seconds(), cpuEach[i], r.fakeCPU.Seconds(), r.served.calls, r.served.rateLimited)
 	}
-	fmt.Printf("backfill, %d files of %d KiB: median %.0f files/s (target >= 4000); peak RSS median %.1f MiB\n\n", c.smallFiles, c.smallSize>>10, median(fps), median(smallRSS))
+	fmt.Printf("backfill, %d files of %d KiB: median %.0f files/s; peak RSS median %.1f MiB; tracesync CPU-µs per file median %.0f", c.smallFiles, c.smallSize>>10, median(fps), median(smallRSS), median(cpuEach))
+	if c.rateLimitRate > 0 {
+		fmt.Printf("; 429s median %.0f", median(limited))
+	}
+	fmt.Print("\n\n")
 	return nil
 }
 
@@ -197,7 +206,7 @@ func largeRuns(c config) error {
 	if err := makeFiles(large, c.largeFiles, c.largeSize); err != nil {
 		return err
 	}
-	var mbps, largeRSS []float64
+	var mbps, largeRSS, msPerMB []float64
 	total := float64(c.largeFiles) * float64(c.largeSize)
 	for i := range c.runs {
 		r, err := backfill(c, large, fmt.Sprintf("large-%d", i))
@@ -206,10 +215,11 @@ func largeRuns(c config) error {
 		}
 		mbps = append(mbps, total/1e6/r.elapsed.Seconds())
 		largeRSS = append(largeRSS, r.rssMiB)
-		fmt.Printf("  large run %d: %d x %d MiB in %s = %.0f MB/s, peak RSS %.1f MiB; CPU tracesync %.2fs, stratix-fake %.2fs\n",
-			i+1, c.largeFiles, c.largeSize>>20, r.elapsed.Round(time.Millisecond), mbps[i], r.rssMiB, r.cpu.Seconds(), r.fakeCPU.Seconds())
+		msPerMB = append(msPerMB, float64(r.cpu.Microseconds())/1000/(total/1e6))
+		fmt.Printf("  large run %d: %d x %d MiB in %s = %.0f MB/s, peak RSS %.1f MiB; CPU tracesync %.2fs (%.2f ms per MB), stratix-fake %.2fs\n",
+			i+1, c.largeFiles, c.largeSize>>20, r.elapsed.Round(time.Millisecond), mbps[i], r.rssMiB, r.cpu.Seconds(), msPerMB[i], r.fakeCPU.Seconds())
 	}
-	fmt.Printf("backfill, %d files of %d MiB: median %.0f MB/s (target >= 400); peak RSS median %.1f MiB (target < 64)\n\n", c.largeFiles, c.largeSize>>20, median(mbps), median(largeRSS))
+	fmt.Printf("backfill, %d files of %d MiB: median %.0f MB/s; peak RSS median %.1f MiB (target < 64); tracesync CPU median %.2f ms per MB (target <= 2)\n\n", c.largeFiles, c.largeSize>>20, median(mbps), median(largeRSS), median(msPerMB))
 	return os.RemoveAll(large)
 }
 
@@ -232,40 +242,73 @@ func latencyRuns(c config) error {
 
 // startFake starts stratix-fake on a free port and returns its base URL,
 // a function that reads the CPU time it has used so far, and one that
-// stops it. Each run gets a fresh one: the fake keeps every trace and body
+// stops it and returns what it served. Each run gets a fresh one: the fake keeps every trace and body
 // in memory (each large-file run leaves 1.5 million traces and 400 MiB),
 // and a fake shared by all runs made each later run pay for the earlier
 // ones: its garbage collector scanning them, and the latency runs' polling
 // lists walking them.
-func startFake(c config) (url string, cpu func() time.Duration, stop func(), err error) {
-	cmd, url, err := launchFake(c.fake, c.latency)
+func startFake(c config) (url string, cpu func() time.Duration, stop func() fakeCounts, err error) {
+	cmd, url, last, err := launchFake(c.fake, c.latency, c.rateLimitRate)
 	if err != nil {
 		return "", nil, nil, err
 	}
 	pid := cmd.Process.Pid
-	return url, func() time.Duration { return procCPU(pid) }, func() {
+	return url, func() time.Duration { return procCPU(pid) }, func() fakeCounts {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
+		return parseServed(<-last)
 	}, nil
 }
 
-func launchFake(bin string, latency time.Duration) (*exec.Cmd, string, error) {
-	cmd := exec.Command(bin, "--addr", "127.0.0.1:0", "--log-level", "warn", "--api-key", "bench-key", "--envelope=false", "--latency", latency.String())
+// fakeCounts is what stratix-fake says it served, from its last stdout
+// line (zero when it printed none: a build before it did).
+type fakeCounts struct {
+	calls, injected, rateLimited int
+}
+
+func parseServed(line string) fakeCounts {
+	var f fakeCounts
+	_, _ = fmt.Sscanf(line, "served %d calls; %d answered with an injected status, %d of them 429", &f.calls, &f.injected, &f.rateLimited)
+	return f
+}
+
+// launchFake starts stratix-fake and returns its URL and a channel that
+// gets its last stdout line once it exits.
+func launchFake(bin string, latency time.Duration, rateLimitRate float64) (*exec.Cmd, string, <-chan string, error) {
+	args := []string{"--addr", "127.0.0.1:0", "--log-level", "warn", "--api-key", "bench-key", "--envelope=false", "--latency", latency.String()}
+	if rateLimitRate > 0 {
+		args = append(args, "--rate-limit-rate", strconv.FormatFloat(rateLimitRate, 'f', -1, 64))
+	}
+	cmd := exec.Command(bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("start stratix-fake: %w", err)
+		return nil, "", nil, fmt.Errorf("start stratix-fake: %w", err)
 	}
-	line, err := bufio.NewReader(out).ReadString('\n')
+	rd := bufio.NewReader(out)
+	line, err := rd.ReadString('\n')
 	if err != nil {
 		_ = cmd.Process.Kill()
-		return nil, "", fmt.Errorf("read stratix-fake's URL: %w", err)
+		return nil, "", nil, fmt.Errorf("read stratix-fake's URL: %w", err)
 	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
-	return cmd, strings.TrimSpace(line), nil
+	last := make(chan string, 1)
+	go func() {
+		var l string
+		for {
+			s, err := rd.ReadString('\n')
+			if strings.TrimSpace(s) != "" {
+				l = strings.TrimSpace(s)
+			}
+			if err != nil {
+				last <- l
+				return
+			}
+		}
+	}()
+	return cmd, strings.TrimSpace(line), last, nil
 }
 
 // makeFiles writes n distinct valid .jsonl files of about size bytes each.
@@ -333,7 +376,7 @@ func callsOnly(c config, dir string) (float64, [2]time.Duration, error) {
 			return 0, [2]time.Duration{}, err
 		}
 	}
-	api, err := client.New(client.Config{BaseURL: url, APIKey: "bench-key", HTTPClient: &http.Client{Transport: client.NewTransport()}})
+	api, err := client.New(client.Config{BaseURL: url, APIKey: "bench-key"}) // the transports tracesync uses
 	if err != nil {
 		return 0, [2]time.Duration{}, err
 	}
@@ -378,6 +421,7 @@ type runResult struct {
 	rssMiB  float64 // tracesync's peak RSS (VmHWM)
 	cpu     time.Duration
 	fakeCPU time.Duration // stratix-fake's CPU during the run
+	served  fakeCounts    // what stratix-fake served (its 429s)
 }
 
 // backfill runs one backfill of dir with a fresh state directory and
@@ -388,7 +432,12 @@ func backfill(c config, dir, name string) (runResult, error) {
 	if err != nil {
 		return runResult{}, err
 	}
-	defer stopFake()
+	stopped := false
+	defer func() {
+		if !stopped {
+			stopFake()
+		}
+	}()
 	state := filepath.Join(c.work, "state-"+name)
 	cmd := exec.Command(c.tracesync, append(append([]string{"backfill"}, c.poolArgs()...), dir)...)
 	cmd.Env = env(c, url, state)
@@ -410,7 +459,9 @@ func backfill(c config, dir, name string) (runResult, error) {
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	return runResult{elapsed: el, rssMiB: peak(), cpu: cpu, fakeCPU: fakeCPU}, os.RemoveAll(state)
+	stopped = true
+	served := stopFake()
+	return runResult{elapsed: el, rssMiB: peak(), cpu: cpu, fakeCPU: fakeCPU, served: served}, os.RemoveAll(state)
 }
 
 // watchPeakRSS polls the VmHWM (peak resident set) of process pid every
