@@ -276,8 +276,8 @@ func TestE2EBackfillLongAndUnterminatedJSONL(t *testing.T) {
 	}
 	want = append(want, joined...)
 	writeFile(t, root, "joined.jsonl", []byte(strings.Join(joined, "\n"))) // '\n'.join(lines): no final newline
-	// CI cuts at a 1 MiB limit; TRACESYNC_TEST_FULL_SIZE=1 runs the sizes
-	// of the issue (a 120 MiB .jsonl and a 60 MiB array at the API's 50 MiB).
+	// CI cuts at a 1 MiB limit; TRACESYNC_TEST_FULL_SIZE=1 runs files
+	// larger than the API's own limit, at that limit.
 	jsonlSize, arraySize, limit := 3<<20, 5<<19, []string{"--max-file-size", "1MiB"}
 	if os.Getenv("TRACESYNC_TEST_FULL_SIZE") == "1" {
 		jsonlSize, arraySize, limit = 120<<20, 60<<20, nil
