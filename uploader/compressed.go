@@ -13,7 +13,6 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 	"sync"
@@ -143,12 +142,7 @@ func (a *archive) whole(id fileID, maxSize int64) hashResult {
 				res.Err = fmt.Errorf("%s decompresses to more than the limit of %d bytes (the API accepts at most 50 MiB per upload): split it into smaller files", a.path, maxSize)
 				return res
 			}
-			h.Write(buf[:k])
-			if syntaxErr == nil {
-				if _, err := v.Write(buf[:k]); err != nil {
-					syntaxErr = err // keep hashing: the hash identifies the bad bytes
-				}
-			}
+			feed(h, v, &syntaxErr, buf[:k])
 		}
 		if err == io.EOF {
 			break
@@ -396,16 +390,6 @@ func cutStream(r io.Reader, start, maxSize int64) (cut, error) {
 		c.syntax = nil // in the bytes after the segment: the next segment's
 	}
 	return c, nil
-}
-
-// feed hashes p and validates it, keeping the first syntax error.
-func feed(h hash.Hash, v *tracefile.Validator, syntax *error, p []byte) {
-	h.Write(p)
-	if *syntax == nil {
-		if _, err := v.Write(p); err != nil {
-			*syntax = err
-		}
-	}
 }
 
 // inflatedBody is the PUT body of a compressed file's content: its

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -116,12 +117,7 @@ func hashFile(path string, maxSize int64) hashResult {
 			if n > maxSize {
 				return hashResult{Outcome: hashChanged, ID: id, Read: n, Err: fmt.Errorf("%s grew while it was read", path)}
 			}
-			h.Write(buf[:k])
-			if syntaxErr == nil {
-				if _, err := v.Write(buf[:k]); err != nil {
-					syntaxErr = err // keep hashing: the hash identifies the bad bytes
-				}
-			}
+			feed(h, v, &syntaxErr, buf[:k])
 		}
 		if err == io.EOF {
 			break
@@ -157,6 +153,17 @@ func hashFile(path string, maxSize int64) hashResult {
 		res.Outcome = hashOK
 	}
 	return res
+}
+
+// feed hashes p and validates it, keeping the first syntax error: the
+// hash goes on, as it identifies the bad bytes.
+func feed(h hash.Hash, v *tracefile.Validator, syntax *error, p []byte) {
+	h.Write(p)
+	if *syntax == nil {
+		if _, err := v.Write(p); err != nil {
+			*syntax = err
+		}
+	}
 }
 
 // ErrNotRegular is returned (wrapped) by OpenSource for a path that is not

@@ -287,13 +287,13 @@ func cutSegment(f *os.File, start, size, maxSize int64, quiet bool) (cut, error)
 			return nil
 		}
 		if int64(len(pending)) == pendLen {
-			c.feed(h, v, pending)
+			feed(h, v, &c.syntax, pending)
 		} else {
 			r := io.NewSectionReader(f, pendStart, pendLen)
 			for {
 				k, err := r.Read(buf)
 				c.read += int64(k)
-				c.feed(h, v, buf[:k])
+				feed(h, v, &c.syntax, buf[:k])
 				if err == io.EOF {
 					break
 				}
@@ -314,7 +314,7 @@ func cutSegment(f *os.File, start, size, maxSize int64, quiet bool) (cut, error)
 				if err := flush(); err != nil {
 					return c, err
 				}
-				c.feed(h, v, chunk[:i+1])
+				feed(h, v, &c.syntax, chunk[:i+1])
 				c.end = pos + int64(i) + 1
 				chunk = chunk[i+1:]
 				pendStart = c.end
@@ -340,7 +340,7 @@ func cutSegment(f *os.File, start, size, maxSize int64, quiet bool) (cut, error)
 		// A last line without a newline is whole when the file is quiet,
 		// ends there, fits the limit and is one JSON value.
 		if quiet && pos == size && size-start <= maxSize && int64(len(pending)) == pendLen && wholeLine(pending) {
-			c.feed(h, v, pending)
+			feed(h, v, &c.syntax, pending)
 			c.end, c.partial = pos, false
 		} else if c.end == start && size-start > maxSize {
 			c.tooLarge = true
@@ -355,15 +355,6 @@ func cutSegment(f *os.File, start, size, maxSize int64, quiet bool) (cut, error)
 		c.values = v.Values()
 	}
 	return c, nil
-}
-
-func (c *cut) feed(h io.Writer, v *tracefile.Validator, p []byte) {
-	h.Write(p)
-	if c.syntax == nil {
-		if _, err := v.Write(p); err != nil {
-			c.syntax = err
-		}
-	}
 }
 
 // wholeLine reports whether p, a last line without its newline, is one
