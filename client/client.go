@@ -86,7 +86,9 @@ func (e *WrongOrganizationError) Is(target error) bool { return target == ErrWro
 // call and reports a classified error (see Classify).
 type Client struct {
 	baseURL   string // without trailing slash
-	apiKey    string
+	keyMu     sync.Mutex
+	apiKey    string                 // guarded by keyMu: ReloadKey may replace it
+	reloadKey func() (string, error) // Config.ReloadKey
 	userAgent string
 	hc        *http.Client
 	timeout   time.Duration
@@ -131,6 +133,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		baseURL:   base,
 		apiKey:    cfg.APIKey,
+		reloadKey: cfg.ReloadKey,
 		userAgent: ua,
 		hc:        hc,
 		timeout:   timeout,
@@ -264,7 +267,8 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	req.Header.Set("x-api-key", c.apiKey)
+	key := c.key()
+	req.Header.Set("x-api-key", key)
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -276,6 +280,9 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if resp.StatusCode == http.StatusUnauthorized {
+			defer c.keyRejected(key)
+		}
 		return c.readAPIError(op, resp)
 	}
 	if out == nil {
@@ -354,7 +361,7 @@ func (c *Client) transportError(op string, err error) error {
 			ue.URL = u.String()
 		}
 	}
-	return &TransportError{Op: op, Err: redactErr(err, c.apiKey)}
+	return &TransportError{Op: op, Err: redactErr(err, c.key())}
 }
 
 // TransportError is a request that got no HTTP answer: connection refused or

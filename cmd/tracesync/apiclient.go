@@ -28,6 +28,7 @@ func (g *globals) newClient(ctx context.Context) (*client.Client, error) {
 		OrganizationID: g.organizationID,
 		ProjectID:      g.projectID,
 		ProjectName:    g.projectName,
+		ReloadKey:      g.keyReloader(key),
 	})
 	if errors.Is(err, client.ErrNoAPIKey) {
 		return nil, usageErrorf("%w: set LAYERLENS_STRATIX_API_KEY or pass --api-key-file", err)
