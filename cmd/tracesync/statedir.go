@@ -113,11 +113,17 @@ func prepareStateDir(dir string, uid, gid int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("state-dir prepare: create %s: %w", dir, err)
 	}
+	// chmod before chown: while root owns it, CAP_CHOWN is all it takes
+	// (changing the mode of another user's folder would need CAP_FOWNER).
+	if fi, err := os.Lstat(dir); err != nil {
+		return fmt.Errorf("state-dir prepare: %w", err)
+	} else if fi.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("state-dir prepare: chmod %s: %w (this step needs CAP_FOWNER when the folder is not root's)", dir, err)
+		}
+	}
 	if err := os.Lchown(dir, uid, gid); err != nil {
 		return chownError(dir, uid, gid, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("state-dir prepare: chmod %s: %w", dir, err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
