@@ -209,8 +209,8 @@ func writeArchive(w io.Writer, img v1.Image, arch, ref string) error {
 		return err
 	}
 	files := map[string][]byte{
-		"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`),
-		blobPath(digest): manifest,
+		"oci-layout":      []byte(`{"imageLayoutVersion":"1.0.0"}`),
+		blobPath(digest):  manifest,
 		blobPath(cfgName): config,
 	}
 	layers, err := img.Layers()
