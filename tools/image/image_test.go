@@ -26,6 +26,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 // archive is an OCI archive read into memory.
@@ -415,5 +418,35 @@ func TestRootfsTrustsItsBundle(t *testing.T) {
 	f.Close()
 	if out, err := checkConfig(); err != nil {
 		t.Fatalf("check-config with the test CA appended: %v\n%s", err, out)
+	}
+}
+
+// The archive is a valid OCI image layout: go-containerregistry reads it
+// back and validates every digest and size (what podman load -i relies on).
+func TestArchiveIsValidOCILayout(t *testing.T) {
+	a := readArchive(t)
+	dir := t.TempDir()
+	for name, data := range a.files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	idx, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(idx); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref := im.Manifests[0].Annotations[refNameKey]; !strings.HasPrefix(ref, "tracesync:") {
+		t.Errorf("ref name %q, want tracesync:VERSION", ref)
 	}
 }

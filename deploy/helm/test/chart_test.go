@@ -482,3 +482,19 @@ func TestSidecarExample(t *testing.T) {
 		t.Errorf("the sidecar and the app share no emptyDir")
 	}
 }
+
+// The same misspelling in a real manifest (the sidecar example) is caught.
+func TestStrictDecodingCatchesMisspelledSidecar(t *testing.T) {
+	b, err := os.ReadFile("../../examples/sidecar.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(b, []byte("readOnlyRootFilesystem"), []byte("readOnlyRootFileSystem"), 1)
+	if bytes.Equal(bad, b) {
+		t.Fatal("the example has no readOnlyRootFilesystem to misspell")
+	}
+	err = strictDecode(bad, &appsv1.Deployment{})
+	if err == nil || !strings.Contains(err.Error(), "readOnlyRootFileSystem") {
+		t.Fatalf("strict decode of the misspelled example: %v, want an error naming readOnlyRootFileSystem", err)
+	}
+}
