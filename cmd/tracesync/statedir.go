@@ -113,17 +113,20 @@ func prepareStateDir(dir string, uid, gid int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("state-dir prepare: create %s: %w", dir, err)
 	}
-	// chmod before chown: while root owns it, CAP_CHOWN is all it takes
-	// (changing the mode of another user's folder would need CAP_FOWNER).
-	if fi, err := os.Lstat(dir); err != nil {
+	fi, err := os.Lstat(dir)
+	if err != nil {
 		return fmt.Errorf("state-dir prepare: %w", err)
-	} else if fi.Mode().Perm() != 0o700 {
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid && fi.Mode().Perm() == 0o700 {
+		return nil // prepared before (a pod restart): the files in it are the daemon's own
+	}
+	// Everything while root still owns the folder, the folder last: with
+	// CAP_CHOWN alone, root may neither change the mode of another user's
+	// folder (CAP_FOWNER) nor look into a 0700 one (CAP_DAC_READ_SEARCH).
+	if fi.Mode().Perm() != 0o700 {
 		if err := os.Chmod(dir, 0o700); err != nil {
 			return fmt.Errorf("state-dir prepare: chmod %s: %w (this step needs CAP_FOWNER when the folder is not root's)", dir, err)
 		}
-	}
-	if err := os.Lchown(dir, uid, gid); err != nil {
-		return chownError(dir, uid, gid, err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -137,6 +140,9 @@ func prepareStateDir(dir string, uid, gid int) error {
 		if err := os.Lchown(p, uid, gid); err != nil {
 			return chownError(p, uid, gid, err)
 		}
+	}
+	if err := os.Lchown(dir, uid, gid); err != nil {
+		return chownError(dir, uid, gid, err)
 	}
 	return nil
 }

@@ -216,6 +216,9 @@ func newRootfsWorld(t *testing.T) *rootfsWorld {
 			t.Skipf("%s not found", name)
 		}
 	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not found")
+	}
 	base := t.TempDir()
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
@@ -233,10 +236,8 @@ func newRootfsWorld(t *testing.T) *rootfsWorld {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Chown(w.state, 65532, 65532); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(w.state, 0o700); err != nil {
+	// As the kubelet makes a hostPath: root:root 0755 (prepare hands it over).
+	if err := os.Chown(w.state, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	key := filepath.Join(w.keyDir, "api-key")
@@ -252,6 +253,30 @@ func newRootfsWorld(t *testing.T) *rootfsWorld {
 // command is tracesync ARGS run as 65532:65532 in the read-only image root,
 // with the state directory writable and the traces and key read-only.
 func (w *rootfsWorld) command(args ...string) *exec.Cmd {
+	return w.commandAs(`exec "$CHROOT" --userspec=65532:65532 "$R" /tracesync "$@"`, args...)
+}
+
+// prepareCommand is `tracesync state-dir prepare` as the chart's init
+// container runs it: uid 0 with no capability but CHOWN (and SYS_CHROOT,
+// which the chroot itself needs).
+func (w *rootfsWorld) prepareCommand() *exec.Cmd {
+	return w.commandAs(`exec setpriv --bounding-set=-all,+chown,+sys_chroot --inh-caps=-all -- "$CHROOT" "$R" /tracesync "$@"`,
+		"state-dir", "prepare", "/var/lib/tracesync", "--uid", "65532", "--gid", "65532")
+}
+
+// prepare runs prepareCommand and checks the state directory is 65532's, 0700.
+func (w *rootfsWorld) prepare() {
+	w.t.Helper()
+	if out, err := w.prepareCommand().CombinedOutput(); err != nil {
+		w.t.Fatalf("state-dir prepare with CAP_CHOWN alone: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(w.state)
+	if err != nil || fi.Sys().(*syscall.Stat_t).Uid != 65532 || fi.Mode().Perm() != 0o700 {
+		w.t.Fatalf("state dir after prepare: %v %v, want 65532 and 0700", fi, err)
+	}
+}
+
+func (w *rootfsWorld) commandAs(last string, args ...string) *exec.Cmd {
 	script := `set -e
 mount --bind "$R" "$R"
 mount --bind "$S" "$R/var/lib/tracesync"
@@ -260,7 +285,7 @@ mount -o ro --bind "$K" "$R/run/secrets/tracesync"
 mount -o remount,bind,ro "$R/traces"
 mount -o remount,bind,ro "$R/run/secrets/tracesync"
 mount -o remount,bind,ro "$R"
-exec "$CHROOT" --userspec=65532:65532 "$R" /tracesync "$@"`
+` + last
 	cmd := exec.Command(w.unshare, append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh"}, args...)...)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "R=" + w.rootfs, "S=" + w.state, "T=" + w.traces, "K=" + w.keyDir, "CHROOT=" + w.chroot,
 		"TRACESYNC_API_KEY_FILE=/run/secrets/tracesync/api-key", "TRACESYNC_STATE_DIR=/var/lib/tracesync", "TRACESYNC_LOG_FORMAT=json"}
@@ -327,6 +352,7 @@ func TestRootfsRunsAsNonRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	w.prepare()
 	metrics := freePort(t)
 	var stderr bytes.Buffer
 	cmd := w.command("run", "--base-url", base, "--metrics-addr", metrics, "--settle", "200ms", "/traces")
@@ -391,6 +417,7 @@ func TestRootfsTrustsItsBundle(t *testing.T) {
 	proxy.StartTLS()
 	t.Cleanup(proxy.Close)
 	tlsBase := proxy.URL + upstream.Path
+	w.prepare()
 
 	checkConfig := func() (string, error) {
 		var out bytes.Buffer
