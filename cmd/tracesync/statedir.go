@@ -37,8 +37,9 @@ func newStateDirCmd(g *globals) *cobra.Command {
 		Short: "Create DIR if needed, owned by --uid:--gid with mode 0700",
 		Long: `prepare creates the state directory DIR (and its parents, 0755) if it is
 missing, then makes it owned by --uid:--gid with mode 0700, and hands the
-regular files directly in it (the state file) to the same owner. It needs
-the chown capability (CAP_CHOWN) and nothing else: run it as an init step
+regular files directly in it (the state file) to the same owner; a folder
+already owned by --uid:--gid with mode 0700 is left alone. It needs the
+chown capability (CAP_CHOWN) and nothing else: run it as an init step
 before a non-root daemon whose state directory the system created as root.
 
 It refuses a DIR that looks wrong: relative or not clean, a system folder or
