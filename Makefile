@@ -7,6 +7,9 @@
 #   make deb                   dist/tracesync_VERSION_ARCH.deb, built with nfpm
 #   make deb-test              build the .deb and check its contents (scripts/deb-test)
 #   make fuzz                  run every fuzz target for FUZZTIME each (default 30s)
+#   make image                 dist/tracesync_VERSION_linux_ARCH.oci.tar, an OCI image
+#                              from scratch, built by tools/image (no daemon, no registry)
+#   make k8s-test              the image and the Helm chart's checks (scripts/k8s-test)
 
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
@@ -28,7 +31,7 @@ NFPM       ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 BINARY     := tracesync
 LDFLAGS    := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build test fuzz install uninstall deb deb-test clean
+.PHONY: all build test fuzz install uninstall deb deb-test image k8s-test clean
 
 all: build
 
@@ -91,6 +94,24 @@ deb: build
 
 deb-test:
 	scripts/deb-test
+
+# The image's binary: static, no build id, no VCS stamp, so the same tree
+# and Go give the same bytes; tools/image fixes every timestamp. Image
+# versions may not hold a '~' (OCI ref names): 0.0.0~dev becomes 0.0.0-dev.
+IMAGE_VERSION := $(subst ~,-,$(VERSION))
+IMAGE_BIN  := dist/image/tracesync-linux-$(GOARCH)
+IMAGE      := dist/tracesync_$(IMAGE_VERSION)_linux_$(GOARCH).oci.tar
+
+image:
+	mkdir -p dist/image
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -buildvcs=false \
+		-ldflags '-s -w -buildid= -X main.version=$(VERSION)' -o $(IMAGE_BIN) ./cmd/tracesync
+	cd tools/image && $(GO) run . -binary ../../$(IMAGE_BIN) -arch $(GOARCH) \
+		-version '$(IMAGE_VERSION)' -o ../../$(IMAGE)
+	@echo "$(IMAGE)"
+
+k8s-test:
+	scripts/k8s-test
 
 clean:
 	rm -rf $(BINARY) dist

@@ -95,7 +95,9 @@ func (e *WrongOrganizationError) Is(target error) bool { return target == ErrWro
 // call and reports a classified error (see Classify).
 type Client struct {
 	baseURL   string // without trailing slash
-	apiKey    string
+	keyMu     sync.Mutex
+	apiKey    string                 // guarded by keyMu: ReloadKey may replace it
+	reloadKey func() (string, error) // Config.ReloadKey
 	userAgent string
 	hc        *http.Client // the API calls
 	putHC     *http.Client // the presigned PUTs
@@ -147,6 +149,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		baseURL:   base,
 		apiKey:    cfg.APIKey,
+		reloadKey: cfg.ReloadKey,
 		userAgent: ua,
 		hc:        hc,
 		putHC:     putHC,
@@ -289,7 +292,8 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	req.Header.Set("x-api-key", c.apiKey)
+	key := c.key()
+	req.Header.Set("x-api-key", key)
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -301,6 +305,9 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if resp.StatusCode == http.StatusUnauthorized {
+			defer c.keyRejected(key)
+		}
 		return c.readAPIError(op, resp)
 	}
 	if out == nil {
@@ -379,7 +386,7 @@ func (c *Client) transportError(op string, err error) error {
 			ue.URL = u.String()
 		}
 	}
-	return &TransportError{Op: op, Err: redactErr(err, c.apiKey)}
+	return &TransportError{Op: op, Err: redactErr(err, c.key())}
 }
 
 // TransportError is a request that got no HTTP answer: connection refused or

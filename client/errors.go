@@ -120,9 +120,9 @@ func (c *Client) readAPIError(op string, resp *http.Response) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	code, msg := parseErrorBody(body)
-	if c.apiKey != "" {
-		msg = strings.ReplaceAll(msg, c.apiKey, "[REDACTED]")
-		code = strings.ReplaceAll(code, c.apiKey, "[REDACTED]")
+	if key := c.key(); key != "" {
+		msg = strings.ReplaceAll(msg, key, "[REDACTED]")
+		code = strings.ReplaceAll(code, key, "[REDACTED]")
 	}
 	return &APIError{
 		Op:         op,

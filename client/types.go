@@ -56,6 +56,12 @@ type Config struct {
 	Timeout time.Duration
 	// Now is the clock used to read Retry-After HTTP dates. Nil: time.Now.
 	Now func() time.Time
+	// ReloadKey, when set, is called after the API answers 401: a key it
+	// returns that differs from the one sent replaces it for every later
+	// call (a rotated key file, e.g. a Kubernetes Secret, needs no
+	// restart). An error or an empty key keeps the old one. Nil: the key
+	// never changes.
+	ReloadKey func() (string, error)
 }
 
 // Target names where traces go: one namespace of the store.

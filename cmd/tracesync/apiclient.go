@@ -28,6 +28,7 @@ func (g *globals) newClient(ctx context.Context) (*client.Client, error) {
 		OrganizationID: g.organizationID,
 		ProjectID:      g.projectID,
 		ProjectName:    g.projectName,
+		ReloadKey:      g.keyReloader(key),
 	})
 	if errors.Is(err, client.ErrNoAPIKey) {
 		return nil, usageErrorf("%w: set LAYERLENS_STRATIX_API_KEY or pass --api-key-file", err)
@@ -62,7 +63,7 @@ func discoveryError(err error, base, keySource string) error {
 	case client.Classify(err) == client.ClassCanceled:
 		return err
 	case client.Classify(err) == client.ClassTransient:
-		return fmt.Errorf("cannot reach the Stratix API at %s (check --base-url / LAYERLENS_STRATIX_BASE_URL and the network): %w", base, err)
+		return fmt.Errorf("cannot reach the Stratix API at %s (check --base-url / LAYERLENS_STRATIX_BASE_URL and the network): %w%s", base, err, certificateHint(err))
 	}
 	return fmt.Errorf("find the organization and project at %s: %w", base, err)
 }

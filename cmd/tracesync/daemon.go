@@ -47,7 +47,18 @@ type syncer struct {
 	w      *watcher.Watcher
 	reg    *prometheus.Registry
 
-	metricsLn net.Listener // nil without --metrics-addr
+	metricsLn   net.Listener // nil without --metrics-addr, or once served
+	metricsStop func()       // stops serving it; nil when not served
+	probes      *probes      // what /healthz and /readyz answer
+
+	// engineStarted is set as the engine's Run begins: until then /healthz
+	// says ok (the sync is being built), after it the engine's heartbeat.
+	engineStarted atomic.Bool
+
+	// drainOnExit: on SIGTERM, upload what is on disk before stopping (run
+	// --drain-on-exit); drain tracks it (drain.go).
+	drainOnExit bool
+	drain       drainSet
 
 	// The control socket is served from when the engine exists until the
 	// store is closed (startControl, close): all the while this process
@@ -110,7 +121,7 @@ const daemonLockWait = 5 * time.Second
 // fastest: flags, metrics address, API target, store, engine, watcher.
 // The caller must close it.
 func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, once bool) (_ *syncer, err error) {
-	s := &syncer{g: g, f: f, dirs: dirs, once: once, reg: newRegistry()}
+	s := &syncer{g: g, f: f, dirs: dirs, once: once, reg: newRegistry(), probes: newProbes()}
 	defer func() {
 		// s, not the named result: every error return sets that to nil.
 		if err != nil {
@@ -124,6 +135,10 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 		if s.metricsLn, err = listenMetrics(f.metricsAddr); err != nil {
 			return nil, err
 		}
+		// Served from now on: a liveness probe gets its answer while the
+		// API is still being reached.
+		s.probes.wait("connecting to the Stratix API at " + g.resolvedBaseURL())
+		s.startMetrics()
 	}
 	if s.api, err = s.connect(ctx); err != nil {
 		return nil, err
@@ -225,6 +240,7 @@ func (s *syncer) connect(ctx context.Context) (*client.Client, error) {
 			return nil, err
 		}
 		wait := bo.NextBackOff()
+		s.probes.wait("waiting for the Stratix API (retrying): " + err.Error())
 		s.g.log.Error().Err(err).Dur("retry_in", wait).Msg("cannot start syncing yet; retrying")
 		select {
 		case <-ctx.Done():
@@ -270,6 +286,9 @@ func (s *syncer) close() {
 	if s.ctlStop != nil {
 		s.ctlStop()
 		<-s.ctlDone
+	}
+	if s.metricsStop != nil {
+		s.metricsStop()
 	}
 	if s.metricsLn != nil {
 		_ = s.metricsLn.Close()
@@ -320,6 +339,7 @@ func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
 	eg.Go(func() error {
 		defer close(engineDone)
 		defer stopPipe()
+		s.engineStarted.Store(true)
 		err := s.eng.Run(egCtx, events, s.resettler)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			return explainStateError(fmt.Errorf("sync engine: %w", err), filepath.Dir(s.db.File()))
@@ -345,11 +365,18 @@ func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
 		case <-egCtx.Done():
 		case <-ctx.Done():
 			interrupted = true
-			s.g.log.Info().Int("in_flight", s.eng.Progress().InFlight).Dur("shutdown_timeout", s.f.shutdownTimeout).
-				Msg("stopping: no new uploads; waiting for the ones in flight")
 		}
 		sctx, cancel := context.WithTimeout(context.Background(), s.f.shutdownTimeout)
 		defer cancel()
+		if interrupted && s.drainOnExit {
+			s.g.log.Info().Dur("shutdown_timeout", s.f.shutdownTimeout).
+				Msg("stopping: uploading every file on disk first (--drain-on-exit)")
+			s.drainBeforeStop(sctx)
+		}
+		if interrupted {
+			s.g.log.Info().Int("in_flight", s.eng.Progress().InFlight).Dur("shutdown_timeout", s.f.shutdownTimeout).
+				Msg("stopping: no new uploads; waiting for the ones in flight")
+		}
 		if err := s.eng.Shutdown(sctx); err != nil {
 			s.g.log.Warn().Err(err).Msg("shutdown timeout reached: in-flight uploads were canceled; their intents are kept and resolved on the next start")
 		}
@@ -357,13 +384,7 @@ func (s *syncer) run(ctx context.Context, hooks syncHooks) error {
 		return nil
 	})
 
-	if s.metricsLn != nil {
-		ln := s.metricsLn
-		s.metricsLn = nil // owned by serveMetrics now
-		mux := newMetricsMux(s.reg, healthChecks{healthy: s.healthy, ready: s.ready})
-		eg.Go(func() error { return serveMetrics(egCtx, ln, mux) })
-		s.g.log.Info().Str("addr", ln.Addr().String()).Msg("serving /metrics, /healthz and /readyz")
-	}
+	s.probes.running(s.healthy, s.ready)
 	for _, fn := range hooks.extra {
 		eg.Go(func() error { return fn(egCtx) })
 	}
@@ -400,6 +421,7 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 		case watcher.Ready, watcher.Incomplete:
 			s.resettler.back(ev.Path)
 		case watcher.ScanDone, watcher.RootGone:
+			s.drain.scanned(ev.Root)
 			if pending[ev.Root] {
 				delete(pending, ev.Root)
 				files += ev.Scan.Files
@@ -449,6 +471,7 @@ func (s *syncer) known(path string, st watcher.Stat) bool {
 		return true
 	}
 	if !s.eng.Known(path, st) {
+		s.drain.found(path)
 		return false
 	}
 	if rec, err := s.db.GetPath(path); err == nil && (rec.State == store.StateUploaded || rec.State == store.StateSkipped) {
@@ -458,6 +481,9 @@ func (s *syncer) known(path string, st watcher.Stat) bool {
 }
 
 func (s *syncer) healthy() error {
+	if !s.eng.Healthy() && !s.engineStarted.Load() {
+		return nil // the sync is about to start
+	}
 	if !s.eng.Healthy() {
 		return errors.New("sync engine is not running or its main loop is stuck")
 	}
@@ -465,6 +491,9 @@ func (s *syncer) healthy() error {
 }
 
 func (s *syncer) ready() error {
+	if !s.engineStarted.Load() {
+		return errors.New("sync engine starting")
+	}
 	if err := s.healthy(); err != nil {
 		return err
 	}

@@ -162,7 +162,7 @@ func runDemo(ctx context.Context, g *globals, f *syncFlags, o demoOptions) error
 		defer cancel()
 	}
 	dirs := []string{drop}
-	if err := runDaemon(ctx, g, f, dirs); err != nil {
+	if err := runDaemon(ctx, g, f, dirs, false); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "demo stopped; run it again to continue where it left off")

@@ -217,6 +217,7 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 		newRetryCmd(g),
 		newForgetCmd(g),
 		newStateCmd(g),
+		newStateDirCmd(g),
 		newRunCmd(g),
 		newBackfillCmd(g),
 		newDemoCmd(g),

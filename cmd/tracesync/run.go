@@ -16,6 +16,7 @@ import (
 
 func newRunCmd(g *globals) *cobra.Command {
 	var f syncFlags
+	var drainOnExit bool
 	cmd := &cobra.Command{
 		Use:   "run [flags] DIR...",
 		Short: "Watch folders and upload every new trace file (the daemon)",
@@ -26,6 +27,9 @@ once. With no DIR argument the folders come from TRACESYNC_DIRS
 
 Signals: SIGTERM or SIGINT stop taking work and let in-flight uploads finish
 within --shutdown-timeout, then exit 0; SIGHUP rescans every folder.
+With --drain-on-exit, SIGTERM first takes every file on disk now, lets it
+settle and uploads it, within the same --shutdown-timeout (a sidecar whose
+folder is lost with its pod).
 If the state file is deleted or replaced, or its directory removed, while
 it runs, it stops the same way and exits 1, for its service manager to
 restart it on a fresh state.
@@ -45,16 +49,17 @@ pruned once the first scan is queued, then every 24 hours.`,
 			if err != nil {
 				return err
 			}
-			return runDaemon(cmd.Context(), g, &f, dirs)
+			return runDaemon(cmd.Context(), g, &f, dirs, drainOnExit)
 		},
 	}
 	addSyncFlags(cmd.Flags(), &f)
+	cmd.Flags().BoolVar(&drainOnExit, "drain-on-exit", false, "on SIGTERM/SIGINT, first upload every file on disk (letting it settle), within --shutdown-timeout")
 	return cmd
 }
 
 // runDaemon is `tracesync run` once its flags are checked: the daemon until
 // ctx ends (SIGTERM, SIGINT).
-func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) error {
+func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string, drainOnExit bool) error {
 	s, err := openSyncer(ctx, g, f, dirs, false)
 	if errors.Is(err, errStoppedConnecting) {
 		g.log.Info().Msg("stopped before the API could be reached; nothing was started")
@@ -64,6 +69,7 @@ func runDaemon(ctx context.Context, g *globals, f *syncFlags, dirs []string) err
 		return err
 	}
 	defer s.close()
+	s.drainOnExit = drainOnExit
 
 	notifier := systemd.NewNotifier(g.getenv)
 	scanned := make(chan struct{})

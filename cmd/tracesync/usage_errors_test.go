@@ -17,7 +17,7 @@ func TestCommandLineMistakesExit2(t *testing.T) {
 		want string
 	}{
 		{[]string{"bogus"}, `unknown command "bogus" for "tracesync"`},
-		{[]string{"stat"}, "did you mean state or status?"},
+		{[]string{"stat"}, "did you mean state or state-dir or status?"},
 		{[]string{"run", "--bogus"}, "unknown flag: --bogus"},
 		{[]string{"run", "--workers", "x"}, `invalid value "x" for --workers: want auto or a whole number (e.g. 16)`},
 		{[]string{"backfill", "--worker", "3"}, "unknown flag: --worker; did you mean --workers?"},
