@@ -72,6 +72,7 @@ func (l *loop) onEvent(ev watcher.Event) {
 		l.onReady(ev.Path, ev.Root, ev.Stat.Size, false, ev.Growing)
 	case watcher.Incomplete:
 		delete(l.settling, ev.Path)
+		l.forgetGrowth(ev.Path)
 		reason := ev.Reason
 		if reason == "" {
 			reason = "still incomplete after the settle timeout"
@@ -225,9 +226,11 @@ func (l *loop) onDecided(o *decideOp) {
 		l.e.m.links.Inc()
 		l.doneFor(path, func(pr *Progress) { pr.Linked++ }, read)
 	case decSkipped:
+		l.forgetGrowth(path)
 		log.Info().Str("path", path).Msg("skipped: empty file, nothing to upload")
 		l.doneFor(path, func(pr *Progress) { pr.Skipped++ }, read)
 	case decQuarantined:
+		l.forgetGrowth(path) // nothing of it goes up until its bytes change
 		reason := o.reason
 		if reason == "" {
 			reason = "rejected"
