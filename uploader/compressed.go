@@ -126,37 +126,17 @@ func (a *archive) whole(id fileID, maxSize int64) hashResult {
 		return a.failed(res, err)
 	}
 	defer r.Close()
-	h := sha256.New()
-	v := tracefile.NewValidator(tracefile.FormatJSON)
-	bufp := hashBufs.Get().(*[]byte)
-	defer hashBufs.Put(bufp)
-	buf := *bufp
-	var n int64
-	var syntaxErr error
-	for {
-		k, err := r.Read(buf)
-		if k > 0 {
-			n += int64(k)
-			if n > maxSize {
-				res.Outcome = hashTooLarge
-				res.Err = fmt.Errorf("%s decompresses to more than the limit of %d bytes (the API accepts at most 50 MiB per upload): split it into smaller files", a.path, maxSize)
-				return res
-			}
-			feed(h, v, &syntaxErr, buf[:k])
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return a.failed(res, err)
-		}
+	c, over, err := readChecked(r, tracefile.FormatJSON, maxSize)
+	if over {
+		res.Outcome = hashTooLarge
+		res.Err = fmt.Errorf("%s decompresses to more than the limit of %d bytes (the API accepts at most 50 MiB per upload): split it into smaller files", a.path, maxSize)
+		return res
 	}
-	h.Sum(res.Hash[:0])
-	res.End, res.Read = n, a.read
-	if syntaxErr == nil {
-		syntaxErr = v.Close()
+	if err != nil {
+		return a.failed(res, err)
 	}
-	res.Values = v.Values()
+	n, syntaxErr := c.n, c.syntax
+	res.Hash, res.End, res.Read, res.Values = c.sum, n, a.read, c.values
 	switch {
 	case n == 0 || errors.Is(syntaxErr, tracefile.ErrNoValues):
 		res.Outcome, res.End = hashEmpty, 0

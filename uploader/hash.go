@@ -103,28 +103,13 @@ func hashFile(path string, maxSize int64) hashResult {
 		return hashResult{Outcome: hashTooLarge, ID: id,
 			Err: fmt.Errorf("%s is %d bytes, larger than the limit of %d bytes (the API accepts at most 50 MiB): split it into smaller files", path, id.Size, maxSize)}
 	}
-	h := sha256.New()
-	v := tracefile.NewValidator(format)
-	bufp := hashBufs.Get().(*[]byte)
-	defer hashBufs.Put(bufp)
-	buf := *bufp
-	var n int64
-	var syntaxErr error
-	for {
-		k, err := f.Read(buf)
-		if k > 0 {
-			n += int64(k)
-			if n > maxSize {
-				return hashResult{Outcome: hashChanged, ID: id, Read: n, Err: fmt.Errorf("%s grew while it was read", path)}
-			}
-			feed(h, v, &syntaxErr, buf[:k])
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return hashResult{Outcome: hashUnreadable, ID: id, Read: n, Err: fmt.Errorf("read %s: %w (check the disk and the file's permissions)", path, err)}
-		}
+	c, over, err := readChecked(f, format, maxSize)
+	n := c.n
+	if over {
+		return hashResult{Outcome: hashChanged, ID: id, Read: n, Err: fmt.Errorf("%s grew while it was read", path)}
+	}
+	if err != nil {
+		return hashResult{Outcome: hashUnreadable, ID: id, Read: n, Err: fmt.Errorf("read %s: %w (check the disk and the file's permissions)", path, err)}
 	}
 	after, err := f.Stat()
 	if err != nil {
@@ -133,13 +118,8 @@ func hashFile(path string, maxSize int64) hashResult {
 	if a := identity(after); !a.same(id) || n != id.Size {
 		return hashResult{Outcome: hashChanged, ID: a, Read: n, Err: fmt.Errorf("%s changed while it was read", path)}
 	}
-	var sum store.Hash
-	h.Sum(sum[:0])
-	res := hashResult{Hash: sum, ID: id, Read: n}
-	if syntaxErr == nil {
-		syntaxErr = v.Close()
-	}
-	res.Values = v.Values()
+	res := hashResult{Hash: c.sum, ID: id, Read: n, Values: c.values}
+	syntaxErr := c.syntax
 	switch {
 	case n == 0 || errors.Is(syntaxErr, tracefile.ErrNoValues):
 		res.Outcome = hashEmpty
@@ -153,6 +133,48 @@ func hashFile(path string, maxSize int64) hashResult {
 		res.Outcome = hashOK
 	}
 	return res
+}
+
+// checked is what readChecked found of a whole value: its hash, its size,
+// its values, and the validator's verdict (nil: valid).
+type checked struct {
+	sum    store.Hash
+	n      int64
+	values int64
+	syntax error
+}
+
+// readChecked hashes and validates r to its end in one pass. over reports
+// that r held more than maxSize bytes (reading stops there); err is a read
+// error.
+func readChecked(r io.Reader, format tracefile.Format, maxSize int64) (c checked, over bool, err error) {
+	h := sha256.New()
+	v := tracefile.NewValidator(format)
+	bufp := hashBufs.Get().(*[]byte)
+	defer hashBufs.Put(bufp)
+	buf := *bufp
+	for {
+		k, rerr := r.Read(buf)
+		if k > 0 {
+			c.n += int64(k)
+			if c.n > maxSize {
+				return c, true, nil
+			}
+			feed(h, v, &c.syntax, buf[:k])
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return c, false, rerr
+		}
+	}
+	h.Sum(c.sum[:0])
+	if c.syntax == nil {
+		c.syntax = v.Close()
+	}
+	c.values = v.Values()
+	return c, false, nil
 }
 
 // feed hashes p and validates it, keeping the first syntax error: the

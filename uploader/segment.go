@@ -27,12 +27,12 @@ func readSource(path string, maxSize, maxInflate int64, lookup baseLookup, growi
 	if isJSONL(path) {
 		return hashSegment(path, maxSize, lookup, growing)
 	}
-	if isWholeJSON(path) {
-		if fi, err := os.Stat(path); err == nil && fi.Size() > maxSize {
-			return hashArrayPart(path, maxSize, lookup)
-		}
+	res := hashFile(path, maxSize)
+	if res.Outcome == hashTooLarge && isWholeJSON(path) {
+		// Refused unread for its size: an array goes up in parts.
+		return hashArrayPart(path, maxSize, lookup)
 	}
-	return hashFile(path, maxSize)
+	return res
 }
 
 // baseLookup finds the record the next segment of the .jsonl at path
