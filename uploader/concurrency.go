@@ -7,6 +7,7 @@ package uploader
 
 import (
 	"context"
+	"errors"
 	"io"
 	"iter"
 	"math"
@@ -41,53 +42,65 @@ const (
 
 // concurrency is the limit on uploads and deletes in flight. The loop reads
 // it before it hands out work and tells it when it did (started); the
-// workers' API calls report their round trips and failures (observe).
+// workers' API calls report their round trips and outcomes (observe).
 //
 // Adaptive, it works in windows of about one baseline RTT (and at least a
 // few calls). At the end of each it compares the window's mean RTT with an
-// exponentially weighted baseline of the earlier windows: back pressure
-// (429, 503, a timeout) halves the limit, and so does a jump above the
-// baseline that lasts two windows; otherwise, if the limit was reached in
-// the window (there was work for more), it grows, doubling until the first
-// decrease (slow start), by one from then on.
+// exponentially weighted baseline of the earlier windows. Back pressure
+// (429, 503, 504, a timeout) cuts the limit in proportion to its share α of
+// the window's answers, to limit × (1 − α/2), as DCTCP does with ECN marks:
+// a window of nothing but back pressure halves it, one refusal in twenty
+// trims 2.5%, so random refusals do not pin the pool near the floor. A jump
+// above the baseline that lasts two windows halves the limit. Otherwise, if
+// the limit was reached in the window (there was work for more) and the
+// latency held, it grows, doubling until the first decrease (slow start),
+// by one from then on.
 type concurrency struct {
 	adaptive       bool
 	floor, ceiling int
 	now            func() time.Time
 
-	mu           sync.Mutex // guards the fields below
-	limit        int
-	slowStart    bool
-	next         time.Time // when the current window ends; zero until the first sample
-	sum          float64   // the current window's RTTs, in seconds
-	n            int
-	base         ewmaVar // the baseline of earlier windows
-	backPressure bool    // the current window saw back pressure
-	reached      bool    // the current window had the limit in flight
-	decreasedAt  time.Time
-	suspect      bool // the last window's RTT jumped: one more confirms it
+	mu        sync.Mutex // guards the fields below
+	limit     float64    // its whole part is the limit; the rest keeps small cuts from rounding away
+	slowStart bool
+	next      time.Time // when the current window ends; zero until the first sample
+	sum       float64   // the current window's RTT samples, in seconds
+	n         int
+	answers   int     // calls answered in the current window, whatever the outcome
+	pressured int     // those that said back pressure
+	base      ewmaVar // the baseline of earlier windows
+	reached   bool    // the current window had the limit in flight
+	// sampleFrom drops the RTT samples of calls that began before it: set
+	// at a large decrease.
+	sampleFrom time.Time
+	suspect    bool // the last window's RTT jumped: one more confirms it
 }
+
+// sampleResetCut is the least cut after which calls already under way no
+// longer speak for the limit (their RTT samples are dropped): a trim of a
+// few percent leaves them representative, a halving does not.
+const sampleResetCut = 0.25
 
 // newConcurrency returns the limit cfg asks for: fixed at cfg.Workers, or
 // adaptive up to cfg.MaxWorkers (cfg has its defaults set). now is the
 // clock RTTs are measured with.
 func newConcurrency(cfg Config, now func() time.Time) *concurrency {
 	if cfg.Workers > 0 {
-		return &concurrency{floor: cfg.Workers, ceiling: cfg.Workers, limit: cfg.Workers, now: now}
+		return &concurrency{floor: cfg.Workers, ceiling: cfg.Workers, limit: float64(cfg.Workers), now: now}
 	}
 	floor := min(adaptiveFloor, cfg.MaxWorkers)
 	return &concurrency{adaptive: true, floor: floor, ceiling: cfg.MaxWorkers, now: now,
-		limit: min(adaptiveStart, cfg.MaxWorkers), slowStart: true}
+		limit: float64(min(adaptiveStart, cfg.MaxWorkers)), slowStart: true}
 }
 
 // Limit is how many uploads and deletes may be in flight now.
 func (c *concurrency) Limit() int {
 	if !c.adaptive {
-		return c.limit
+		return int(c.limit)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.limit
+	return int(c.limit)
 }
 
 // started notes that inflight items are running after one more started.
@@ -96,30 +109,30 @@ func (c *concurrency) started(inflight int) {
 		return
 	}
 	c.mu.Lock()
-	if inflight >= c.limit {
+	if inflight >= int(c.limit) {
 		c.reached = true
 	}
 	c.mu.Unlock()
 }
 
-// observe takes the outcome of one API call that took rtt: a success is an
-// RTT sample, back pressure marks the window. Other failures say nothing
-// of the server's load. It ends the window when it is due.
+// observe takes the outcome of one API call that took rtt: every answer
+// counts towards the window's share of back pressure, and a success timed
+// (rtt > 0) is an RTT sample. A canceled call says nothing. It ends the
+// window when it is due.
 func (c *concurrency) observe(rtt time.Duration, err error) {
-	if !c.adaptive {
+	if !c.adaptive || errors.Is(err, context.Canceled) {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
+	c.answers++
 	switch {
-	case err == nil && !now.Add(-rtt).Before(c.decreasedAt):
-		// A call that began before the last decrease says nothing of
-		// the limit since.
+	case err == nil && rtt > 0 && !now.Add(-rtt).Before(c.sampleFrom):
 		c.sum += rtt.Seconds()
 		c.n++
 	case client.IsBackPressure(err):
-		c.backPressure = true
+		c.pressured++
 	}
 	c.adjust(now)
 }
@@ -129,9 +142,9 @@ func (c *concurrency) adjust(now time.Time) {
 	if c.next.IsZero() {
 		// The first samples set the baseline; nothing to compare yet.
 		if c.n == 0 {
-			if c.backPressure {
-				c.decrease()
-				c.backPressure = false
+			if c.pressured > 0 {
+				c.cut(c.share()/2, now)
+				c.answers, c.pressured = 0, 0
 			}
 			return
 		}
@@ -139,7 +152,7 @@ func (c *concurrency) adjust(now time.Time) {
 		c.startWindow(now)
 		return
 	}
-	if now.Before(c.next) || (c.n < minWindowSamples && !c.backPressure) {
+	if now.Before(c.next) || (c.n < minWindowSamples && c.pressured == 0) {
 		return
 	}
 	mean, dev := c.base.mean, math.Sqrt(c.base.variance)
@@ -149,21 +162,27 @@ func (c *concurrency) adjust(now time.Time) {
 		cur = c.sum / float64(c.n)
 	}
 	jump := have && cur > mean+threshold
+	cut := c.share() / 2
+	if jump && c.suspect {
+		cut = max(cut, 0.5)
+	}
+	if cut > 0 {
+		c.cut(cut, now)
+	}
 	switch {
-	case c.backPressure || (jump && c.suspect):
-		c.decrease()
-		c.decreasedAt = now
-	case jump:
+	case jump && !c.suspect:
 		// One slow window may be a stall of this process or the network;
 		// a second in a row is a jump. Until then the baseline waits.
 		c.suspect = true
 		c.startWindow(now)
 		return
-	case c.reached && have && c.limit < c.ceiling:
+	case !jump && c.reached && have && c.limit < float64(c.ceiling):
+		// Growth goes on beside a small cut, as in DCTCP: the two
+		// balance where refusals are about 2 per window.
 		if c.slowStart {
-			c.limit = min(2*c.limit, c.ceiling)
+			c.limit = min(2*c.limit, float64(c.ceiling))
 		} else {
-			c.limit++
+			c.limit = min(c.limit+1, float64(c.ceiling))
 		}
 	}
 	c.suspect = false
@@ -173,16 +192,28 @@ func (c *concurrency) adjust(now time.Time) {
 	c.startWindow(now)
 }
 
-// decrease halves the limit, not below the floor, and ends slow start.
-func (c *concurrency) decrease() {
-	c.limit = max(c.limit/2, c.floor)
+// share is the current window's share of back-pressure answers.
+func (c *concurrency) share() float64 {
+	if c.answers == 0 {
+		return 0
+	}
+	return float64(c.pressured) / float64(c.answers)
+}
+
+// cut shrinks the limit by the fraction cut, not below the floor, and ends
+// slow start.
+func (c *concurrency) cut(cut float64, now time.Time) {
+	c.limit = max(c.limit*(1-cut), float64(c.floor))
 	c.slowStart = false
+	if cut >= sampleResetCut {
+		c.sampleFrom = now
+	}
 }
 
 func (c *concurrency) startWindow(now time.Time) {
 	c.next = now.Add(time.Duration(c.base.mean * float64(time.Second)))
 	c.sum, c.n = 0, 0
-	c.backPressure, c.reached = false, false
+	c.answers, c.pressured, c.reached = 0, 0, false
 }
 
 // ewmaVar is an exponentially weighted mean and variance.
@@ -202,8 +233,9 @@ func (e *ewmaVar) update(v float64) {
 }
 
 // measuredAPI reports the round trip and outcome of every call to the
-// concurrency limit. A PUT's time grows with the file's size, so only its
-// failures count; a listing's pages are not timed, only its outcome.
+// concurrency limit. A PUT's time grows with the file's size, so it counts
+// as an answer but not as an RTT sample; a listing's pages are not timed,
+// and a whole listing counts as one answer.
 type measuredAPI struct {
 	API
 	cc *concurrency
@@ -218,7 +250,7 @@ func (m measuredAPI) Presign(ctx context.Context, filename, contentType string, 
 
 func (m measuredAPI) Put(ctx context.Context, url, contentType string, body io.Reader, size int64) ([32]byte, error) {
 	sum, err := m.API.Put(ctx, url, contentType, body, size)
-	if err != nil {
+	if !errors.Is(err, client.ErrBodySize) { // that one is the file's doing
 		m.cc.observe(0, err)
 	}
 	return sum, err
@@ -243,11 +275,14 @@ func (m measuredAPI) All(ctx context.Context, opts client.ListOptions) iter.Seq2
 		for t, err := range m.API.All(ctx, opts) {
 			if err != nil {
 				m.cc.observe(0, err)
-			}
-			if !yield(t, err) {
+				yield(t, err)
 				return
 			}
+			if !yield(t, nil) {
+				break
+			}
 		}
+		m.cc.observe(0, nil)
 	}
 }
 

@@ -1,6 +1,7 @@
 package uploader
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ func newTestConcurrency(t *testing.T, workers, maxWorkers int) (*concurrency, *c
 var (
 	err429 = &client.APIError{Op: "presign", StatusCode: 429}
 	err503 = &client.APIError{Op: "create", StatusCode: 503}
+	err504 = &client.APIError{Op: "create", StatusCode: 504}
 	err500 = &client.APIError{Op: "create", StatusCode: 500}
 )
 
@@ -48,6 +50,46 @@ func window(cc *concurrency, clk *ccClock, rtt time.Duration, reached bool, err 
 	}
 	clk.t = clk.t.Add(time.Second)
 	cc.observe(rtt, nil)
+	return cc.Limit()
+}
+
+// mixedWindow runs one adjustment window in which ok calls answer in rtt
+// and one more call per error in errs answers with it, spread over the
+// window; the last success ends it. It returns the limit after.
+func mixedWindow(cc *concurrency, clk *ccClock, rtt time.Duration, reached bool, ok int, errs ...error) int {
+	if cc.next.IsZero() {
+		cc.observe(rtt, nil) // the first sample only sets the baseline
+	}
+	if reached {
+		cc.started(cc.Limit())
+	}
+	step := rtt / time.Duration(ok+len(errs)+1)
+	for i := range ok - 1 + len(errs) {
+		clk.t = clk.t.Add(step)
+		if i < len(errs) {
+			cc.observe(0, errs[i])
+		} else {
+			cc.observe(rtt, nil)
+		}
+	}
+	clk.t = clk.t.Add(time.Second)
+	cc.observe(rtt, nil)
+	return cc.Limit()
+}
+
+// refusedWindow runs one adjustment window in which every call answers err
+// (the last of them ends it), and returns the limit after.
+func refusedWindow(cc *concurrency, clk *ccClock, err error) int {
+	if cc.next.IsZero() {
+		cc.observe(30*time.Millisecond, nil) // the first sample only sets the baseline
+	}
+	cc.started(cc.Limit())
+	clk.t = clk.t.Add(10 * time.Millisecond)
+	for range minWindowSamples - 1 {
+		cc.observe(0, err)
+	}
+	clk.t = clk.t.Add(time.Second)
+	cc.observe(0, err)
 	return cc.Limit()
 }
 
@@ -76,19 +118,52 @@ func TestConcurrencyGrowsOnlyWhenReached(t *testing.T) {
 }
 
 func TestConcurrencyHalvesOn429And503(t *testing.T) {
-	for _, err := range []error{err429, err503} {
+	for _, err := range []error{err429, err503, err504} {
 		cc, clk := newTestConcurrency(t, 0, 0)
 		for range 4 {
 			window(cc, clk, 30*time.Millisecond, true, nil)
 		}
 		before := cc.Limit() // 64 after slow start
-		if got := window(cc, clk, 30*time.Millisecond, true, err); got != before/2 {
-			t.Fatalf("%v: limit %d after back pressure at %d, want %d", err, got, before, before/2)
+		if got := refusedWindow(cc, clk, err); got != before/2 {
+			t.Fatalf("%v: limit %d after a window of back pressure at %d, want %d", err, got, before, before/2)
 		}
 		// Slow start is over: latency holding adds one per window.
 		if got := window(cc, clk, 30*time.Millisecond, true, nil); got != before/2+1 {
 			t.Fatalf("%v: limit %d one window after halving to %d, want %d", err, got, before/2, before/2+1)
 		}
+	}
+}
+
+func TestConcurrencyCutsInProportionToBackPressure(t *testing.T) {
+	for _, reached := range []bool{false, true} {
+		cc, clk := newTestConcurrency(t, 0, 0)
+		for range 4 {
+			window(cc, clk, 30*time.Millisecond, true, nil)
+		}
+		before := cc.Limit() // 64 after slow start
+		// One 429 among twenty answers: α = 1/20, a cut of 2.5%, not a
+		// halving; a window that reached the limit also adds its one.
+		mixedWindow(cc, clk, 30*time.Millisecond, reached, 19, err429)
+		want := float64(before) * (1 - 1.0/40)
+		if reached {
+			want++
+		}
+		if got := cc.limit; math.Abs(got-want) > 1e-9 {
+			t.Fatalf("one 429 in 20 answers at %d (limit reached: %v): limit %.2f, want %.2f", before, reached, got, want)
+		}
+		if cc.slowStart {
+			t.Fatalf("one 429 in 20 answers: still in slow start, want it over after a cut")
+		}
+	}
+	// Random refusals of a fixed share (one in twenty answers, twenty
+	// answers a window) hold the pool where the cut and the growth of
+	// one balance, 2/α = 40, not near the floor.
+	cc, clk := newTestConcurrency(t, 0, 0)
+	for range 200 {
+		mixedWindow(cc, clk, 30*time.Millisecond, true, 19, err429)
+	}
+	if got := cc.Limit(); got < 30 || got > 45 {
+		t.Fatalf("200 windows of one 429 in twenty answers: limit %d, want it near 40", got)
 	}
 }
 
@@ -133,7 +208,7 @@ func TestConcurrencyHalvesOnLatencyJump(t *testing.T) {
 func TestConcurrencyNeverBelowFloor(t *testing.T) {
 	cc, clk := newTestConcurrency(t, 0, 0)
 	for i := range 10 {
-		if got := window(cc, clk, 30*time.Millisecond, true, err429); got < adaptiveFloor {
+		if got := refusedWindow(cc, clk, err429); got < adaptiveFloor {
 			t.Fatalf("429s, window %d: limit %d, below the floor %d", i+1, got, adaptiveFloor)
 		}
 	}

@@ -60,7 +60,7 @@ func (w *workersFlag) Set(s string) error {
 }
 
 // workersHelp is --workers' help: what each choice is for.
-var workersHelp = fmt.Sprintf("uploads and deletes in flight at once: auto (grows while the API's latency holds, halves on 429, 503, timeouts and latency jumps, up to --max-workers) or a fixed number (1 to %d), e.g. when the API's operator gives you a quota of connections", maxWorkers)
+var workersHelp = fmt.Sprintf("uploads and deletes in flight at once: auto (grows while the API's latency holds, shrinks in proportion to the 429s, 503s and timeouts and halves on latency jumps, up to --max-workers) or a fixed number (1 to %d), e.g. when the API's operator gives you a quota of connections", maxWorkers)
 
 // validateWorkers checks --workers and --max-workers.
 func (f *syncFlags) validateWorkers() []error {
