@@ -71,9 +71,10 @@ type concurrency struct {
 	base      ewmaVar // the baseline of earlier windows
 	reached   bool    // the current window had the limit in flight
 	// sampleFrom drops the RTT samples of calls that began before it: set
-	// at a large decrease.
+	// at a large decrease, and at a first slow window, so that one stall
+	// which slowed every call then is not read as two slow windows.
 	sampleFrom time.Time
-	suspect    bool // the last window's RTT jumped: one more confirms it
+	suspect    bool // the last window's RTT jumped: one more, of calls begun since, confirms it
 }
 
 // sampleResetCut is the least cut after which calls already under way no
@@ -172,8 +173,10 @@ func (c *concurrency) adjust(now time.Time) {
 	switch {
 	case jump && !c.suspect:
 		// One slow window may be a stall of this process or the network;
-		// a second in a row is a jump. Until then the baseline waits.
+		// a second in a row, of calls begun after it, is a jump. Until
+		// then the baseline waits.
 		c.suspect = true
+		c.sampleFrom = now
 		c.startWindow(now)
 		return
 	case !jump && c.reached && have && c.limit < float64(c.ceiling):

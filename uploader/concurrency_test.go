@@ -205,6 +205,31 @@ func TestConcurrencyHalvesOnLatencyJump(t *testing.T) {
 	}
 }
 
+func TestConcurrencyStallIsNotAJump(t *testing.T) {
+	cc, clk := newTestConcurrency(t, 0, 0)
+	for range 4 {
+		window(cc, clk, 30*time.Millisecond, true, nil)
+	}
+	before := cc.Limit()
+	// A stall of this process slows every call under way: one slow window,
+	window(cc, clk, 90*time.Millisecond, true, nil)
+	// then the calls that were stalled answer late in the next one, while
+	// the calls begun since answer as fast as before.
+	clk.t = clk.t.Add(10 * time.Millisecond)
+	for range minWindowSamples {
+		cc.observe(90*time.Millisecond, nil)
+	}
+	clk.t = clk.t.Add(30 * time.Millisecond)
+	for range minWindowSamples - 1 {
+		cc.observe(30*time.Millisecond, nil)
+	}
+	clk.t = clk.t.Add(time.Second)
+	cc.observe(30*time.Millisecond, nil)
+	if got := cc.Limit(); got < before {
+		t.Fatalf("one stall seen by the calls of two windows: limit %d, want it held at %d at least", got, before)
+	}
+}
+
 func TestConcurrencyNeverBelowFloor(t *testing.T) {
 	cc, clk := newTestConcurrency(t, 0, 0)
 	for i := range 10 {
