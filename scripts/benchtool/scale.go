@@ -350,7 +350,7 @@ func startScaleFake(c config) (*scaleFake, error) {
 // against fake with state, sampling its memory.
 func scaleBackfill(c config, t scaleTree, fake *scaleFake, state string, global []string) (scaleRun, error) {
 	args := append(append(append(global, "backfill"), c.scale.workerArgs()...), t.root)
-	ctx, cancel := context.WithTimeout(context.Background(), max(10*time.Minute, time.Duration(t.files)*5*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), max(10*time.Minute, time.Duration(t.files)*10*time.Millisecond))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.tracesync, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -615,7 +615,9 @@ func printOtherLogs(label string, l *logWatch) {
 		fmt.Printf("[%s]   tracesync logged %dx %s\n", label, l.msgs[k], shorten(k, 240))
 	}
 	for _, r := range l.raw {
-		fmt.Printf("[%s]   tracesync: %s\n", label, shorten(r, 240))
+		if !strings.HasPrefix(r, "progress: ") { // backfill's line every 10 s
+			fmt.Printf("[%s]   tracesync: %s\n", label, shorten(r, 240))
+		}
 	}
 }
 
