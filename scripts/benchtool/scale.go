@@ -66,7 +66,9 @@ type daemonResult struct {
 	scanLine    string
 	anonAfter   int64     // RssAnon right after the first scan, KiB
 	scanPeak    memStatus // peaks until the first scan was done
-	peak        memStatus // peaks over its whole life
+	quietPeak   memStatus // peaks until it went quiet after the first scan
+	idlePeak    memStatus // peaks until the end of the idle time
+	peak        memStatus // peaks over its whole life, status and files calls included
 	quietAfter  time.Duration
 	idle        time.Duration
 	switchesPS  float64
@@ -290,8 +292,8 @@ func measureTree(c config, t scaleTree, backfillRuns int, profileDir string) (tr
 	d := r.daemon
 	fmt.Printf("[%s] run: first scan done in %s (%.2f µs a file): %s; RssAnon right after %s, peak until then %s (RssFile %s, VmHWM %s) (load %s)\n",
 		label, d.firstScan.Round(time.Millisecond), usPerFile(d.firstScan, t), d.scanLine, mib(d.anonAfter), mib(d.scanPeak.rssAnon), mib(d.scanPeak.rssFile), mib(d.scanPeak.vmHWM), d.scanLoad)
-	fmt.Printf("[%s] run: quiet %s after the first scan; then over %s idle: %.1f context switches/s (all threads), %.3f%% of a CPU; peak RssAnon over its life %s, VmHWM %s (load %s)\n",
-		label, d.quietAfter.Round(100*time.Millisecond), d.idle, d.switchesPS, d.cpuPct, mib(d.peak.rssAnon), mib(d.peak.vmHWM), d.idleLoad)
+	fmt.Printf("[%s] run: quiet %s after the first scan (peak RssAnon until then %s); then over %s idle: %.1f context switches/s (all threads), %.3f%% of a CPU; peak RssAnon by the end of idle %s; over its life, status and files included, %s, VmHWM %s (load %s)\n",
+		label, d.quietAfter.Round(100*time.Millisecond), mib(d.quietPeak.rssAnon), d.idle, d.switchesPS, d.cpuPct, mib(d.idlePeak.rssAnon), mib(d.peak.rssAnon), mib(d.peak.vmHWM), d.idleLoad)
 	fmt.Printf("[%s] run up (through its control socket, %s): status median %s, files --state quarantined median %s (%d rows); stopped (SIGTERM) in %s\n",
 		label, d.statusSrcUp, medianDuration(d.statusUp).Round(time.Millisecond), medianDuration(d.filesUp).Round(time.Millisecond), d.listedUp, d.stopWall.Round(time.Millisecond))
 	printOtherLogs(label, d.log)
@@ -452,6 +454,7 @@ func scaleDaemon(c config, t scaleTree, fake *scaleFake, state string, global []
 		}
 	}
 	d.quietAfter = time.Since(q0)
+	d.quietPeak, _ = mw.peaks()
 	d.idle = c.scale.idle
 	s0, c0 := ctxSwitches(pid), procCPU(pid)
 	time.Sleep(d.idle)
@@ -459,6 +462,7 @@ func scaleDaemon(c config, t scaleTree, fake *scaleFake, state string, global []
 	d.switchesPS = float64(s1-s0) / d.idle.Seconds()
 	d.cpuPct = 100 * (c1 - c0).Seconds() / d.idle.Seconds()
 	d.idleLoad = loadAvg()
+	d.idlePeak, _ = mw.peaks()
 
 	for range max(c.runs, 1) {
 		el, out, err := timedTracesync(c, fake.url, state, "status")

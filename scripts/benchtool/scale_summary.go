@@ -86,8 +86,9 @@ func printScaleSummary(results []treeResult) {
 	add("run: RssAnon after the first scan / its peak until then", "<= 64 MiB", func(r treeResult) (string, string) {
 		return mib(r.daemon.anonAfter) + " / " + mib(r.daemon.scanPeak.rssAnon), ""
 	})
-	add("run: peak RssAnon / VmHWM over its life", "", func(r treeResult) (string, string) {
-		return mib(r.daemon.peak.rssAnon) + " / " + mib(r.daemon.peak.vmHWM), ""
+	add("run: peak RssAnon until quiet / to the end of idle / with status and files calls", "", func(r treeResult) (string, string) {
+		d := r.daemon
+		return fmt.Sprintf("%s (quiet %s after the scan) / %s / %s", mib(d.quietPeak.rssAnon), d.quietAfter.Round(100*time.Millisecond), mib(d.idlePeak.rssAnon), mib(d.peak.rssAnon)), ""
 	})
 	add("run idle: context switches/s, CPU", "<= 5/s, <= 0.1%", func(r treeResult) (string, string) {
 		return fmt.Sprintf("%.1f/s, %.3f%% over %s", r.daemon.switchesPS, r.daemon.cpuPct, r.daemon.idle), r.daemon.idleLoad
