@@ -57,6 +57,7 @@ type config struct {
 	rateLimitRate   float64  // stratix-fake's --rate-limit-rate
 	tracesyncEnv    []string // extra KEY=VALUE for tracesync only
 	only            string   // comma-separated figures to measure; empty: all
+	scale           scaleConfig
 }
 
 // poolArgs are tracesync's flags for its upload pool.
@@ -105,7 +106,14 @@ func run() error {
 	flag.IntVar(&c.maxWorkers, "max-workers", 0, "tracesync's --max-workers (0: its default)")
 	flag.DurationVar(&c.latency, "latency", 0, "stratix-fake's --latency: delay added to every call (e.g. 30ms)")
 	flag.Float64Var(&c.rateLimitRate, "rate-limit-rate", 0, "stratix-fake's --rate-limit-rate: fraction of calls answered 429 with Retry-After: 1 (the 429s are counted per run)")
-	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency, append (default: all)")
+	flag.StringVar(&c.only, "only", "", "measure only these, comma-separated: calls, small, large, latency, append, scale (default: all but scale)")
+	flag.IntVar(&c.scale.files, "scale-files", 1_000_000, "scale: files of the large tree (about 10 bytes each, {\"i\":N}; one in 1,000 invalid)")
+	flag.IntVar(&c.scale.dirs, "scale-dirs", 2000, "scale: folders the large tree's files are spread over")
+	flag.IntVar(&c.scale.baseFiles, "scale-base-files", 10000, "scale: files of the baseline tree, measured first, with as many files a folder as the large tree")
+	flag.StringVar(&c.scale.workers, "scale-workers", "16", "scale: tracesync's --workers for backfill and run: a number, auto, or default (pass no --workers: tracesync's own default)")
+	flag.DurationVar(&c.scale.idle, "scale-idle", 20*time.Second, "scale: how long the daemon is measured idle after its first scan")
+	flag.StringVar(&c.scale.profileDir, "scale-profile", "", "scale: write tracesync's CPU and heap profiles of the large tree's backfill, last re-run and run into this folder")
+	flag.BoolVar(&c.scale.keep, "keep", false, "keep the scale trees and states (a later run with the same -work reuses a complete tree)")
 	var extraEnv envList
 	flag.Var(&extraEnv, "tracesync-env", "KEY=VALUE added to tracesync's environment only, not stratix-fake's (repeatable; e.g. GOMEMLIMIT=40MiB)")
 	flag.Parse()
@@ -120,10 +128,13 @@ func run() error {
 	}
 	fmt.Println()
 
-	want := func(what string) bool { return c.only == "" || slices.Contains(strings.Split(c.only, ","), what) }
+	// scale takes tens of minutes and gigabytes at its default size: only when asked.
+	want := func(what string) bool {
+		return (c.only == "" && what != "scale") || slices.Contains(strings.Split(c.only, ","), what)
+	}
 	for w := range strings.SplitSeq(c.only, ",") {
-		if c.only != "" && !slices.Contains([]string{"calls", "small", "large", "latency", "append"}, w) {
-			return fmt.Errorf("-only %q: want calls, small, large, latency or append", w)
+		if c.only != "" && !slices.Contains([]string{"calls", "small", "large", "latency", "append", "scale"}, w) {
+			return fmt.Errorf("-only %q: want calls, small, large, latency, append or scale", w)
 		}
 	}
 	if want("calls") || want("small") {
@@ -142,7 +153,12 @@ func run() error {
 		}
 	}
 	if want("latency") {
-		return latencyRuns(c)
+		if err := latencyRuns(c); err != nil {
+			return err
+		}
+	}
+	if want("scale") {
+		return scaleRuns(c)
 	}
 	return nil
 }

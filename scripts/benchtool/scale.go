@@ -1,0 +1,665 @@
+package main
+
+// scale.go owns the scale figure (issue 19): an archive of many tiny files,
+// first a baseline of 10,000, then the large one, each through a first
+// backfill (files/s, anonymous RSS), the state's size before and after
+// compaction, re-runs over the unchanged tree, a daemon's first scan and
+// idle, and the status and quarantine listing on that state.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// scaleConfig is the scale figure's part of the flags.
+type scaleConfig struct {
+	files, dirs int    // the large tree
+	baseFiles   int    // the baseline tree, with as many files a folder
+	workers     string // backfill's and run's --workers; "default": none given
+	idle        time.Duration
+	keep        bool   // keep the generated trees and states
+	profileDir  string // write tracesync's CPU and heap profiles of the large tree's runs here
+}
+
+// workerArgs are tracesync's --workers flag, none for "default".
+func (s scaleConfig) workerArgs() []string {
+	if s.workers == "" || s.workers == "default" {
+		return nil
+	}
+	return []string{"--workers", s.workers}
+}
+
+func (s scaleConfig) workersLabel() string {
+	if args := s.workerArgs(); args != nil {
+		return "--workers " + s.workers
+	}
+	return "tracesync's default --workers"
+}
+
+// scaleRun is one `tracesync backfill` of a scale tree.
+type scaleRun struct {
+	wall         time.Duration
+	cpu, fakeCPU time.Duration
+	mem          memStatus // peaks
+	samples      int
+	counts       map[string]int // the summary's counts: uploaded, unchanged, quarantined...
+	load         string
+	log          *logWatch
+}
+
+// daemonResult is what `tracesync run` over a tracked tree measured.
+type daemonResult struct {
+	firstScan   time.Duration // start to the "watching ... files" line
+	scanLine    string
+	anonAfter   int64     // RssAnon right after the first scan, KiB
+	scanPeak    memStatus // peaks until the first scan was done
+	quietPeak   memStatus // peaks until it went quiet after the first scan
+	idlePeak    memStatus // peaks until the end of the idle time
+	peak        memStatus // peaks over its whole life, status and files calls included
+	quietAfter  time.Duration
+	idle        time.Duration
+	switchesPS  float64
+	cpuPct      float64
+	scanLoad    string
+	idleLoad    string
+	statusUp    []time.Duration
+	filesUp     []time.Duration
+	statusSrcUp string
+	listedUp    int
+	stopWall    time.Duration
+	log         *logWatch
+}
+
+// treeResult is every figure of one tree.
+type treeResult struct {
+	tree                     scaleTree
+	gen                      time.Duration
+	reused                   bool
+	genLoad                  string
+	backfills                []scaleRun
+	apparent, disk           int64 // state file after the first backfill
+	compApparent, compDisk   int64 // and after `tracesync state compact`
+	compactWall              time.Duration
+	compactOut, stateLoad    string
+	reruns                   []scaleRun
+	daemon                   daemonResult
+	statusDown, filesDown    []time.Duration
+	statusLoad               string
+	listedDown, quarantinedN int
+	fakePeak                 memStatus
+}
+
+// scaleRuns measures the baseline tree, then the large one, and prints a
+// summary of both.
+func scaleRuns(c config) error {
+	s := c.scale
+	big := newScaleTree(c.work, s.files, s.dirs)
+	baseDirs := max(1, min(s.baseFiles/big.perDir(), s.baseFiles))
+	base := newScaleTree(c.work, s.baseFiles, baseDirs)
+	fmt.Printf("scale: %s first as a baseline, then %s; %s; tracesync log level warn (info for run)\n", base.describe(), big.describe(), s.workersLabel())
+	fmt.Printf("scale: the baseline's backfill is run %d times (RUNS) and its median reported; the %s-file backfill, state compaction and daemon are run once per invocation; re-runs and status/files timings %d times each\n",
+		c.runs, thousands(big.files), c.runs)
+	fmt.Printf("scale: RSS is sampled every 50 ms from /proc/PID/status: RssAnon (heap, stacks: what the issue counts), RssFile (bbolt's mmap of the state, the binary) and VmHWM (peak of both)\n")
+	if err := checkRoom(c.work, base, big); err != nil {
+		return err
+	}
+	if s.profileDir != "" {
+		if err := os.MkdirAll(s.profileDir, 0o755); err != nil {
+			return err
+		}
+		fmt.Printf("scale: profiles of the %s-file runs go to %s\n", thousands(big.files), s.profileDir)
+	}
+	fmt.Println()
+
+	var results []treeResult
+	for _, t := range []scaleTree{base, big} {
+		profile := ""
+		if t == big {
+			profile = s.profileDir
+		}
+		runs := c.runs
+		if t == big {
+			runs = 1
+		}
+		r, err := measureTree(c, t, runs, profile)
+		results = append(results, r)
+		if !s.keep {
+			if rmErr := t.remove(); rmErr != nil && err == nil {
+				err = rmErr
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("scale, %s files: %w", thousands(t.files), err)
+		}
+		fmt.Println()
+	}
+	printScaleSummary(results)
+	if s.keep {
+		fmt.Printf("\nthe trees are kept for the next run (-keep or BENCH_DIR): %s, %s\n", base.root, big.root)
+	}
+	return nil
+}
+
+// checkRoom refuses to start generating trees that would not fit: a tiny
+// file takes a whole block.
+func checkRoom(work string, trees ...scaleTree) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(work, &st); err != nil {
+		return fmt.Errorf("statfs %s: %w", work, err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	var need, inodes int64
+	for _, t := range trees {
+		if b, err := os.ReadFile(t.marker()); err == nil && string(b) == t.markerText() {
+			continue // reused
+		}
+		need += int64(t.files)*int64(st.Bsize) + int64(t.dirs)*int64(st.Bsize)
+		inodes += int64(t.files + t.dirs)
+	}
+	need += 2 << 30 // the states and their compacted copies
+	fmt.Printf("scale: %s free in %s, %d inodes; the trees to generate need about %s and %d inodes, plus the states\n",
+		iec(free), work, st.Ffree, iec(need), inodes)
+	if free < need || st.Ffree < uint64(inodes) {
+		return fmt.Errorf("not enough room in %s for the scale trees: set BENCH_DIR to a bigger file system or lower -scale-files", work)
+	}
+	return nil
+}
+
+// measureTree runs every step on one tree. backfillRuns fresh backfills
+// are timed; the last one's state and stratix-fake serve the later steps,
+// since the state belongs to the API it was built against.
+func measureTree(c config, t scaleTree, backfillRuns int, profileDir string) (treeResult, error) {
+	r := treeResult{tree: t}
+	label := thousands(t.files)
+	start := time.Now()
+	reused, err := t.ensure()
+	if err != nil {
+		return r, fmt.Errorf("generate %s: %w", t.root, err)
+	}
+	r.gen, r.reused, r.genLoad = time.Since(start), reused, loadAvg()
+	how := "generated"
+	if reused {
+		how = "reused (complete, same shape, from an earlier run)"
+	}
+	fmt.Printf("[%s] tree %s: %s in %s (load %s)\n", label, t.root, how, r.gen.Round(time.Millisecond), r.genLoad)
+
+	state := filepath.Join(c.work, fmt.Sprintf("scale-state-%d", t.files))
+	var fake *scaleFake
+	defer func() {
+		if fake != nil {
+			fake.stop()
+		}
+		if !c.scale.keep {
+			_ = os.RemoveAll(state)
+		}
+	}()
+
+	// 1. First backfills, each on a fresh state and a fresh stratix-fake.
+	for i := range backfillRuns {
+		if fake != nil {
+			fake.stop()
+		}
+		if err := os.RemoveAll(state); err != nil {
+			return r, err
+		}
+		if fake, err = startScaleFake(c); err != nil {
+			return r, err
+		}
+		var prof []string
+		if profileDir != "" {
+			prof = []string{"--cpuprofile", filepath.Join(profileDir, "backfill.cpu.pprof"), "--memprofile", filepath.Join(profileDir, "backfill.heap.pprof")}
+		}
+		b, err := scaleBackfill(c, t, fake, state, prof)
+		if err != nil {
+			return r, err
+		}
+		r.backfills = append(r.backfills, b)
+		fmt.Printf("[%s] backfill %d/%d: %s = %.0f files/s; peak RssAnon %s, peak RssFile %s, VmHWM %s (%d samples); CPU tracesync %.1fs (%.0f µs a file), stratix-fake %.1fs; %s (load %s)\n",
+			label, i+1, backfillRuns, b.wall.Round(time.Millisecond), float64(t.files)/b.wall.Seconds(), mib(b.mem.rssAnon), mib(b.mem.rssFile), mib(b.mem.vmHWM), b.samples,
+			b.cpu.Seconds(), float64(b.cpu.Microseconds())/float64(t.files), b.fakeCPU.Seconds(), countsLine(b.counts), b.load)
+		if msg := checkFirstCounts(t, b.counts); msg != "" {
+			fmt.Printf("[%s]   UNEXPECTED: %s\n", label, msg)
+		}
+		printOtherLogs(label, b.log)
+	}
+
+	// 2. The state: bytes per tracked file, then compacted.
+	file := filepath.Join(state, "state.db")
+	if r.apparent, r.disk, err = fileSizes(file); err != nil {
+		return r, err
+	}
+	start = time.Now()
+	out, err := runTracesync(c, fake.url, state, 30*time.Minute, "state", "compact")
+	r.compactWall = time.Since(start)
+	if err != nil {
+		return r, err
+	}
+	r.compactOut = strings.TrimSpace(out)
+	if r.compApparent, r.compDisk, err = fileSizes(file); err != nil {
+		return r, err
+	}
+	r.stateLoad = loadAvg()
+	fmt.Printf("[%s] state after the backfill: %s apparent (%.0f B a file), %s on disk (%.0f B a file); `state compact` in %s: %s apparent (%.0f B a file), %s on disk (%.0f B a file) (load %s)\n",
+		label, iec(r.apparent), perFile(r.apparent, t), iec(r.disk), perFile(r.disk, t), r.compactWall.Round(time.Millisecond),
+		iec(r.compApparent), perFile(r.compApparent, t), iec(r.compDisk), perFile(r.compDisk, t), r.stateLoad)
+	fmt.Printf("[%s]   tracesync: %s\n", label, r.compactOut)
+
+	// 3. Re-runs over the unchanged tree.
+	reruns := max(c.runs, 1)
+	for i := range reruns {
+		var prof []string
+		if profileDir != "" && i == reruns-1 {
+			prof = []string{"--cpuprofile", filepath.Join(profileDir, "rerun.cpu.pprof")}
+		}
+		b, err := scaleBackfill(c, t, fake, state, prof)
+		if err != nil {
+			return r, err
+		}
+		r.reruns = append(r.reruns, b)
+		note := ""
+		if i == 0 {
+			note = " (the first re-run warms the page cache)"
+		}
+		fmt.Printf("[%s] re-run %d/%d%s: %s, %.2f µs a file; peak RssAnon %s, RssFile %s, VmHWM %s; CPU %.2fs; %s (load %s)\n",
+			label, i+1, reruns, note, b.wall.Round(time.Millisecond), usPerFile(b.wall, t), mib(b.mem.rssAnon), mib(b.mem.rssFile), mib(b.mem.vmHWM), b.cpu.Seconds(), countsLine(b.counts), b.load)
+		if b.counts["unchanged"] != t.files-t.invalid() {
+			fmt.Printf("[%s]   UNEXPECTED: %d unchanged, want %d\n", label, b.counts["unchanged"], t.files-t.invalid())
+		}
+		printOtherLogs(label, b.log)
+	}
+
+	// 4. The daemon over the tracked tree: first scan, then idle.
+	var prof []string
+	if profileDir != "" {
+		prof = []string{"--cpuprofile", filepath.Join(profileDir, "run.cpu.pprof"), "--memprofile", filepath.Join(profileDir, "run.heap.pprof")}
+	}
+	if r.daemon, err = scaleDaemon(c, t, fake, state, prof); err != nil {
+		return r, err
+	}
+	d := r.daemon
+	fmt.Printf("[%s] run: first scan done in %s (%.2f µs a file): %s; RssAnon right after %s, peak until then %s (RssFile %s, VmHWM %s) (load %s)\n",
+		label, d.firstScan.Round(time.Millisecond), usPerFile(d.firstScan, t), d.scanLine, mib(d.anonAfter), mib(d.scanPeak.rssAnon), mib(d.scanPeak.rssFile), mib(d.scanPeak.vmHWM), d.scanLoad)
+	fmt.Printf("[%s] run: quiet %s after the first scan (peak RssAnon until then %s); then over %s idle: %.1f context switches/s (all threads), %.3f%% of a CPU; peak RssAnon by the end of idle %s; over its life, status and files included, %s, VmHWM %s (load %s)\n",
+		label, d.quietAfter.Round(100*time.Millisecond), mib(d.quietPeak.rssAnon), d.idle, d.switchesPS, d.cpuPct, mib(d.idlePeak.rssAnon), mib(d.peak.rssAnon), mib(d.peak.vmHWM), d.idleLoad)
+	fmt.Printf("[%s] run up (through its control socket, %s): status median %s, files --state quarantined median %s (%d rows); stopped (SIGTERM) in %s\n",
+		label, d.statusSrcUp, medianDuration(d.statusUp).Round(time.Millisecond), medianDuration(d.filesUp).Round(time.Millisecond), d.listedUp, d.stopWall.Round(time.Millisecond))
+	printOtherLogs(label, d.log)
+
+	// 5. status and files with no daemon.
+	for range max(c.runs, 1) {
+		el, out, err := timedTracesync(c, fake.url, state, "status")
+		if err != nil {
+			return r, err
+		}
+		r.statusDown = append(r.statusDown, el)
+		r.quarantinedN = parseCounts(out)["quarantined"]
+		el, out, err = timedTracesync(c, fake.url, state, "files", "--state", "quarantined")
+		if err != nil {
+			return r, err
+		}
+		r.filesDown = append(r.filesDown, el)
+		r.listedDown = tableRows(out)
+	}
+	r.statusLoad = loadAvg()
+	fmt.Printf("[%s] daemon stopped: status %s (median %s; says %d quarantined), files --state quarantined %s (median %s; %d rows, want %d) (load %s)\n",
+		label, durations(r.statusDown), medianDuration(r.statusDown).Round(time.Millisecond), r.quarantinedN,
+		durations(r.filesDown), medianDuration(r.filesDown).Round(time.Millisecond), r.listedDown, t.invalid(), r.statusLoad)
+	r.fakePeak, _ = readMemStatus(fake.pid)
+	fmt.Printf("[%s] stratix-fake at the end: VmHWM %s\n", label, mib(r.fakePeak.vmHWM))
+	return r, nil
+}
+
+// scaleFake is the stratix-fake a tree's runs talk to.
+type scaleFake struct {
+	url  string
+	pid  int
+	cpu  func() time.Duration
+	stop func()
+}
+
+func startScaleFake(c config) (*scaleFake, error) {
+	cmd, url, last, err := launchFake(c.fake, c.latency, c.rateLimitRate)
+	if err != nil {
+		return nil, err
+	}
+	pid := cmd.Process.Pid
+	stopped := false
+	return &scaleFake{url: url, pid: pid, cpu: func() time.Duration { return procCPU(pid) }, stop: func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		<-last
+	}}, nil
+}
+
+// scaleBackfill runs `tracesync [global...] backfill [--workers N] tree`
+// against fake with state, sampling its memory.
+func scaleBackfill(c config, t scaleTree, fake *scaleFake, state string, global []string) (scaleRun, error) {
+	args := append(append(append(global, "backfill"), c.scale.workerArgs()...), t.root)
+	ctx, cancel := context.WithTimeout(context.Background(), max(10*time.Minute, time.Duration(t.files)*10*time.Millisecond))
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.tracesync, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 45 * time.Second
+	cmd.Env = env(c, fake.url, state)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive benchtool
+	var stdout strings.Builder
+	lw := &logWatch{msgs: map[string]int{}}
+	cmd.Stdout, cmd.Stderr = &stdout, lw
+	quiesce()
+	fake0 := fake.cpu()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return scaleRun{}, fmt.Errorf("backfill %s: %w", t.root, err)
+	}
+	mw := watchMem(cmd.Process.Pid, 50*time.Millisecond)
+	err := cmd.Wait()
+	wall := time.Since(start)
+	mem, n := mw.end()
+	b := scaleRun{wall: wall, fakeCPU: fake.cpu() - fake0, mem: mem, samples: n, counts: parseCounts(stdout.String()), load: loadAvg(), log: lw}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		b.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	// Exit 1 with a summary: files were quarantined, as the tree means.
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1 && strings.Contains(stdout.String(), "backfill done")) {
+		return b, fmt.Errorf("backfill %s after %s: %w\n%s%s", t.root, wall.Round(time.Millisecond), err, stdout.String(), lw.tail())
+	}
+	return b, nil
+}
+
+// scaleDaemon starts `tracesync run` over the tracked tree, waits for its
+// first scan, lets it go quiet, measures it idle, times status and files
+// through its control socket, and stops it.
+func scaleDaemon(c config, t scaleTree, fake *scaleFake, state string, global []string) (daemonResult, error) {
+	var d daemonResult
+	args := append(append(append(global, "run"), c.scale.workerArgs()...), t.root)
+	cmd := exec.Command(c.tracesync, args...)
+	cmd.Env = append(env(c, fake.url, state), "TRACESYNC_LOG_LEVEL=info")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	lw := &logWatch{msgs: map[string]int{}}
+	scanned := make(chan string, 1)
+	cmd.Stdout = io.Discard
+	cmd.Stderr = &lineTap{next: lw, match: func(line []byte) {
+		if msg, ok := firstScanMessage(line); ok {
+			select {
+			case scanned <- msg:
+			default:
+			}
+		}
+	}}
+	d.log = lw
+	quiesce()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return d, fmt.Errorf("start tracesync run: %w", err)
+	}
+	gone := make(chan error, 1)
+	go func() { gone <- cmd.Wait() }()
+	pid := cmd.Process.Pid
+	mw := watchMem(pid, 50*time.Millisecond)
+	stop := func() {
+		t0 := time.Now()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-gone:
+		case <-time.After(60 * time.Second):
+			_ = cmd.Process.Kill()
+			<-gone
+		}
+		d.stopWall = time.Since(t0)
+		d.peak, _ = mw.end()
+	}
+	timeout := max(10*time.Minute, time.Duration(t.files)*time.Millisecond)
+	select {
+	case d.scanLine = <-scanned:
+		d.firstScan = time.Since(start)
+	case err := <-gone:
+		mw.end()
+		return d, fmt.Errorf("tracesync run exited before its first scan was done: %v\n%s", err, lw.tail())
+	case <-time.After(timeout):
+		stop()
+		return d, fmt.Errorf("tracesync run: no first scan within %s\n%s", timeout, lw.tail())
+	}
+	now := mw.sample()
+	d.anonAfter = now.rssAnon
+	d.scanPeak, _ = mw.peaks()
+	d.scanLoad = loadAvg()
+
+	// Quiet: the work queued behind the first scan (a prune, the
+	// quarantined files) is done once a second passes with under 2% of a
+	// CPU; at most a minute.
+	q0 := time.Now()
+	for time.Since(q0) < time.Minute {
+		c0 := procCPU(pid)
+		time.Sleep(time.Second)
+		if procCPU(pid)-c0 < 20*time.Millisecond {
+			break
+		}
+	}
+	d.quietAfter = time.Since(q0)
+	d.quietPeak, _ = mw.peaks()
+	d.idle = c.scale.idle
+	s0, c0 := ctxSwitches(pid), procCPU(pid)
+	time.Sleep(d.idle)
+	s1, c1 := ctxSwitches(pid), procCPU(pid)
+	d.switchesPS = float64(s1-s0) / d.idle.Seconds()
+	d.cpuPct = 100 * (c1 - c0).Seconds() / d.idle.Seconds()
+	d.idleLoad = loadAvg()
+	d.idlePeak, _ = mw.peaks()
+
+	for range max(c.runs, 1) {
+		el, out, err := timedTracesync(c, fake.url, state, "status")
+		if err != nil {
+			stop()
+			return d, err
+		}
+		d.statusUp = append(d.statusUp, el)
+		d.statusSrcUp = statusSource(out)
+		el, out, err = timedTracesync(c, fake.url, state, "files", "--state", "quarantined")
+		if err != nil {
+			stop()
+			return d, err
+		}
+		d.filesUp = append(d.filesUp, el)
+		d.listedUp = tableRows(out)
+	}
+	stop()
+	return d, nil
+}
+
+// lineTap passes every complete line written to it to match, and
+// everything to next.
+type lineTap struct {
+	next    io.Writer
+	match   func(line []byte)
+	partial []byte
+}
+
+func (l *lineTap) Write(p []byte) (int, error) {
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.match(l.partial[:i])
+		l.partial = l.partial[i+1:]
+	}
+	return l.next.Write(p)
+}
+
+// firstScanMessage reports whether a JSON log line is the daemon's "every
+// folder scanned" line ("watching 1 folder, N files (M unchanged since the
+// last run)"), and returns its message.
+func firstScanMessage(line []byte) (string, bool) {
+	var e struct {
+		Message   string `json:"message"`
+		Files     *int   `json:"files"`
+		Unchanged *int   `json:"unchanged"`
+	}
+	if json.Unmarshal(line, &e) != nil || e.Files == nil || e.Unchanged == nil {
+		return "", false
+	}
+	return e.Message, strings.HasPrefix(e.Message, "watching ") || strings.HasPrefix(e.Message, "scanned ")
+}
+
+// runTracesync runs a tracesync subcommand to its end and returns its stdout.
+func runTracesync(c config, url, state string, timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.tracesync, args...)
+	cmd.Env = env(c, url, state)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("tracesync %s: %w\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// timedTracesync is runTracesync with its wall time.
+func timedTracesync(c config, url, state string, args ...string) (time.Duration, string, error) {
+	start := time.Now()
+	out, err := runTracesync(c, url, state, 10*time.Minute, args...)
+	return time.Since(start), out, err
+}
+
+// parseCounts reads the "  name  N" lines of a backfill summary or of
+// status: uploaded, unchanged, quarantined...
+func parseCounts(out string) map[string]int {
+	m := map[string]int{}
+	for line := range strings.Lines(out) {
+		if !strings.HasPrefix(line, "  ") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		if n, err := strconv.Atoi(strings.ReplaceAll(f[1], ",", "")); err == nil {
+			m[f[0]] = n
+		}
+	}
+	return m
+}
+
+// tableRows counts the rows of a `tracesync files` table, less its header.
+func tableRows(out string) int {
+	n := 0
+	for line := range strings.Lines(out) {
+		if strings.TrimSpace(line) != "" && !strings.HasPrefix(line, "STATE ") {
+			n++
+		}
+	}
+	return n
+}
+
+// statusSource is status's "Source:" line: whether a daemon answered.
+func statusSource(out string) string {
+	for line := range strings.Lines(out) {
+		if v, ok := strings.CutPrefix(line, "Source:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "no Source line"
+}
+
+// checkFirstCounts says what is off in a first backfill's summary.
+func checkFirstCounts(t scaleTree, counts map[string]int) string {
+	var bad []string
+	if got, want := counts["uploaded"], t.files-t.invalid(); got != want {
+		bad = append(bad, fmt.Sprintf("%d uploaded, want %d", got, want))
+	}
+	if got, want := counts["quarantined"], t.invalid(); got != want {
+		bad = append(bad, fmt.Sprintf("%d quarantined, want %d", got, want))
+	}
+	return strings.Join(bad, "; ")
+}
+
+// countsLine is a summary's non-zero counts.
+func countsLine(counts map[string]int) string {
+	var parts []string
+	for _, k := range []string{"uploaded", "linked", "unchanged", "skipped", "quarantined", "incomplete"} {
+		if counts[k] != 0 {
+			parts = append(parts, fmt.Sprintf("%s %s", thousands(counts[k]), k))
+		}
+	}
+	if len(parts) == 0 {
+		return "no counts in the summary"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// printOtherLogs prints what tracesync logged besides the expected
+// quarantines: retries, timeouts, errors.
+func printOtherLogs(label string, l *logWatch) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range l.order {
+		if strings.Contains(k, ": quarantined: ") || strings.HasPrefix(k, "info: ") {
+			continue
+		}
+		fmt.Printf("[%s]   tracesync logged %dx %s\n", label, l.msgs[k], shorten(k, 240))
+	}
+	for _, r := range l.raw {
+		if !strings.HasPrefix(r, "progress: ") { // backfill's line every 10 s
+			fmt.Printf("[%s]   tracesync: %s\n", label, shorten(r, 240))
+		}
+	}
+}
+
+// iec formats bytes for people: 1.5 MiB.
+func iec(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB", "TiB"} {
+		if v < 1024 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
+}
+
+// fileSizes returns a file's apparent size and the space it takes on disk.
+func fileSizes(file string) (apparent, disk int64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat(file, &st); err != nil {
+		return 0, 0, fmt.Errorf("stat %s: %w", file, err)
+	}
+	return st.Size, st.Blocks * 512, nil
+}
+
+func perFile(bytes int64, t scaleTree) float64 { return float64(bytes) / float64(t.files) }
+
+func usPerFile(d time.Duration, t scaleTree) float64 {
+	return float64(d.Nanoseconds()) / 1000 / float64(t.files)
+}
+
+// durations lists run times: 120ms / 98ms / 101ms.
+func durations(ds []time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.Round(time.Millisecond).String()
+	}
+	return strings.Join(parts, " / ")
+}
