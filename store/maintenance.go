@@ -32,13 +32,19 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 	err := db.Update(ctx, func(t *Tx) error {
 		stats = PruneStats{} // fn may run more than once
 		var drop [][]byte
+		// A live record's content is kept by its ref (RefCount below): only
+		// the contents of removed records still retained are noted here, so
+		// this holds what grows with removals, not with the files tracked.
 		keep := make(map[Hash]struct{})
 		err := t.paths.ForEach(func(k, v []byte) error {
+			if st, _, err := decodePathStatRoot(k, v); err != nil || st.State != StateRemoved {
+				return err
+			}
 			rec, err := decodePath(k, v)
 			if err != nil {
 				return err
 			}
-			if rec.State == StateRemoved && !rec.RemovedAt.IsZero() && rec.RemovedAt.Before(cutoff) {
+			if !rec.RemovedAt.IsZero() && rec.RemovedAt.Before(cutoff) {
 				drop = append(drop, []byte(rec.Path))
 				return nil
 			}

@@ -218,11 +218,11 @@ func boltOptions(timeout time.Duration, file **os.File) *bolt.Options {
 		// which Open turns into a LockedError naming the holder's pid.
 		Timeout: timeout,
 		// The hashmap freelist stays fast when the file is fragmented by
-		// months of small updates; not syncing it saves writing the
-		// freelist pages on every commit. The cost is a walk of the tree
-		// on open to rebuild it, which Open's validation does anyway.
+		// months of small updates. It is stored (a page or two per
+		// commit): rebuilding it instead would walk every page of the
+		// file at every open, a cost that grows with the files tracked.
 		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
+		NoFreelistSync: false,
 		// See initialMmapSize: no remap (and no writer stall) until the
 		// file outgrows it.
 		InitialMmapSize: initialMmapSize,
@@ -290,11 +290,11 @@ func openBolt(file string, timeout time.Duration) (*bolt.DB, *os.File, error) {
 	return nil, nil, fmt.Errorf("open state %s: the file kept being replaced while opening it (is a `tracesync state compact` running?)", file)
 }
 
-// validate opens an existing file read-only and walks every page reachable
-// from its root, in this goroutine with faults turned into panics, so that
-// a truncated or garbled file is caught here rather than crashing bbolt's
-// own page walk (which runs in a goroutine of its own on a read-write
-// open with NoFreelistSync).
+// validate opens an existing file read-only and checks every page
+// reachable from its root (checkPages), in this goroutine with faults
+// turned into panics, so that a truncated or garbled file is caught here
+// rather than crashing bbolt later: in the goroutine of its own that
+// rebuilds a freelist that was not stored, or in whichever reads the page.
 func validate(file string, size int64, timeout time.Duration) error {
 	return protect(func() error {
 		var f *os.File
@@ -323,24 +323,9 @@ func validate(file string, size int64, timeout time.Duration) error {
 			if tx.Size() > size {
 				return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d bytes (truncated)", size, tx.Size())}
 			}
-			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-				walkBucket(b)
-				return nil
-			})
+			return checkPages(file, size, uint64(tx.ID()))
 		})
 	})
-}
-
-// walkBucket touches every key of b and of its nested buckets.
-func walkBucket(b *bolt.Bucket) {
-	c := b.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if v == nil {
-			if nb := b.Bucket(k); nb != nil {
-				walkBucket(nb)
-			}
-		}
-	}
 }
 
 // protect runs fn with memory faults turned into panics and any panic

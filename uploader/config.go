@@ -33,12 +33,12 @@ type Store interface {
 	PathByInode(dev, ino uint64) (string, bool)
 	GetContent(h store.Hash) (store.Content, error)
 	Refs(h store.Hash) ([]string, error)
-	Unchanged(path string, dev, ino uint64, size int64, mtime time.Time) (store.PathRecord, bool)
+	ReadPaths(fn func(*store.PathReader) error) error
 	Intents() ([]store.Intent, error)
 	Deletes() ([]store.Delete, error)
 	TraceIDsNamed(filename string) (map[string]bool, error)
 	DeletesAmong(ids []string) (map[string]bool, error)
-	ForEachPath(prefix string, fn func(store.PathRecord) error) error
+	ScanPaths(prefix string, fn func(path, root []byte, st store.PathStat) bool) error
 	Counts() (store.Counts, error)
 	Update(ctx context.Context, fn func(*store.Tx) error) error
 	Submit(fn func(*store.Tx) error, done func(error)) error

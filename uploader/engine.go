@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,22 +135,63 @@ func New(cfg Config, st Store, api API) (*Engine, error) {
 
 // Known reports whether the store already holds path with these bytes:
 // same device, inode, size and modification time, and not removed. It is
-// the watcher's restart fast path (watcher.Config.Known).
+// KnownIn for one file.
 func (e *Engine) Known(path string, st watcher.Stat) bool {
-	rec, ok := e.st.Unchanged(path, st.Dev, st.Ino, st.Size, st.ModTime)
-	switch {
-	case !ok:
-		return e.knownTooOld(path, st)
-	case rec.State == store.StateRemoved:
-		return false
-	case rec.More:
-		// Cut at the size limit, its next segment not taken yet (a stop
-		// between two): read again, though unchanged.
-		return false
-	case rec.State == store.StateUploaded && e.cfg.AfterUpload != AfterUploadKeep:
-		return false // still here: read it once more, and it is deleted or archived
+	known := []bool{false}
+	e.KnownIn(filepath.Dir(path), []watcher.File{{Name: filepath.Base(path), Stat: st}}, known)
+	return known[0]
+}
+
+// KnownIn is the watcher's restart fast path (watcher.Config.Known) for
+// files of the directory dir: it sets known[i] when the store holds
+// files[i] with these bytes and nothing is left to do for it, looking the
+// batch up in one read of the store. Entries already true are left alone
+// (the caller vouched for them). It returns how many of the files it
+// vouched for have a final result (uploaded or skipped).
+func (e *Engine) KnownIn(dir string, files []watcher.File, known []bool) (final int) {
+	key := make([]byte, 0, len(dir)+64)
+	key = append(key, dir...)
+	if dir != string(filepath.Separator) {
+		key = append(key, filepath.Separator)
 	}
-	return true
+	base := len(key)
+	var old []int // files not vouched for by their record that --max-age may vouch for
+	_ = e.st.ReadPaths(func(r *store.PathReader) error {
+		for i, f := range files {
+			if known[i] {
+				continue
+			}
+			key = append(key[:base], f.Name...)
+			rec, ok, err := r.Stat(key)
+			st := f.Stat
+			if err != nil || !ok || !rec.Unchanged(st.Dev, st.Ino, st.Size, st.ModTime) {
+				if e.cfg.MaxAge > 0 {
+					old = append(old, i)
+				}
+				continue
+			}
+			if rec.More {
+				// Cut at the size limit, its next segment not taken yet
+				// (a stop between two): read again, though unchanged.
+				continue
+			}
+			if rec.State == store.StateUploaded && e.cfg.AfterUpload != AfterUploadKeep {
+				continue // still here: read it once more, and it is deleted or archived
+			}
+			known[i] = true
+			if rec.State == store.StateUploaded || rec.State == store.StateSkipped {
+				final++
+			}
+		}
+		return nil
+	})
+	for _, i := range old {
+		if e.knownTooOld(string(key[:base])+files[i].Name, files[i].Stat) {
+			known[i] = true
+			final++ // skipped for its age
+		}
+	}
+	return final
 }
 
 // Progress returns a snapshot of the counters.

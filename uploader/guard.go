@@ -446,17 +446,18 @@ func (l *loop) leftEmpty(root string, paths []string) bool {
 			return false
 		}
 	}
-	errFound := errors.New("found")
-	err := l.e.st.ForEachPath(root, func(rec store.PathRecord) error {
-		if rec.State == store.StateRemoved || !under(rec.Path, root) {
-			return nil
+	found := false
+	err := l.e.st.ScanPaths(root, func(p, _ []byte, rec store.PathStat) bool {
+		if rec.State == store.StateRemoved || !underBytes(p, root) {
+			return true
 		}
-		if _, pending := l.g.pending[rec.Path]; pending || slices.Contains(paths, rec.Path) {
-			return nil
+		if _, pending := l.g.pending[string(p)]; pending || slices.Contains(paths, string(p)) {
+			return true
 		}
-		return errFound
+		found = true
+		return false
 	})
-	return !errors.Is(err, errFound) // a store error holds too
+	return !found || err != nil // a store error holds too
 }
 
 // holdPaths adds paths to root's held set and returns how many are new.
@@ -495,19 +496,23 @@ func (l *loop) holdWithLog(root string, paths []string, why string) {
 			n, root, why, l.e.cfg.Hints.confirm(root))
 }
 
-// noteRecord feeds the start-up walk of the records to the guard: the
-// devices of live records by root, and the recent removals whose traces
-// were deleted (they count against the budget after a restart).
-func (l *loop) noteRecord(rec store.PathRecord, now time.Time, recent map[store.Hash][]time.Time) {
-	if rec.State != store.StateRemoved {
-		if rec.Dev != 0 && rec.Root != "" {
-			if l.g.recDevs[rec.Root] == nil {
-				l.g.recDevs[rec.Root] = map[uint64]int{}
-			}
-			l.g.recDevs[rec.Root][rec.Dev]++
-		}
+// noteDevice feeds the start-up walk of the records to the guard: the
+// devices of live records by root (checkDevice compares a root's with them).
+func (l *loop) noteDevice(root []byte, dev uint64) {
+	if dev == 0 || len(root) == 0 {
 		return
 	}
+	devs := l.g.recDevs[string(root)]
+	if devs == nil {
+		devs = map[uint64]int{}
+		l.g.recDevs[string(root)] = devs
+	}
+	devs[dev]++
+}
+
+// noteRemoved notes, at start, a removal of the delete window that may
+// have deleted traces: restoreBudget counts it against the budget.
+func (l *loop) noteRemoved(rec store.PathRecord, now time.Time, recent map[store.Hash][]time.Time) {
 	if l.e.cfg.DeleteOnRemove && !rec.Hash.IsZero() && now.Sub(rec.RemovedAt) < l.e.cfg.MaxDeleteWindow {
 		recent[rec.Hash] = append(recent[rec.Hash], rec.RemovedAt)
 	}

@@ -70,15 +70,15 @@ func (l *loop) releaseDevice(root, why string) {
 func recordedDevs(st Store, root string) (map[uint64]int, int, error) {
 	devs := map[uint64]int{}
 	live := 0
-	err := st.ForEachPath(root, func(rec store.PathRecord) error {
-		if rec.State == store.StateRemoved || !under(rec.Path, root) {
-			return nil
+	err := st.ScanPaths(root, func(p, _ []byte, rec store.PathStat) bool {
+		if rec.State == store.StateRemoved || !underBytes(p, root) {
+			return true
 		}
 		live++
 		if rec.Dev != 0 {
 			devs[rec.Dev]++
 		}
-		return nil
+		return true
 	})
 	return devs, live, err
 }

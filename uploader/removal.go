@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/tracesync/tracesync/client"
 	"github.com/tracesync/tracesync/store"
@@ -31,8 +30,8 @@ type gone struct {
 // gone (lstat: does not exist). `tracesync reconcile` asks it; a scan
 // tells the engine what it met instead (notSeen).
 func trackedGone(st Store, path string) (gone, error) {
-	return tracked(st, path, func(p string) (bool, error) {
-		_, err := os.Lstat(p)
+	return tracked(st, path, func(p []byte) (bool, error) {
+		_, err := os.Lstat(string(p))
 		switch {
 		case err == nil:
 			return false, nil
@@ -46,42 +45,48 @@ func trackedGone(st Store, path string) (gone, error) {
 // notSeen lists the tracked live paths under root that a full scan with
 // keys did not meet. The guard checks each with lstat before acting.
 func notSeen(st Store, root string, scan *watcher.ScanSummary) (gone, error) {
-	return tracked(st, root, func(p string) (bool, error) { return !scan.Saw(p), nil })
+	return tracked(st, root, func(p []byte) (bool, error) { return !scan.SawKey(watcher.PathKey(p)), nil })
 }
 
 // allUnder lists every tracked live path at or under path: the watcher
 // reported path gone (a file, or a folder with everything in it).
 func allUnder(st Store, path string) (gone, error) {
-	return tracked(st, path, func(string) (bool, error) { return true, nil })
+	return tracked(st, path, func([]byte) (bool, error) { return true, nil })
 }
 
 // tracked walks the tracked live paths at or under path, counting them and
-// their devices, and lists those isGone says are gone.
-func tracked(st Store, path string, isGone func(string) (bool, error)) (gone, error) {
+// their devices, and lists those isGone says are gone. isGone runs inside
+// a read of the store: it must not use it.
+func tracked(st Store, path string, isGone func(p []byte) (bool, error)) (gone, error) {
 	g := gone{devs: map[uint64]int{}}
 	path = filepath.Clean(path)
-	err := st.ForEachPath(path, func(rec store.PathRecord) error {
-		if rec.Path != path && !strings.HasPrefix(rec.Path, path+string(filepath.Separator)) && path != string(filepath.Separator) {
-			return nil
-		}
-		if rec.State == store.StateRemoved {
-			return nil
+	err := st.ScanPaths(path, func(p, _ []byte, rec store.PathStat) bool {
+		if !underBytes(p, path) || rec.State == store.StateRemoved {
+			return true
 		}
 		g.live++
 		if rec.Dev != 0 {
 			g.devSeen = true
 			g.devs[rec.Dev]++
 		}
-		isG, err := isGone(rec.Path)
+		isG, err := isGone(p)
 		switch {
 		case err != nil:
 			g.errs = append(g.errs, err.Error())
 		case isG:
-			g.paths = append(g.paths, rec.Path)
+			g.paths = append(g.paths, string(p))
 		}
-		return nil
+		return true
 	})
 	return g, err
+}
+
+// underBytes is under for a path read from the store: p is dir or inside it.
+func underBytes(p []byte, dir string) bool {
+	if len(p) < len(dir) || string(p[:len(dir)]) != dir {
+		return false
+	}
+	return len(p) == len(dir) || dir == string(filepath.Separator) || p[len(dir)] == filepath.Separator
 }
 
 // tellConfirmed tells a running loop that roots were confirmed: it drops

@@ -5,6 +5,7 @@ package uploader
 // pending deletes and contents orphaned before the restart.
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -47,48 +48,34 @@ func (l *loop) startup() error {
 	now := l.now()
 	removedHashes := map[store.Hash]time.Time{}
 	recent := map[store.Hash][]time.Time{}
-	err = e.st.ForEachPath("", func(rec store.PathRecord) error {
-		l.noteRecord(rec, now, recent)
+	// One pass over every record reads only what says whether something is
+	// left to do for it; the few that have are read whole afterwards.
+	var left []string
+	err = e.st.ScanPaths("", func(p, root []byte, rec store.PathStat) bool {
 		switch rec.State {
 		case store.StatePending, store.StateRetrying:
-			delete(stale, rec.Hash)
-			if rec.Hash.IsZero() {
-				l.onReady(rec.Path, rec.Root, rec.Size, false, false)
-				l.e.progress(func(p *Progress) { p.FilesSeen--; p.BytesSeen -= rec.Size })
-				return nil
-			}
-			p := &pathJob{root: rec.Root, size: rec.Size}
-			l.paths[rec.Path] = p
-			// Taken here, not by a Ready: the scan's Known vouches for an unchanged file.
-			l.e.progress(func(p *Progress) { p.FilesSeen++; p.BytesSeen += rec.Size })
-			if u := l.jobs[rec.Hash]; u != nil {
-				u.paths[rec.Path] = true
-				if u.root == "" {
-					u.root = rec.Root
-				}
-				p.job = u
-				return nil
-			}
-			if _, err := e.st.GetContent(rec.Hash); err == nil {
-				// Uploaded meanwhile under another path: hash and link.
-				l.startHash(rec.Path, p)
-				return nil
-			}
-			o := &decideOp{path: rec.Path, root: rec.Root, name: UploadName(rec.Path, rec.Hash, e.cfg.RemoteName), res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}, Start: rec.Start, End: rec.End, Wrap: isPart(rec.Path, rec.Start, rec.End)},
-				attempts: rec.Attempts, next: rec.NextAttempt}
-			l.attach(rec.Path, p, o)
+			left = append(left, string(p))
 		case store.StateRemoved:
-			if e.cfg.DeleteOnRemove && !rec.Hash.IsZero() {
-				at := rec.RemovedAt.Add(e.cfg.DeleteDelay)
-				if old, ok := removedHashes[rec.Hash]; !ok || at.After(old) {
-					removedHashes[rec.Hash] = at
-				}
+			if e.cfg.DeleteOnRemove && rec.Hashed {
+				left = append(left, string(p))
 			}
+			return true
 		}
-		return nil
+		l.noteDevice(root, rec.Dev)
+		return true
 	})
 	if err != nil {
 		return fmt.Errorf("read tracked paths: %w", err)
+	}
+	for _, p := range left {
+		rec, err := e.st.GetPath(p)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // forgotten since
+		}
+		if err != nil {
+			return fmt.Errorf("read tracked paths: %w", err)
+		}
+		l.resume(rec, now, stale, removedHashes, recent)
 	}
 	l.restoreBudget(recent)
 	// Contents orphaned before a restart (rule 4), re-checked when due.
@@ -114,4 +101,48 @@ func (l *loop) startup() error {
 		}
 	}
 	return nil
+}
+
+// resume takes up, at start, a record something is left to do for: a
+// pending or retrying path, or a removed one whose content may now be
+// orphaned.
+func (l *loop) resume(rec store.PathRecord, now time.Time, stale map[store.Hash]bool, removedHashes map[store.Hash]time.Time, recent map[store.Hash][]time.Time) {
+	e := l.e
+	switch rec.State {
+	case store.StatePending, store.StateRetrying:
+		delete(stale, rec.Hash)
+		if rec.Hash.IsZero() {
+			l.onReady(rec.Path, rec.Root, rec.Size, false, false)
+			l.e.progress(func(p *Progress) { p.FilesSeen--; p.BytesSeen -= rec.Size })
+			return
+		}
+		p := &pathJob{root: rec.Root, size: rec.Size}
+		l.paths[rec.Path] = p
+		// Taken here, not by a Ready: the scan's Known vouches for an unchanged file.
+		l.e.progress(func(p *Progress) { p.FilesSeen++; p.BytesSeen += rec.Size })
+		if u := l.jobs[rec.Hash]; u != nil {
+			u.paths[rec.Path] = true
+			if u.root == "" {
+				u.root = rec.Root
+			}
+			p.job = u
+			return
+		}
+		if _, err := e.st.GetContent(rec.Hash); err == nil {
+			// Uploaded meanwhile under another path: hash and link.
+			l.startHash(rec.Path, p)
+			return
+		}
+		o := &decideOp{path: rec.Path, root: rec.Root, name: UploadName(rec.Path, rec.Hash, e.cfg.RemoteName), res: hashResult{Hash: rec.Hash, ID: fileID{Size: rec.Size}, Start: rec.Start, End: rec.End, Wrap: isPart(rec.Path, rec.Start, rec.End)},
+			attempts: rec.Attempts, next: rec.NextAttempt}
+		l.attach(rec.Path, p, o)
+	case store.StateRemoved:
+		if e.cfg.DeleteOnRemove && !rec.Hash.IsZero() {
+			at := rec.RemovedAt.Add(e.cfg.DeleteDelay)
+			if old, ok := removedHashes[rec.Hash]; !ok || at.After(old) {
+				removedHashes[rec.Hash] = at
+			}
+		}
+		l.noteRemoved(rec, now, recent)
+	}
 }

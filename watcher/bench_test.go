@@ -118,7 +118,7 @@ func TestMain(m *testing.M) {
 // (watching every directory) and in Once mode.
 func BenchmarkInitialScanUnchanged(b *testing.B) {
 	root := scanTree(b)
-	known := func(string, Stat) bool { return true }
+	known := perFile(func(string, Stat) bool { return true })
 	for _, once := range []bool{false, true} {
 		name := "daemon"
 		if once {
@@ -164,7 +164,7 @@ func BenchmarkIdleCPU(b *testing.B) {
 	for d := 0; d < 100; d++ {
 		writeFile(b, filepath.Join(root, fmt.Sprintf("d%02d", d), "t.json"), "{}")
 	}
-	w, err := New(Config{Roots: []string{root}, Settle: 10 * time.Millisecond, Known: func(string, Stat) bool { return true }})
+	w, err := New(Config{Roots: []string{root}, Settle: 10 * time.Millisecond, Known: perFile(func(string, Stat) bool { return true })})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -68,15 +68,20 @@ type Config struct {
 	// sent back after Run returned is not reported again, so a backfill
 	// treats a file still incomplete at the end as incomplete itself.
 	Once bool
-	// Known is the restart fast path. True means "already recorded with
-	// this (dev, ino, size, mtime)": the file is not reported Ready. nil
-	// means nothing is known. It is called only from the scanner goroutine
-	// (never concurrently with itself, but concurrently with the consumer
-	// reading Events), for every matching regular file a full scan, a
-	// scan of a new directory or the first poll of a polled tree finds:
-	// once per file per scan, and before that root's ScanDone. It must be
-	// fast: a restart over 100,000 unchanged files is 100,000 calls.
-	Known func(path string, st Stat) bool
+	// Known is the restart fast path: it sets known[i] when files[i], a file
+	// of the directory dir, is already recorded with this (dev, ino, size,
+	// mtime); such a file is not reported Ready. nil means nothing is
+	// known. A scan calls it with the files of one directory a batch at a
+	// time (a few hundred at most, in the order met), so that a batch is
+	// answered from one read of the consumer's store; files and known are
+	// valid only during the call. It is called only from the scanner
+	// goroutine (never concurrently with itself, but concurrently with the
+	// consumer reading Events), for every matching regular file a full
+	// scan, a scan of a new directory or the first poll of a polled tree
+	// finds: once per file per scan, and before that root's ScanDone. It
+	// must be fast: a restart over a million unchanged files is a million
+	// answers.
+	Known func(dir string, files []File, known []bool)
 	// Log receives the watcher's log lines. Zero value: zerolog's zero
 	// Logger, which writes nothing.
 	Log zerolog.Logger

@@ -9,6 +9,7 @@ package watcher
 import (
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -85,18 +86,43 @@ type ScanSummary struct {
 // PathKey is the 64-bit FNV-1a hash of a path, as ScanSummary.Seen holds it.
 // Two paths may share a key (rarely): the consumer then takes a gone path
 // for present, which delays its removal to a later scan, never the reverse.
-func PathKey(path string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(path); i++ {
-		h ^= uint64(path[i])
+func PathKey[P ~string | ~[]byte](path P) uint64 { return fnvAdd(fnvOffset, path) }
+
+const fnvOffset = 14695981039346656037
+
+func fnvAdd[P ~string | ~[]byte](h uint64, s P) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
 		h *= 1099511628211
 	}
 	return h
 }
 
+// dirKey is the PathKey state after dir and a separator: pathKeyIn
+// finishes it with a name, so a scan keys a directory's files without
+// building their paths.
+func dirKey(dir string) uint64 {
+	if dir == string(filepath.Separator) {
+		return fnvAdd(fnvOffset, dir)
+	}
+	return fnvAdd(fnvAdd(fnvOffset, dir), string(filepath.Separator))
+}
+
+// pathKeyIn is PathKey(joinName(dir, name)) from dirKey(dir).
+func pathKeyIn(dirKey uint64, name string) uint64 { return fnvAdd(dirKey, name) }
+
+// File is a regular file a scan met: its name in its directory, and its Stat.
+type File struct {
+	Name string
+	Stat Stat
+}
+
 // Saw reports whether a scan with keys met path.
-func (s *ScanSummary) Saw(path string) bool {
-	_, ok := slices.BinarySearch(s.Seen, PathKey(path))
+func (s *ScanSummary) Saw(path string) bool { return s.SawKey(PathKey(path)) }
+
+// SawKey reports whether a scan with keys met a path of this PathKey.
+func (s *ScanSummary) SawKey(key uint64) bool {
+	_, ok := slices.BinarySearch(s.Seen, key)
 	return ok
 }
 

@@ -8,8 +8,46 @@ import (
 
 // filter decides which names the watcher looks at.
 type filter struct {
-	include []string
-	exclude []string
+	include []glob
+	exclude []glob
+}
+
+func newFilter(include, exclude []string) filter {
+	return filter{include: compileGlobs(include), exclude: compileGlobs(exclude)}
+}
+
+// glob is a pattern of Config.Include or Exclude, with what a scan needs
+// to match it against a name cheaply.
+type glob struct {
+	pat string
+	// slashes: the pattern can match a path with a slash in it; one that
+	// cannot is matched against a file's name alone when it is deeper
+	// than the root.
+	slashes bool
+	// suffix: the pattern is "*" and a literal, as "*.json" is: it matches
+	// a name that ends with suffix.
+	suffix string
+}
+
+func compileGlobs(pats []string) []glob {
+	out := make([]glob, 0, len(pats))
+	for _, p := range pats {
+		g := glob{pat: p, slashes: strings.ContainsAny(p, "/[\\")}
+		if len(p) > 1 && p[0] == '*' && !strings.ContainsAny(p[1:], "*?[\\/") {
+			g.suffix = p[1:]
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// matchName reports whether g matches a name (no slash in it).
+func (g *glob) matchName(name string) bool {
+	if g.suffix != "" {
+		return strings.HasSuffix(name, g.suffix)
+	}
+	ok, _ := path.Match(g.pat, name)
+	return ok
 }
 
 // ignoredName reports the names always ignored: dotfiles and
@@ -26,13 +64,33 @@ func ignoredName(base string) bool {
 	return len(base) >= 2 && base[0] == '#' && base[len(base)-1] == '#'
 }
 
-func matchAny(globs []string, rel, base string) bool {
-	for _, g := range globs {
-		if ok, _ := path.Match(g, rel); ok {
+func matchAny(globs []glob, rel, base string) bool {
+	for i := range globs {
+		g := &globs[i]
+		if rel != base {
+			if ok, _ := path.Match(g.pat, rel); ok {
+				return true
+			}
+		}
+		if g.matchName(base) {
 			return true
 		}
-		if ok, _ := path.Match(g, base); ok {
+	}
+	return false
+}
+
+// matchIn is matchAny for the entry name of dir (under root), building
+// the relative path only for the patterns that could match it.
+func matchIn(globs []glob, root, dir, name string) bool {
+	for i := range globs {
+		g := &globs[i]
+		if g.matchName(name) {
 			return true
+		}
+		if dir != root && g.slashes {
+			if ok, _ := path.Match(g.pat, relSlash(root, dir)+"/"+name); ok {
+				return true
+			}
 		}
 	}
 	return false
@@ -58,6 +116,15 @@ func (f *filter) wantFile(root, p string) bool {
 	}
 	rel := relSlash(root, p)
 	return matchAny(f.include, rel, base) && !matchAny(f.exclude, rel, base)
+}
+
+// wantName is wantFile for the entry name of the directory dir, without
+// building its path when the patterns need only the name.
+func (f *filter) wantName(root, dir, name string) bool {
+	if ignoredName(name) {
+		return false
+	}
+	return matchIn(f.include, root, dir, name) && !matchIn(f.exclude, root, dir, name)
 }
 
 // wantDir reports whether the directory at p (under root) is descended.

@@ -44,8 +44,11 @@ func FuzzGlob(f *testing.F) {
 		root := "/r"
 		p := filepath.Join(root, filepath.FromSlash(rel))
 		base := filepath.Base(p)
-		fl := &filter{include: []string{glob}}
+		fl := newFilter([]string{glob}, nil)
 		got := fl.wantFile(root, p)
+		if byName := fl.wantName(root, filepath.Dir(p), base); byName != got {
+			t.Fatalf("include %q, file %q: wantName %v, wantFile %v", glob, rel, byName, got)
+		}
 		relMatch, _ := path.Match(glob, rel)
 		baseMatch, _ := path.Match(glob, base)
 		want := !ignoredName(base) && (relMatch || baseMatch)
@@ -55,7 +58,10 @@ func FuzzGlob(f *testing.F) {
 		}
 		// The same glob as an exclude with everything included: the
 		// opposite decision for names not always ignored.
-		ex := &filter{include: []string{"*"}, exclude: []string{glob}}
+		ex := newFilter([]string{"*"}, []string{glob})
+		if byName := ex.wantName(root, filepath.Dir(p), base); byName != ex.wantFile(root, p) {
+			t.Fatalf("exclude %q, file %q: wantName %v, wantFile %v", glob, rel, byName, ex.wantFile(root, p))
+		}
 		if !ignoredName(base) && ex.wantFile(root, p) == (relMatch || baseMatch) {
 			t.Fatalf("exclude %q, file %q: wanted=%v but the glob matches=%v", glob, rel, ex.wantFile(root, p), relMatch || baseMatch)
 		}
@@ -78,7 +84,7 @@ func FuzzDefaultRules(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fl := &filter{include: cfg.Include, exclude: cfg.Exclude}
+		fl := newFilter(cfg.Include, cfg.Exclude)
 		root := "/r"
 		p := filepath.Join(root, filepath.FromSlash(rel))
 		base := filepath.Base(p)
@@ -86,6 +92,9 @@ func FuzzDefaultRules(f *testing.F) {
 			!strings.HasPrefix(base, ".") && !(strings.HasPrefix(base, "#") && strings.HasSuffix(base, "#") && len(base) > 1)
 		if got := fl.wantFile(root, p); got != want {
 			t.Fatalf("file %q (name %q): wanted=%v, want %v", rel, base, got, want)
+		}
+		if got := fl.wantName(root, filepath.Dir(p), base); got != want {
+			t.Fatalf("file %q (name %q): wantName %v, want %v", rel, base, got, want)
 		}
 		// A directory whose name starts with a dot is never descended.
 		dirsOK := true

@@ -225,3 +225,12 @@ func runDirect(tb testing.TB, root string, settle time.Duration, set func(*Watch
 	}
 	return w
 }
+
+// perFile adapts a per-file answer to Config.Known's batches.
+func perFile(known func(path string, st Stat) bool) func(string, []File, []bool) {
+	return func(dir string, files []File, out []bool) {
+		for i, f := range files {
+			out[i] = known(filepath.Join(dir, f.Name), f.Stat)
+		}
+	}
+}

@@ -243,10 +243,10 @@ func TestHundredThousandFiles(t *testing.T) {
 	}
 	var asked atomic.Int64
 	start = time.Now()
-	evs := runOnce(t, Config{Roots: []string{root}, Known: func(p string, st Stat) bool {
+	evs := runOnce(t, Config{Roots: []string{root}, Known: perFile(func(p string, st Stat) bool {
 		asked.Add(1)
 		return !fresh[p]
-	}})
+	})})
 	scanned := time.Since(start)
 	s := scanOf(t, evs, root)
 	if s.Files != n || s.Unchanged != n-len(fresh) || s.Errors != 0 {

@@ -82,6 +82,8 @@ type scanner struct {
 	polls    map[string]*pollTree
 	addWatch func(dir string) error // fsw.Add
 	fallback time.Duration          // polling period of subtrees out of watches
+	batch    []File                 // the files of the directory batch being reported
+	known    []bool                 // Known's answers for batch
 
 	warnedWatchLimit bool
 }
@@ -151,21 +153,39 @@ func (e *scanErrs) add(err error) {
 	e.n++
 }
 
-// fileSeen reports a file a full scan met: through Known, or to the event
-// goroutine to settle.
-func (s *scanner) fileSeen(ctx context.Context, root, p string, st Stat, sum *ScanSummary) error {
-	sum.Files++
+// filesSeen reports files of dir a scan met: those Known vouches for are
+// counted, the others go to the event goroutine to settle.
+func (s *scanner) filesSeen(ctx context.Context, root, dir string, files []File, sum *ScanSummary) error {
+	sum.Files += len(files)
 	if sum.Keyed {
-		sum.Seen = append(sum.Seen, PathKey(p))
-	}
-	if s.cfg.Known != nil && s.cfg.Known(p, st) {
-		sum.Unchanged++
-		if s.reported.Load() > 0 {
-			return s.send(ctx, found{kind: foundKnown, root: root, path: p, st: st})
+		dk := dirKey(dir)
+		for _, f := range files {
+			sum.Seen = append(sum.Seen, pathKeyIn(dk, f.Name))
 		}
-		return nil
 	}
-	return s.send(ctx, found{kind: foundCheck, root: root, path: p, st: st})
+	known := s.known[:0]
+	for range files {
+		known = append(known, false)
+	}
+	s.known = known
+	if s.cfg.Known != nil {
+		s.cfg.Known(dir, files, known)
+	}
+	for i, f := range files {
+		if known[i] {
+			sum.Unchanged++
+			if s.reported.Load() > 0 {
+				if err := s.send(ctx, found{kind: foundKnown, root: root, path: joinName(dir, f.Name), st: f.Stat}); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := s.send(ctx, found{kind: foundCheck, root: root, path: joinName(dir, f.Name), st: f.Stat}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *scanner) fullScan(ctx context.Context, j scanJob) error {
@@ -183,8 +203,8 @@ func (s *scanner) fullScan(ctx context.Context, j scanJob) error {
 		}
 		s.polls[j.root] = pt
 	} else {
-		err := s.walk(ctx, j.root, j.root, s.fsw != nil, func(p string, st Stat) error {
-			return s.fileSeen(ctx, j.root, p, st, &sum)
+		err := s.walk(ctx, j.root, j.root, s.fsw != nil, func(dir string, files []File) error {
+			return s.filesSeen(ctx, j.root, dir, files, &sum)
 		}, nil, &errs)
 		if err != nil {
 			return err
@@ -199,8 +219,8 @@ func (s *scanner) fullScan(ctx context.Context, j scanJob) error {
 func (s *scanner) subtree(ctx context.Context, j scanJob) error {
 	var errs scanErrs
 	var sum ScanSummary
-	err := s.walk(ctx, j.root, j.dir, s.fsw != nil, func(p string, st Stat) error {
-		return s.fileSeen(ctx, j.root, p, st, &sum)
+	err := s.walk(ctx, j.root, j.dir, s.fsw != nil, func(dir string, files []File) error {
+		return s.filesSeen(ctx, j.root, dir, files, &sum)
 	}, nil, &errs)
 	if errs.n > 0 {
 		s.cfg.Log.Warn().Str("dir", j.dir).Int("errors", errs.n).Str("first", errs.first).Msg("scanning a new directory met errors; the next full scan retries")
@@ -210,11 +230,12 @@ func (s *scanner) subtree(ctx context.Context, j scanJob) error {
 
 // walk visits the tree at dir (under root): it watches each directory
 // before reading it when watch is true (so nothing created meanwhile is
-// missed), calls onFile for every wanted regular file and onDir for every
-// wanted directory below dir. Directories are read in batches, so a huge
-// directory is never held in memory at once. It returns only ctx's error
-// or an error from a callback; I/O errors go to errs.
-func (s *scanner) walk(ctx context.Context, root, dir string, watch bool, onFile func(string, Stat) error, onDir func(string, Stat), errs *scanErrs) error {
+// missed), calls onFiles with the wanted regular files of each directory,
+// a batch at a time, and onDir for every wanted directory below dir.
+// Directories are read in batches, so a huge directory is never held in
+// memory at once. It returns only ctx's error or an error from a
+// callback; I/O errors go to errs.
+func (s *scanner) walk(ctx context.Context, root, dir string, watch bool, onFiles func(dir string, files []File) error, onDir func(string, Stat), errs *scanErrs) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -232,7 +253,7 @@ func (s *scanner) walk(ctx context.Context, root, dir string, watch bool, onFile
 			s.dirs.add(dir)
 		}
 	}
-	f, err := openDir(dir, dir == root)
+	f, fd, err := openDir(dir, dir == root)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			errs.add(err)
@@ -241,37 +262,42 @@ func (s *scanner) walk(ctx context.Context, root, dir string, watch bool, onFile
 	}
 	var subdirs []string
 	for {
-		ents, rerr := f.ReadDir(512)
+		ents, rerr := f.ReadDir(dirBatch)
+		files := s.batch[:0]
 		for _, e := range ents {
 			name := e.Name()
-			p := filepath.Join(dir, name)
 			typ := e.Type()
 			switch {
 			case typ.IsDir():
+				p := joinName(dir, name)
 				if !s.cfg.NoRecursive && s.filter.wantDir(root, p) {
 					subdirs = append(subdirs, p)
 				}
 			case typ.IsRegular() || typ&fs.ModeSymlink != 0:
-				if !s.filter.wantFile(root, p) {
+				if !s.filter.wantName(root, dir, name) {
 					continue
 				}
-				st, _, err := s.statter.stat(p)
+				st, err := s.statIn(fd, dir, name, typ)
 				if err != nil {
 					if errors.Is(err, errNotWanted) {
 						if typ&fs.ModeSymlink != 0 && s.cfg.FollowSymlinks {
-							s.cfg.Log.Debug().Str("path", p).Err(err).Msg("symlink not followed")
+							s.cfg.Log.Debug().Str("path", joinName(dir, name)).Err(err).Msg("symlink not followed")
 						}
 					} else if !errors.Is(err, fs.ErrNotExist) {
 						errs.add(err)
 					}
 					continue
 				}
-				if err := onFile(p, st); err != nil {
-					f.Close()
-					return err
-				}
+				files = append(files, File{Name: name, Stat: st})
 			}
 			// FIFOs, sockets and devices are never opened nor reported.
+		}
+		s.batch = files
+		if len(files) > 0 {
+			if err := onFiles(dir, files); err != nil {
+				f.Close()
+				return err
+			}
 		}
 		if rerr == io.EOF || (rerr == nil && len(ents) == 0) {
 			break
@@ -292,11 +318,46 @@ func (s *scanner) walk(ctx context.Context, root, dir string, watch bool, onFile
 			}
 			onDir(sd, st)
 		}
-		if err := s.walk(ctx, root, sd, watch, onFile, onDir, errs); err != nil {
+		if err := s.walk(ctx, root, sd, watch, onFiles, onDir, errs); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// dirBatch is how many directory entries a walk reads, stats and reports
+// at a time.
+const dirBatch = 512
+
+// statIn stats the entry name of the directory open as dirFD (at dir), of
+// the type its directory entry gave: a regular file by its name in the
+// directory, which spares the kernel the lookup of every directory above
+// it; anything else (a symlink, or a file replaced since the listing) as
+// statter.stat does.
+func (s *scanner) statIn(dirFD int, dir, name string, typ fs.FileMode) (Stat, error) {
+	if typ.IsRegular() {
+		var st unix.Stat_t
+		err := unix.Fstatat(dirFD, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		for err == unix.EINTR {
+			err = unix.Fstatat(dirFD, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		}
+		switch {
+		case err != nil:
+			return Stat{}, &fs.PathError{Op: "lstat", Path: joinName(dir, name), Err: err}
+		case st.Mode&unix.S_IFMT == unix.S_IFREG:
+			return statFromUnix(&st), nil
+		}
+	}
+	st, _, err := s.statter.stat(joinName(dir, name))
+	return st, err
+}
+
+// joinName is filepath.Join for a clean directory and a plain name.
+func joinName(dir, name string) string {
+	if dir == string(filepath.Separator) {
+		return dir + name
+	}
+	return dir + string(filepath.Separator) + name
 }
 
 // watchLimit handles running out of inotify watches at dir: one clear
@@ -374,15 +435,23 @@ func (s *scanner) poll(ctx context.Context, pt *pollTree, sum *ScanSummary, errs
 	if sum == nil {
 		sum = &local
 	}
-	err := s.walk(ctx, pt.root, pt.top, false, func(p string, st Stat) error {
-		cur[p] = st
+	err := s.walk(ctx, pt.root, pt.top, false, func(dir string, files []File) error {
+		for _, f := range files {
+			cur[joinName(dir, f.Name)] = f.Stat
+		}
 		if sum != &local || first {
-			return s.fileSeen(ctx, pt.root, p, st, sum)
+			return s.filesSeen(ctx, pt.root, dir, files, sum)
 		}
-		if prev, ok := pt.prev[p]; ok && sameBytes(prev, st) {
-			return nil
+		for _, f := range files {
+			p := joinName(dir, f.Name)
+			if prev, ok := pt.prev[p]; ok && sameBytes(prev, f.Stat) {
+				continue
+			}
+			if err := s.send(ctx, found{kind: foundTouched, root: pt.root, path: p, st: f.Stat}); err != nil {
+				return err
+			}
 		}
-		return s.send(ctx, found{kind: foundTouched, root: pt.root, path: p, st: st})
+		return nil
 	}, func(p string, st Stat) { cur[p] = st }, errs)
 	if err != nil {
 		return err
@@ -410,7 +479,8 @@ func (s *scanner) poll(ctx context.Context, pt *pollTree, sum *ScanSummary, errs
 // openDir opens a directory for reading without ever blocking: O_DIRECTORY
 // makes anything else (a FIFO swapped in, say) fail at once. Only a root
 // may be reached through a symlink; below it a symlink is never entered.
-func openDir(dir string, follow bool) (*os.File, error) {
+// It also returns the descriptor, which stays the File's.
+func openDir(dir string, follow bool) (*os.File, int, error) {
 	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NONBLOCK
 	if !follow {
 		flags |= unix.O_NOFOLLOW
@@ -421,8 +491,8 @@ func openDir(dir string, follow bool) (*os.File, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+			return nil, -1, &fs.PathError{Op: "open", Path: dir, Err: err}
 		}
-		return os.NewFile(uintptr(fd), dir), nil
+		return os.NewFile(uintptr(fd), dir), fd, nil
 	}
 }

@@ -77,7 +77,7 @@ func New(cfg Config) (*Watcher, error) {
 	return &Watcher{
 		fallbackPoll: fallbackPoll,
 		cfg:          cfg,
-		filter:       filter{include: cfg.Include, exclude: cfg.Exclude},
+		filter:       newFilter(cfg.Include, cfg.Exclude),
 		statter:      statter{roots: cfg.Roots, followSymlinks: cfg.FollowSymlinks},
 		events:       events,
 		out:          newOutQueue(events),

@@ -377,12 +377,12 @@ func TestOnceMode(t *testing.T) {
 	var mu sync.Mutex
 	asked := map[string]int{}
 	evs := runOnce(t, Config{Roots: []string{root, missing},
-		Known: func(p string, st Stat) bool {
+		Known: perFile(func(p string, st Stat) bool {
 			mu.Lock()
 			asked[p]++
 			mu.Unlock()
 			return p == known
-		}})
+		})})
 	if n := count(evs, Ready, fresh); n != 1 {
 		t.Fatalf("Once: %s Ready %d times, want 1:\n%s", fresh, n, dump(evs))
 	}
@@ -414,9 +414,9 @@ func TestKnownSuppressesReady(t *testing.T) {
 	writeFile(t, b, "{}")
 	fa, _ := os.Lstat(a)
 	r := startWatcher(t, Config{Roots: []string{root}, RescanInterval: time.Hour,
-		Known: func(p string, st Stat) bool {
+		Known: perFile(func(p string, st Stat) bool {
 			return p == a && st.Size == fa.Size() && st.ModTime.Equal(fa.ModTime())
-		}})
+		})})
 	ev := r.waitEvent(ScanDone, root, "")
 	if ev.Scan.Files != 2 || ev.Scan.Unchanged != 1 {
 		t.Fatalf("ScanDone %+v, want Files 2, Unchanged 1", ev.Scan)

@@ -156,7 +156,7 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 		return runErr
 	}
 	if runErr == nil && f.retention > 0 {
-		s.prune(ctx, 0) // the engine has stopped: nothing is being read
+		s.prune(ctx, 0, s.eng.Progress().FilesSeen > 0) // the engine has stopped: nothing is being read
 	}
 
 	sum, err := summarize(s.db, dirs, s.eng.Progress(), int(s.scanUnchanged.Load()), time.Since(start))
@@ -233,27 +233,35 @@ func summarize(db *store.DB, dirs []string, p uploader.Progress, scanUnchanged i
 		filesDone: p.FilesDone, filesRead: p.FilesRead, bytesDone: p.BytesDone, roots: dirs,
 	}
 	for _, d := range dirs {
-		err := db.ForEachPath(d+string(filepath.Separator), func(r store.PathRecord) error {
-			switch r.State {
+		var listed []string // read whole afterwards, for their reasons
+		err := db.ScanPaths(d+string(filepath.Separator), func(p, _ []byte, st store.PathStat) bool {
+			switch st.State {
 			case store.StateQuarantined, store.StatePending, store.StateRetrying:
 			default:
-				return nil
+				return true
 			}
-			if _, err := os.Lstat(r.Path); errors.Is(err, os.ErrNotExist) {
-				return nil // gone since; a backfill does not track removals
+			if _, err := os.Lstat(string(p)); errors.Is(err, os.ErrNotExist) {
+				return true // gone since; a backfill does not track removals
 			}
-			if r.State != store.StateQuarantined {
+			if st.State != store.StateQuarantined {
 				s.unfinished++
-				return nil
+				return true
 			}
 			s.quarantined++
-			if len(s.listed) < maxListed {
-				s.listed = append(s.listed, r)
+			if len(s.listed)+len(listed) < maxListed {
+				listed = append(listed, string(p))
 			}
-			return nil
+			return true
 		})
 		if err != nil {
 			return nil, err
+		}
+		for _, p := range listed {
+			r, err := db.GetPath(p)
+			if err != nil {
+				return nil, err
+			}
+			s.listed = append(s.listed, r)
 		}
 	}
 	return s, nil
@@ -470,23 +478,27 @@ func (p *dryPlan) write(w io.Writer) {
 // db may be nil (nothing synced yet).
 func planBackfill(ctx context.Context, db *store.DB, f *syncFlags, dirs []string) (*dryPlan, error) {
 	plan := &dryPlan{count: map[string]int{}}
-	known := func(path string, st watcher.Stat) bool {
-		if !f.shard.ownsPath(dirs, path) {
-			return true // another host's share (--shard)
+	known := func(dir string, files []watcher.File, known []bool) {
+		for i, file := range files {
+			path, st := joinPath(dir, file.Name), file.Stat
+			if !f.shard.ownsPath(dirs, path) {
+				known[i] = true // another host's share (--shard)
+				continue
+			}
+			if db == nil {
+				continue
+			}
+			rec, ok := db.Unchanged(path, st.Dev, st.Ino, st.Size, st.ModTime)
+			if !ok || rec.State == store.StateRemoved || rec.State == store.StatePending || rec.State == store.StateRetrying {
+				continue
+			}
+			if rec.State == store.StateQuarantined {
+				plan.add("quarantine", path, "quarantined earlier: "+rec.LastError, st.Size)
+			} else {
+				plan.add("unchanged", path, "", st.Size)
+			}
+			known[i] = true
 		}
-		if db == nil {
-			return false
-		}
-		rec, ok := db.Unchanged(path, st.Dev, st.Ino, st.Size, st.ModTime)
-		if !ok || rec.State == store.StateRemoved || rec.State == store.StatePending || rec.State == store.StateRetrying {
-			return false
-		}
-		if rec.State == store.StateQuarantined {
-			plan.add("quarantine", path, "quarantined earlier: "+rec.LastError, st.Size)
-		} else {
-			plan.add("unchanged", path, "", st.Size)
-		}
-		return true
 	}
 	w, err := watcher.New(watcher.Config{
 		Roots: dirs, NoRecursive: f.noRecursive, Include: f.include, Exclude: f.exclude,

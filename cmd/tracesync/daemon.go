@@ -457,27 +457,40 @@ func (s *syncer) forward(ctx context.Context, out chan<- watcher.Event, scanned 
 	return nil
 }
 
-// known is the engine's restart fast path (uploader.Engine.Known), which
+// known is the engine's restart fast path (uploader.Engine.KnownIn), which
 // also counts the files it vouches for that an earlier run finished, and
 // vouches for the files of the other shares of --shard. A
 // pending or retrying path is not counted: the engine finishes it and
 // counts it as uploaded; nor a quarantined one, which the summary counts
 // from the store.
-func (s *syncer) known(path string, st watcher.Stat) bool {
-	if !s.f.shard.ownsPath(s.dirs, path) {
-		// Another host's share: vouched for, so the watcher neither
-		// settles nor reports it.
-		s.otherShards.Add(1)
-		return true
+func (s *syncer) known(dir string, files []watcher.File, known []bool) {
+	if s.f.shard.n > 1 {
+		for i, f := range files {
+			if !s.f.shard.ownsPath(s.dirs, joinPath(dir, f.Name)) {
+				// Another host's share: vouched for, so the watcher
+				// neither settles nor reports it.
+				known[i] = true
+				s.otherShards.Add(1)
+			}
+		}
 	}
-	if !s.eng.Known(path, st) {
-		s.drain.found(path)
-		return false
+	s.scanUnchanged.Add(int64(s.eng.KnownIn(dir, files, known)))
+	if s.drain.recording() {
+		for i, f := range files {
+			if !known[i] {
+				s.drain.found(joinPath(dir, f.Name))
+			}
+		}
 	}
-	if rec, err := s.db.GetPath(path); err == nil && (rec.State == store.StateUploaded || rec.State == store.StateSkipped) {
-		s.scanUnchanged.Add(1)
+}
+
+// joinPath is the path of the file name in the directory dir, as the
+// watcher names it.
+func joinPath(dir, name string) string {
+	if dir == string(filepath.Separator) {
+		return dir + name
 	}
-	return true
+	return dir + string(filepath.Separator) + name
 }
 
 func (s *syncer) healthy() error {

@@ -50,6 +50,13 @@ func (d *drainSet) found(path string) {
 	d.mu.Unlock()
 }
 
+// recording reports whether a drain is recording what scans find.
+func (d *drainSet) recording() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.on
+}
+
 // scanned records that root's scan finished (or that it is gone).
 func (d *drainSet) scanned(root string) {
 	d.mu.Lock()

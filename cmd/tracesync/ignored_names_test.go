@@ -60,7 +60,7 @@ func TestExcludeHelpListsTheAlwaysIgnoredNames(t *testing.T) {
 		}
 	}
 	w, err := watcher.New(watcher.Config{Roots: []string{root}, Include: []string{"*"}, Settle: 10 * time.Millisecond,
-		SettleTimeout: time.Second, Once: true, Known: func(string, watcher.Stat) bool { return false }})
+		SettleTimeout: time.Second, Once: true, Known: func(string, []watcher.File, []bool) {}})
 	if err != nil {
 		t.Fatal(err)
 	}

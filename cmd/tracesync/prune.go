@@ -39,7 +39,7 @@ func (s *syncer) pruneLoop(scanned <-chan struct{}) func(context.Context) error 
 		for {
 			// A file the first scan found again under a path recorded as
 			// removed long ago is read within --settle-timeout at most.
-			s.prune(ctx, s.f.settleTimeout+pruneSlack)
+			s.prune(ctx, s.f.settleTimeout+pruneSlack, true)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -55,14 +55,21 @@ func (s *syncer) pruneLoop(scanned <-chan struct{}) func(context.Context) error 
 // also drop its content's record, and the file would be uploaded a second
 // time. Prune waits up to wait for the engine to read such files (their
 // records then stop being "removed"), and otherwise skips this round.
-func (s *syncer) prune(ctx context.Context, wait time.Duration) {
+// Unless changed (this sync recorded something, which may have left a
+// content without a path), it prunes only when a record is old enough to
+// drop: a re-run that found every file unchanged left nothing to prune.
+func (s *syncer) prune(ctx context.Context, wait time.Duration, changed bool) {
 	deadline := time.Now().Add(wait)
 	for {
-		back, err := removedButPresent(s.db, time.Now().Add(-s.f.retention+pruneSlack))
+		back, old, err := removedRecords(s.db, time.Now().Add(-s.f.retention+pruneSlack))
 		if err != nil {
 			if ctx.Err() == nil {
 				s.g.log.Error().Err(err).Msg("prune: cannot read the state; nothing pruned")
 			}
+			return
+		}
+		if len(back) == 0 && old == 0 && !changed {
+			s.g.log.Debug().Dur("retention", s.f.retention).Msg("nothing to prune")
 			return
 		}
 		if len(back) == 0 {
@@ -93,18 +100,19 @@ func (s *syncer) prune(ctx context.Context, wait time.Duration) {
 	}
 }
 
-// removedButPresent returns the paths whose records are "removed" since
-// before cutoff while a file exists at the path again.
-func removedButPresent(db *store.DB, cutoff time.Time) ([]string, error) {
-	var back []string
-	err := db.ForEachPath("", func(r store.PathRecord) error {
-		if r.State != store.StateRemoved || r.RemovedAt.IsZero() || !r.RemovedAt.Before(cutoff) {
-			return nil
+// removedRecords returns the paths whose records are "removed" since
+// before cutoff while a file exists at the path again, and how many
+// records are "removed" since before cutoff in all.
+func removedRecords(db *store.DB, cutoff time.Time) (back []string, old int, err error) {
+	err = db.ScanPaths("", func(p, _ []byte, st store.PathStat) bool {
+		if st.State != store.StateRemoved || st.RemovedAt.IsZero() || !st.RemovedAt.Before(cutoff) {
+			return true
 		}
-		if _, err := os.Lstat(r.Path); err == nil || !errors.Is(err, os.ErrNotExist) {
-			back = append(back, r.Path) // there, or cannot tell: keep the record
+		old++
+		if _, err := os.Lstat(string(p)); err == nil || !errors.Is(err, os.ErrNotExist) {
+			back = append(back, string(p)) // there, or cannot tell: keep the record
 		}
-		return nil
+		return true
 	})
-	return back, err
+	return back, old, err
 }

@@ -178,12 +178,15 @@ func (h *daemonHandler) Reconcile(ctx context.Context, roots []string, confirm b
 func (h *daemonHandler) Retry(ctx context.Context, paths []string, all bool) (control.RetryResult, error) {
 	if all {
 		paths = nil
-		err := h.db.ForEachPath("", func(r store.PathRecord) error {
-			if r.State == store.StateQuarantined || r.State == store.StateRetrying {
-				paths = append(paths, r.Path)
+		err := h.db.ScanPaths("", func(p, _ []byte, st store.PathStat) bool {
+			if st.State == store.StateQuarantined || st.State == store.StateRetrying {
+				paths = append(paths, string(p))
 			}
-			return ctx.Err()
+			return ctx.Err() == nil
 		})
+		if err == nil {
+			err = ctx.Err()
+		}
 		if err != nil {
 			return control.RetryResult{}, err
 		}
