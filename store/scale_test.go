@@ -132,10 +132,8 @@ func BenchmarkScale1M(b *testing.B) {
 	b.Run("Quarantined", func(b *testing.B) {
 		for b.Loop() {
 			n := 0
-			err := db.ForEachPath("", func(r PathRecord) error {
-				if r.State == StateQuarantined {
-					n++
-				}
+			err := db.ForEachPathIn(StateQuarantined, func(PathRecord) error {
+				n++
 				return nil
 			})
 			if err != nil || n != scaleQuarantined {

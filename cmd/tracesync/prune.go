@@ -97,8 +97,8 @@ func (s *syncer) prune(ctx context.Context, wait time.Duration) {
 // before cutoff while a file exists at the path again.
 func removedButPresent(db *store.DB, cutoff time.Time) ([]string, error) {
 	var back []string
-	err := db.ForEachPath("", func(r store.PathRecord) error {
-		if r.State != store.StateRemoved || r.RemovedAt.IsZero() || !r.RemovedAt.Before(cutoff) {
+	err := db.ForEachPathIn(store.StateRemoved, func(r store.PathRecord) error {
+		if r.RemovedAt.IsZero() || !r.RemovedAt.Before(cutoff) {
 			return nil
 		}
 		if _, err := os.Lstat(r.Path); err == nil || !errors.Is(err, os.ErrNotExist) {

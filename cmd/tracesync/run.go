@@ -177,14 +177,8 @@ func (h *daemonHandler) Reconcile(ctx context.Context, roots []string, confirm b
 
 func (h *daemonHandler) Retry(ctx context.Context, paths []string, all bool) (control.RetryResult, error) {
 	if all {
-		paths = nil
-		err := h.db.ForEachPath("", func(r store.PathRecord) error {
-			if r.State == store.StateQuarantined || r.State == store.StateRetrying {
-				paths = append(paths, r.Path)
-			}
-			return ctx.Err()
-		})
-		if err != nil {
+		var err error
+		if paths, err = control.RetryablePaths(ctx, h.db); err != nil {
 			return control.RetryResult{}, err
 		}
 		if len(paths) == 0 {
