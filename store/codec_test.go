@@ -127,6 +127,7 @@ func TestSchema2ContentRecordsStillRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
+	dropIndexes(t, dir) // a schema 2 file has no counters
 
 	ro, err := OpenReadOnly(dir, Options{Target: targetA})
 	if err != nil {

@@ -45,7 +45,7 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 				return err
 			}
 			if !rec.RemovedAt.IsZero() && rec.RemovedAt.Before(cutoff) {
-				drop = append(drop, []byte(rec.Path))
+				drop = append(drop, append([]byte(nil), k...))
 				return nil
 			}
 			if !rec.Hash.IsZero() {
@@ -58,7 +58,7 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 		}
 		for _, k := range drop {
 			// Removed records hold no ref; delete the record alone.
-			if err := t.paths.Delete(k); err != nil {
+			if err := t.deletePathKey(k); err != nil {
 				return err
 			}
 		}
@@ -97,7 +97,7 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 			return err
 		}
 		for _, k := range dropContents {
-			if err := t.contents.Delete(k); err != nil {
+			if err := t.DeleteContent(Hash(k)); err != nil {
 				return err
 			}
 		}

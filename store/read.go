@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"sort"
 	"time"
 )
 
@@ -210,7 +209,8 @@ func (db *DB) ForEachPath(prefix string, fn func(PathRecord) error) error {
 
 // Counts returns the number of paths in each state (every state present,
 // zero or not), distinct contents, trace ids, pending deletes and intents,
-// from one consistent read transaction.
+// from one consistent read transaction: its counters (counts.go), or a walk
+// of every record in a file that has none yet.
 func (db *DB) Counts() (Counts, error) {
 	c := Counts{Files: make(map[State]int, len(States))}
 	for _, s := range States {
@@ -220,45 +220,14 @@ func (db *DB) Counts() (Counts, error) {
 		if t.paths == nil {
 			return nil
 		}
-		err := t.paths.ForEach(func(k, v []byte) error {
-			rec, err := decodePath(k, v)
-			if err != nil {
-				return err
-			}
-			c.Files[rec.State]++
-			if rec.Prior > 0 && rec.State != StateRemoved {
-				c.Chained++
-				c.Segments += rec.Prior + 1
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		err = t.contents.ForEach(func(k, v []byte) error {
-			if isRefKey(k) {
-				return nil
-			}
-			n, err := contentTraceCount(k, v)
-			if err != nil {
-				return err
-			}
-			c.Contents++
-			c.Traces += n
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		c.DeletesPending = t.deletes.Stats().KeyN
-		c.Intents = t.intents.Stats().KeyN
-		return nil
+		return t.counts(&c)
 	})
 	return c, err
 }
 
 // RecentErrors returns the n most recently updated path records that carry
-// a LastError, newest first.
+// a LastError, newest first (ties in path order), from the errors index, or
+// a walk of every record in a file that has none yet.
 func (db *DB) RecentErrors(n int) ([]PathRecord, error) {
 	if n <= 0 {
 		return nil, nil
@@ -267,6 +236,11 @@ func (db *DB) RecentErrors(n int) ([]PathRecord, error) {
 	err := db.view(func(t *Tx) error {
 		if t.paths == nil {
 			return nil
+		}
+		if t.ix.errs != nil {
+			var err error
+			out, err = t.recentErrors(n)
+			return err
 		}
 		return t.paths.ForEach(func(k, v []byte) error {
 			rec, err := decodePath(k, v)
@@ -282,7 +256,7 @@ func (db *DB) RecentErrors(n int) ([]PathRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].UpdatedAt.After(out[j].UpdatedAt) })
+	sortRecentErrors(out)
 	if len(out) > n {
 		out = out[:n]
 	}

@@ -138,6 +138,9 @@ func (db *DB) initSchema(bdb *bolt.DB, target string) error {
 		if _, err := tx.CreateBucketIfNotExists(bucketTargets); err != nil {
 			return err
 		}
+		if err := ensureCounts(tx); err != nil { // a state from before the counters
+			return err
+		}
 
 		if target == "" {
 			db.target = string(meta.Get(keyLastTarget))
@@ -167,6 +170,9 @@ func createNamespace(tx *bolt.Tx, target string) error {
 		if _, err := ns.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create namespace for target %q: %w", target, err)
 		}
+	}
+	if ns.Bucket(bucketCounts) == nil {
+		return buildCounts(ns)
 	}
 	return nil
 }

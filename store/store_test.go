@@ -59,7 +59,8 @@ func pathRec(path, content string, state State) PathRecord {
 }
 
 // checkConsistent verifies that the refs index matches the path records of
-// db's namespace exactly, and that bbolt's own check passes.
+// db's namespace exactly, that bbolt's own check passes, and that the
+// counters and indexes equal what a walk computes.
 func checkConsistent(t *testing.T, db *DB) {
 	t.Helper()
 	err := db.bolt.View(func(btx *bolt.Tx) error {
@@ -117,6 +118,7 @@ func checkConsistent(t *testing.T, db *DB) {
 	if err != nil {
 		t.Fatalf("store inconsistent: %v", err)
 	}
+	checkCounts(t, db)
 }
 
 func TestOpenModesAndPIDFile(t *testing.T) {

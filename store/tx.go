@@ -20,6 +20,7 @@ type Tx struct {
 	deletes  *bolt.Bucket
 	segments *bolt.Bucket // nil in a file of schema 3 opened read-only
 	inodes   *bolt.Bucket
+	ix       indexes // counts.go: the counters and indexes the hooks keep in step
 }
 
 func newTx(btx *bolt.Tx, target string) *Tx {
@@ -41,6 +42,7 @@ func newTx(btx *bolt.Tx, target string) *Tx {
 	t.deletes = ns.Bucket(bucketDeletes)
 	t.segments = ns.Bucket(bucketSegments)
 	t.inodes = ns.Bucket(bucketInodes)
+	t.ix = indexesOf(ns)
 	return t
 }
 
@@ -147,6 +149,9 @@ func (t *Tx) PutPath(rec PathRecord) error {
 		return fmt.Errorf("store: put path %s: %w", rec.Path, err)
 	}
 	if err := t.indexInode(&old, &rec); err != nil {
+		return err
+	}
+	if err := t.pathChanged([]byte(rec.Path), &old, &rec); err != nil {
 		return err
 	}
 	if isRef(&rec) {
@@ -280,9 +285,12 @@ func (t *Tx) ForgetPath(path string) error {
 	if err := t.indexInode(&old, &PathRecord{}); err != nil {
 		return err
 	}
+	if err := t.pathChanged([]byte(path), &old, &PathRecord{}); err != nil {
+		return err
+	}
 	for _, s := range segs {
 		if t.RefCount(s.Hash) == 0 && s.Hash != old.Hash {
-			if err := t.contents.Delete(s.Hash[:]); err != nil {
+			if err := t.DeleteContent(s.Hash); err != nil {
 				return err
 			}
 		}
@@ -296,7 +304,7 @@ func (t *Tx) ForgetPath(path string) error {
 		}
 	}
 	if t.RefCount(old.Hash) == 0 {
-		return t.contents.Delete(old.Hash[:])
+		return t.DeleteContent(old.Hash)
 	}
 	return nil
 }
@@ -309,6 +317,9 @@ func (t *Tx) PutContent(c Content) error {
 	if c.Hash.IsZero() {
 		return errors.New("store: PutContent: zero hash")
 	}
+	if err := t.contentChanged(c.Hash, len(c.TraceIDs), true); err != nil {
+		return err
+	}
 	return t.contents.Put(c.Hash[:], encodeContent(&c))
 }
 
@@ -316,6 +327,9 @@ func (t *Tx) PutContent(c Content) error {
 func (t *Tx) DeleteContent(h Hash) error {
 	if t.contents == nil {
 		return errNoNamespace
+	}
+	if err := t.contentChanged(h, 0, false); err != nil {
+		return err
 	}
 	return t.contents.Delete(h[:])
 }
@@ -327,6 +341,9 @@ func (t *Tx) PutIntent(i Intent) error {
 	}
 	if i.Hash.IsZero() {
 		return errors.New("store: PutIntent: zero hash")
+	}
+	if err := t.keyCounted(t.intents, i.Hash[:], true, counterIntents); err != nil {
+		return err
 	}
 	return t.intents.Put(i.Hash[:], encodeIntent(&i))
 }
@@ -348,6 +365,9 @@ func (t *Tx) DeleteIntent(h Hash) error {
 	if t.intents == nil {
 		return errNoNamespace
 	}
+	if err := t.keyCounted(t.intents, h[:], false, counterIntents); err != nil {
+		return err
+	}
 	return t.intents.Delete(h[:])
 }
 
@@ -358,6 +378,9 @@ func (t *Tx) PutDelete(d Delete) error {
 	}
 	if d.TraceID == "" {
 		return errors.New("store: PutDelete: empty trace id")
+	}
+	if err := t.keyCounted(t.deletes, []byte(d.TraceID), true, counterDeletes); err != nil {
+		return err
 	}
 	return t.deletes.Put([]byte(d.TraceID), encodeDelete(&d))
 }
@@ -378,6 +401,9 @@ func (t *Tx) GetDelete(traceID string) (Delete, error) {
 func (t *Tx) DeleteDelete(traceID string) error {
 	if t.deletes == nil {
 		return errNoNamespace
+	}
+	if err := t.keyCounted(t.deletes, []byte(traceID), false, counterDeletes); err != nil {
+		return err
 	}
 	return t.deletes.Delete([]byte(traceID))
 }

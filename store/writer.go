@@ -218,6 +218,11 @@ func (db *DB) commit(batch []*request) {
 			batch = append(batch[:bad:bad], batch[bad+1:]...)
 			continue
 		}
+		if err := tx.flushCounts(); err != nil {
+			_ = btx.Rollback()
+			answer(batch, fmt.Errorf("store: write counts: %w", err))
+			break
+		}
 		if err := btx.Commit(); err != nil {
 			answer(batch, fmt.Errorf("store: commit: %w", err))
 		} else {
@@ -236,9 +241,14 @@ func (db *DB) runAlone(fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin write: %w", err)
 	}
-	if err := call(fn, newTx(btx, db.target)); err != nil {
+	tx := newTx(btx, db.target)
+	if err := call(fn, tx); err != nil {
 		_ = btx.Rollback()
 		return err
+	}
+	if err := tx.flushCounts(); err != nil {
+		_ = btx.Rollback()
+		return fmt.Errorf("store: write counts: %w", err)
 	}
 	if err := btx.Commit(); err != nil {
 		return fmt.Errorf("store: commit: %w", err)

@@ -102,17 +102,18 @@ func (s *syncer) prune(ctx context.Context, wait time.Duration, changed bool) {
 
 // removedRecords returns the paths whose records are "removed" since
 // before cutoff while a file exists at the path again, and how many
-// records are "removed" since before cutoff in all.
+// records are "removed" since before cutoff in all. It walks the removed
+// records' index, not every record.
 func removedRecords(db *store.DB, cutoff time.Time) (back []string, old int, err error) {
-	err = db.ScanPaths("", func(p, _ []byte, st store.PathStat) bool {
-		if st.State != store.StateRemoved || st.RemovedAt.IsZero() || !st.RemovedAt.Before(cutoff) {
-			return true
+	err = db.ForEachPathIn(store.StateRemoved, func(r store.PathRecord) error {
+		if r.RemovedAt.IsZero() || !r.RemovedAt.Before(cutoff) {
+			return nil
 		}
 		old++
-		if _, err := os.Lstat(string(p)); err == nil || !errors.Is(err, os.ErrNotExist) {
-			back = append(back, string(p)) // there, or cannot tell: keep the record
+		if _, err := os.Lstat(r.Path); err == nil || !errors.Is(err, os.ErrNotExist) {
+			back = append(back, r.Path) // there, or cannot tell: keep the record
 		}
-		return true
+		return nil
 	})
 	return back, old, err
 }

@@ -177,17 +177,8 @@ func (h *daemonHandler) Reconcile(ctx context.Context, roots []string, confirm b
 
 func (h *daemonHandler) Retry(ctx context.Context, paths []string, all bool) (control.RetryResult, error) {
 	if all {
-		paths = nil
-		err := h.db.ScanPaths("", func(p, _ []byte, st store.PathStat) bool {
-			if st.State == store.StateQuarantined || st.State == store.StateRetrying {
-				paths = append(paths, string(p))
-			}
-			return ctx.Err() == nil
-		})
-		if err == nil {
-			err = ctx.Err()
-		}
-		if err != nil {
+		var err error
+		if paths, err = control.RetryablePaths(ctx, h.db); err != nil {
 			return control.RetryResult{}, err
 		}
 		if len(paths) == 0 {

@@ -218,12 +218,10 @@ func (h *storeHandler) Files(ctx context.Context, state store.State) ([]File, er
 	}
 	traces := map[store.Hash][]string{}
 	out := []File{}
-	err := h.db.ForEachPath("", func(r store.PathRecord) error {
+	// Every state but uploaded is read from the store's index of it.
+	err := h.db.ForEachPathIn(state, func(r store.PathRecord) error {
 		if err := ctx.Err(); err != nil {
 			return err
-		}
-		if state != "" && r.State != state {
-			return nil
 		}
 		f := File{Path: r.Path, State: r.State, Size: r.Size, Attempts: r.Attempts, NextAttempt: r.NextAttempt, LastError: r.LastError, UpdatedAt: r.UpdatedAt}
 		if r.Start != 0 || r.End != 0 || r.Prior > 0 {
@@ -272,16 +270,27 @@ func (h *storeHandler) Files(ctx context.Context, state store.State) ([]File, er
 // retryable reports whether retry moves a path in state s.
 func retryable(s store.State) bool { return s == store.StateQuarantined || s == store.StateRetrying }
 
-func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (RetryResult, error) {
-	if all {
-		paths = nil
-		err := h.db.ForEachPath("", func(r store.PathRecord) error {
-			if retryable(r.State) {
-				paths = append(paths, r.Path)
-			}
+// RetryablePaths lists the paths `retry --all` moves, in path order, from
+// the store's indexes of those states.
+func RetryablePaths(ctx context.Context, db *store.DB) ([]string, error) {
+	var paths []string
+	for _, s := range []store.State{store.StateQuarantined, store.StateRetrying} {
+		err := db.ForEachPathIn(s, func(r store.PathRecord) error {
+			paths = append(paths, r.Path)
 			return ctx.Err()
 		})
 		if err != nil {
+			return nil, err
+		}
+	}
+	slices.Sort(paths)
+	return paths, nil
+}
+
+func (h *storeHandler) Retry(ctx context.Context, paths []string, all bool) (RetryResult, error) {
+	if all {
+		var err error
+		if paths, err = RetryablePaths(ctx, h.db); err != nil {
 			return RetryResult{}, fmt.Errorf("retry: %w", err)
 		}
 	}
