@@ -204,7 +204,7 @@ func (db *DB) commit(batch []*request) {
 			batch = nil
 			break
 		}
-		tx := newTx(btx, db.target)
+		tx := newTx(btx, db.target, db.dirs)
 		bad := -1
 		for i, r := range batch {
 			if err := call(r.fn, tx); err != nil {
@@ -236,7 +236,7 @@ func (db *DB) runAlone(fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin write: %w", err)
 	}
-	if err := call(fn, newTx(btx, db.target)); err != nil {
+	if err := call(fn, newTx(btx, db.target, db.dirs)); err != nil {
 		_ = btx.Rollback()
 		return err
 	}
