@@ -2,13 +2,9 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // A growing file's chain: each earlier segment is a key of its own with a
@@ -48,10 +44,10 @@ func TestChainRefsAndInodes(t *testing.T) {
 	if p, ok := db.PathByInode(rec.Dev, rec.Ino); !ok || p != rec.Path {
 		t.Errorf("PathByInode: %q %v, want %s", p, ok, rec.Path)
 	}
-	// A record without a chain keeps the old format, byte for byte.
+	// A record without a chain carries no chain fields.
 	plain := pathRec("/r/a.json", "x", StateUploaded)
-	if enc := encodePath(&plain); enc[0] != recordFormat {
-		t.Errorf("a whole file's record has format %d, want %d", enc[0], recordFormat)
+	if enc := encodePath(&plain, 1); enc[1]&pfChain != 0 {
+		t.Errorf("a whole file's record has the chain flag (flags %#x)", enc[1])
 	}
 
 	update(t, db, func(tx *Tx) error { _, err := tx.RemovePath(rec.Path, t0); return err })
@@ -119,40 +115,21 @@ func TestDropChainAndForget(t *testing.T) {
 	}
 }
 
-// A schema 3 file opens as schema 4: its records read as they are, and
-// the segments and inodes buckets are there to write.
+// A schema 3 file as released (no segments or inodes buckets) opens as
+// schema 5: its records read as they are, and the segments and inodes
+// buckets are there to write.
 func TestMigrateFromSchema3(t *testing.T) {
 	dir := t.TempDir()
-	db := openT(t, dir, targetA)
 	rec := pathRec("/r/app.jsonl", "whole", StateUploaded)
-	update(t, db, func(tx *Tx) error { return tx.PutPath(rec) })
-	db.Close()
-	// Make it the file schema 3 wrote: no segments or inodes buckets.
-	bdb, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = bdb.Update(func(tx *bolt.Tx) error {
-		ns := tx.Bucket(bucketTargets).Bucket([]byte(targetA))
-		for _, b := range [][]byte{bucketSegments, bucketInodes} {
-			if err := ns.DeleteBucket(b); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, 3))
-	})
-	bdb.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	db = openT(t, dir, targetA)
+	writeOld(t, dir, oldState{version: 3, noChains: true, paths: []PathRecord{rec}})
+	db := openT(t, dir, targetA)
 	if v := schemaOf(t, db); v != SchemaVersion {
 		t.Fatalf("schema after open = %d, want %d", v, SchemaVersion)
 	}
 	if got, err := db.GetPath(rec.Path); err != nil || got.SegEnd() != rec.Size || got.Segments() != 1 {
 		t.Fatalf("the whole .jsonl after the step: %+v, %v; want one segment ending at its size", got, err)
 	}
-	err = db.Update(context.Background(), func(tx *Tx) error {
+	err := db.Update(context.Background(), func(tx *Tx) error {
 		return tx.AppendSegment(rec.Path, 0, Segment{Hash: rec.Hash, End: rec.Size})
 	})
 	if err != nil {

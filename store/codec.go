@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -32,6 +31,50 @@ func (e *encoder) time(t time.Time) {
 	e.varint(t.Unix())
 	e.uvarint(uint64(t.Nanosecond()))
 }
+
+// timeEpoch (2000-01-01 UTC) is where timeAt's absolute times count from.
+const timeEpoch = 946684800
+
+// timeAt encodes t as one uvarint x, or as a delta from base when base is
+// set and near enough, at full nanosecond precision:
+//
+//	x = 0            the zero time
+//	x&3 = 0          whole seconds since timeEpoch, plus one, in x>>2
+//	x&3 = 1          t - base in nanoseconds, zigzag, in x>>2
+//	x&3 = 2          nanoseconds since timeEpoch in x>>2 (2000 to 2146)
+//	x = 3            the seconds (varint) and nanoseconds (uvarint) follow
+//
+// A time of today takes 9 bytes (5 on a whole second), a time seconds
+// after its base 5 or 6.
+func (e *encoder) timeAt(t, base time.Time) {
+	if t.IsZero() {
+		e.uvarint(0)
+		return
+	}
+	sec, nsec := t.Unix(), int64(t.Nanosecond())
+	if !base.IsZero() {
+		bsec := base.Unix()
+		if d := sec - bsec; inRange(sec) && inRange(bsec) && d > -1<<30 && d < 1<<30 {
+			ns := d*1e9 + nsec - int64(base.Nanosecond())
+			e.uvarint(uint64(ns<<1^ns>>63)<<2 | 1)
+			return
+		}
+	}
+	if s := sec - timeEpoch; sec >= timeEpoch && s < (1<<62)/1_000_000_000-1 {
+		if nsec == 0 {
+			e.uvarint(uint64(s+1) << 2)
+		} else {
+			e.uvarint((uint64(s)*1e9+uint64(nsec))<<2 | 2)
+		}
+		return
+	}
+	e.uvarint(3)
+	e.varint(sec)
+	e.uvarint(uint64(nsec))
+}
+
+// inRange bounds the seconds a delta is taken between, so it cannot overflow.
+func inRange(sec int64) bool { return sec > -1<<40 && sec < 1<<40 }
 
 type decoder struct {
 	b   []byte
@@ -141,6 +184,42 @@ func (d *decoder) time() time.Time {
 	}
 }
 
+// timeAt decodes encoder.timeAt's encoding; base is the same as encoding's.
+func (d *decoder) timeAt(base time.Time) time.Time {
+	x := d.uvarint()
+	switch {
+	case d.err != nil || x == 0:
+		return time.Time{}
+	case x&3 == 0:
+		return time.Unix(timeEpoch+int64(x>>2)-1, 0).UTC()
+	case x&3 == 1:
+		if base.IsZero() || !inRange(base.Unix()) {
+			d.fail()
+			return time.Time{}
+		}
+		z := x >> 2
+		ns := int64(z>>1) ^ -int64(z&1)
+		if ns > 1<<60 || ns < -1<<60 {
+			d.fail()
+			return time.Time{}
+		}
+		return base.Add(time.Duration(ns)).UTC()
+	case x&3 == 2:
+		v := x >> 2
+		return time.Unix(timeEpoch+int64(v/1e9), int64(v%1e9)).UTC()
+	case x == 3:
+		sec := d.varint()
+		nsec := d.uvarint()
+		if nsec >= 1e9 {
+			d.fail()
+			return time.Time{}
+		}
+		return time.Unix(sec, int64(nsec)).UTC()
+	}
+	d.fail()
+	return time.Time{}
+}
+
 // start checks the format byte.
 func (d *decoder) start() {
 	if d.byte1() != recordFormat {
@@ -156,249 +235,6 @@ func (d *decoder) finish(what string, key []byte) error {
 		return fmt.Errorf("decode %s %q: %w", what, key, d.err)
 	}
 	return nil
-}
-
-// encodePath encodes a PathRecord; the path itself is the key.
-func encodePath(r *PathRecord) []byte {
-	e := encoder{b: make([]byte, 0, 96+len(r.Root)+len(r.LastError))}
-	chained := r.chained()
-	if chained {
-		e.byte1(chainFormat)
-	} else {
-		e.byte1(recordFormat)
-	}
-	e.str(r.Root)
-	e.hash(r.Hash)
-	e.varint(r.Size)
-	e.time(r.ModTime)
-	e.uvarint(r.Dev)
-	e.uvarint(r.Ino)
-	e.str(string(r.State))
-	e.varint(int64(r.Attempts))
-	e.time(r.NextAttempt)
-	e.str(r.LastError)
-	e.time(r.FirstSeen)
-	e.time(r.UpdatedAt)
-	e.time(r.RemovedAt)
-	if chained {
-		e.varint(r.Start)
-		e.varint(r.End)
-		e.b = append(e.b, r.Print.Head[:]...)
-		e.b = append(e.b, r.Print.Tail[:]...)
-		e.uvarint(uint64(r.Prior))
-		var flags uint64
-		if r.More {
-			flags |= 1
-		}
-		e.uvarint(flags)
-	}
-	return e.b
-}
-
-// chainFormat is the first byte of a path record with segments (a growing
-// .jsonl, since schema 4): the fields of recordFormat, then the range of
-// the last segment, the print, the count of earlier segments (each is
-// a key of its own in the segments bucket, so an append writes one key,
-// not a list that grows with the file) and flags (1: More). Records
-// without them keep recordFormat, byte for byte.
-const chainFormat byte = 3
-
-func decodePath(key, v []byte) (PathRecord, error) {
-	d := decoder{b: v}
-	format := d.byte1()
-	if format != recordFormat && format != chainFormat {
-		d.fail()
-	}
-	r := PathRecord{Path: string(key)}
-	r.Root = d.str()
-	r.Hash = d.hash()
-	r.Size = d.varint()
-	r.ModTime = d.time()
-	r.Dev = d.uvarint()
-	r.Ino = d.uvarint()
-	r.State = State(d.str())
-	r.Attempts = int(d.varint())
-	r.NextAttempt = d.time()
-	r.LastError = d.str()
-	r.FirstSeen = d.time()
-	r.UpdatedAt = d.time()
-	r.RemovedAt = d.time()
-	if format == chainFormat {
-		r.Start = d.varint()
-		r.End = d.varint()
-		if len(d.b) < 32 {
-			d.fail()
-		} else {
-			copy(r.Print.Head[:], d.b[:16])
-			copy(r.Print.Tail[:], d.b[16:32])
-			d.b = d.b[32:]
-		}
-		r.Prior = int(d.uvarint())
-		r.More = d.uvarint()&1 != 0
-	}
-	return r, d.finish("path", key)
-}
-
-// contentFormat is the first byte of a content record since schema 3: its
-// trace ids are front-coded, each stored as the length of the prefix it
-// shares with the previous id and the rest. Ids of one create share most of
-// their bytes wherever the server numbers them in order, which a large
-// file's hundreds of thousands of ids made costly as plain strings; random
-// ids (UUIDv4) cost one byte more each. Format 1 content records, from
-// older builds, still decode.
-const contentFormat byte = 2
-
-// encodeContent encodes a Content; the hash is the key.
-func encodeContent(c *Content) []byte {
-	// Room for the ids at worst: each a shared-prefix varint, a length
-	// varint (at most 2 bytes each for ids under 16 KiB; append grows the
-	// buffer for longer ones) and all its bytes.
-	n := 64 + len(c.Filename)
-	for _, id := range c.TraceIDs {
-		n += 4 + len(id)
-	}
-	e := encoder{b: make([]byte, 0, n)}
-	e.byte1(contentFormat)
-	e.str(c.Filename)
-	e.varint(c.Size)
-	e.uvarint(uint64(len(c.TraceIDs)))
-	prev := ""
-	for _, id := range c.TraceIDs {
-		k := sharedPrefix(prev, id)
-		e.uvarint(uint64(k))
-		e.str(id[k:])
-		prev = id
-	}
-	e.time(c.UploadedAt)
-	if len(e.b) < cap(e.b)/2 {
-		// Shared prefixes saved most of the room: keep only what is used.
-		e.b = append([]byte(nil), e.b...)
-	}
-	return e.b
-}
-
-func sharedPrefix(a, b string) int {
-	n := min(len(a), len(b))
-	for i := range n {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return n
-}
-
-func decodeContent(key, v []byte) (Content, error) {
-	var c Content
-	if len(key) != len(c.Hash) {
-		return c, fmt.Errorf("decode content key %x: %w", key, ErrCorrupt)
-	}
-	copy(c.Hash[:], key)
-	d := decoder{b: v}
-	format := d.startContent()
-	c.Filename = d.str()
-	c.Size = d.varint()
-	if format == recordFormat {
-		c.TraceIDs = d.strs()
-	} else {
-		c.TraceIDs = d.frontCoded()
-	}
-	c.UploadedAt = d.time()
-	return c, d.finish("content", key)
-}
-
-// startContent checks the format byte of a content record and returns it.
-func (d *decoder) startContent() byte {
-	f := d.byte1()
-	if f != recordFormat && f != contentFormat {
-		d.fail()
-	}
-	return f
-}
-
-// frontCoded decodes contentFormat's id list. All ids share one string,
-// built in a second pass once the first (skipFrontCoded) has checked every
-// entry and summed their lengths: one allocation for the bytes of hundreds
-// of thousands of ids, none aliasing the bbolt page. Each id is a slice of
-// what the builder holds so far (its buffer, grown once, never moves).
-func (d *decoder) frontCoded() []string {
-	n := d.uvarint()
-	start := d.b
-	total := d.skipFrontCoded(n)
-	if d.err != nil || n == 0 {
-		return nil
-	}
-	var sb strings.Builder
-	sb.Grow(total)
-	out := make([]string, n)
-	b, prev := start, ""
-	for i := range out {
-		k, m := binary.Uvarint(b)
-		b = b[m:]
-		rest, m := binary.Uvarint(b)
-		b = b[m:]
-		at := sb.Len()
-		sb.WriteString(prev[:k])
-		sb.Write(b[:rest])
-		b = b[rest:]
-		prev = sb.String()[at:]
-		out[i] = prev
-	}
-	return out
-}
-
-// skipFrontCoded steps over n front-coded ids, checking each, and returns
-// the bytes they decode to.
-func (d *decoder) skipFrontCoded(n uint64) int {
-	if d.err != nil || n > uint64(len(d.b))/2 { // each id takes at least two bytes
-		d.fail()
-		return 0
-	}
-	start := len(d.b)
-	total, prevLen := 0, uint64(0)
-	for range n {
-		k := d.uvarint()
-		rest := d.uvarint()
-		if d.err != nil || k > prevLen || rest > uint64(len(d.b)) {
-			d.fail()
-			return 0
-		}
-		d.b = d.b[rest:]
-		prevLen = k + rest
-		total += int(prevLen)
-	}
-	if total > 64*start {
-		// Ids of under 128 bytes cannot expand more than that: a corrupt
-		// record must not make decoding allocate without bound.
-		d.fail()
-		return 0
-	}
-	return total
-}
-
-// contentTraceCount is len(decodeContent(key, v).TraceIDs), with the same
-// checks, without copying the ids out: status and every metrics scrape
-// count the traces of all contents.
-func contentTraceCount(key, v []byte) (int, error) {
-	if len(key) != len(Hash{}) {
-		return 0, fmt.Errorf("decode content key %x: %w", key, ErrCorrupt)
-	}
-	d := decoder{b: v}
-	format := d.startContent()
-	d.skipStr() // filename
-	d.varint()  // size
-	n := d.uvarint()
-	if format == contentFormat {
-		d.skipFrontCoded(n)
-	} else {
-		if d.err != nil || n > uint64(len(d.b)) {
-			d.fail()
-		}
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			d.skipStr()
-		}
-	}
-	d.time() // uploaded at
-	return int(n), d.finish("content", key)
 }
 
 // encodeIntent encodes an Intent; the hash is the key.
@@ -453,11 +289,12 @@ func decodeDelete(key, v []byte) (Delete, error) {
 	return x, d.finish("delete", key)
 }
 
-// segKey is the key of a path's n-th earlier segment: the path, a NUL
-// (never in a path) and n, big-endian, so a path's segments sort in order.
-func segKey(path string, n int) []byte {
-	k := make([]byte, 0, len(path)+5)
-	k = append(k, path...)
+// segKey is the key of a path's n-th earlier segment: the path's key, a
+// NUL (never in a base name) and n, big-endian, so a path's segments sort
+// in order and no other path's key starts with the same bytes.
+func segKey(pathKey []byte, n int) []byte {
+	k := make([]byte, 0, len(pathKey)+5)
+	k = append(k, pathKey...)
 	k = append(k, 0)
 	return binary.BigEndian.AppendUint32(k, uint32(n))
 }

@@ -2,28 +2,15 @@ package store
 
 import (
 	"crypto/rand"
-	"encoding/binary"
+	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// encodeContentV1 is how content records were written up to schema 2.
-func encodeContentV1(c *Content) []byte {
-	e := encoder{}
-	e.byte1(recordFormat)
-	e.str(c.Filename)
-	e.varint(c.Size)
-	e.uvarint(uint64(len(c.TraceIDs)))
-	for _, id := range c.TraceIDs {
-		e.str(id)
-	}
-	e.time(c.UploadedAt)
-	return e.b
-}
 
 // The ids of one create, numbered in order by the server, take a fraction
 // of their bytes in a content record, and come back as they went in.
@@ -77,6 +64,7 @@ func TestFrontCodedCorruptRefused(t *testing.T) {
 	head := func() encoder {
 		e := encoder{}
 		e.byte1(contentFormat)
+		e.byte1(nameLiteral)
 		e.str("a.jsonl")
 		e.varint(10)
 		return e
@@ -109,53 +97,92 @@ func TestFrontCodedCorruptRefused(t *testing.T) {
 	}
 }
 
-// A state file of schema 2 holds format 1 content records: it opens
-// read-only as it is, and a writable open moves it to schema 3 without
-// rewriting them; records written since are front-coded.
+// A state file of schema 2 holds format 1 content records: a read-only
+// open says what to do, a writable open rewrites it as schema 5 and its
+// records read as they did.
 func TestSchema2ContentRecordsStillRead(t *testing.T) {
 	dir := t.TempDir()
-	db := openT(t, dir, targetA)
 	old := Content{Hash: hashOf("old"), Filename: "old.jsonl", Size: 9, TraceIDs: []string{"t-1", "t-2", "t-3"}, UploadedAt: time.Unix(1_700_000_000, 0).UTC()}
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		ns := tx.Bucket(bucketTargets).Bucket([]byte(targetA))
-		if err := ns.Bucket(bucketContents).Put(old.Hash[:], encodeContentV1(&old)); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Put(keySchema, binary.BigEndian.AppendUint32(nil, 2))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	dropIndexes(t, dir) // a schema 2 file has no counters
+	writeOld(t, dir, oldState{version: 2, v1: true, noChains: true, contents: []Content{old}})
 
-	ro, err := OpenReadOnly(dir, Options{Target: targetA})
-	if err != nil {
-		t.Fatalf("read-only open of a schema 2 file: %v", err)
+	_, err := OpenReadOnly(dir, Options{Target: targetA})
+	if err == nil || !strings.Contains(err.Error(), "schema 2") || !strings.Contains(err.Error(), "writable") {
+		t.Fatalf("read-only open of a schema 2 file: %v; want an error that says to open it writable once", err)
 	}
-	if c, err := ro.GetContent(old.Hash); err != nil || !slices.Equal(c.TraceIDs, old.TraceIDs) {
-		t.Fatalf("read-only: content = %+v, %v", c, err)
-	}
-	ro.Close()
 
-	db = openT(t, dir, targetA)
-	if v := schemaOf(t, db); v != 3 {
-		t.Fatalf("schema after a writable open = %d, want 3", v)
+	db := openT(t, dir, targetA)
+	if v := schemaOf(t, db); v != SchemaVersion {
+		t.Fatalf("schema after a writable open = %d, want %d", v, SchemaVersion)
 	}
-	if c, err := db.GetContent(old.Hash); err != nil || !slices.Equal(c.TraceIDs, old.TraceIDs) {
-		t.Fatalf("after migration: content = %+v, %v", c, err)
+	if c, err := db.GetContent(old.Hash); err != nil || !reflect.DeepEqual(c, old) {
+		t.Fatalf("after migration: content = %+v, %v; want %+v", c, err, old)
 	}
-	fresh := Content{Hash: hashOf("new"), Filename: "new.jsonl", Size: 9, TraceIDs: []string{"t-4", "t-5"}, UploadedAt: time.Unix(1_700_000_100, 0).UTC()}
-	update(t, db, func(tx *Tx) error { return tx.PutContent(fresh) })
 	_ = db.bolt.View(func(tx *bolt.Tx) error {
 		ns := tx.Bucket(bucketTargets).Bucket([]byte(targetA))
-		if v := ns.Bucket(bucketContents).Get(old.Hash[:]); v[0] != recordFormat {
-			t.Errorf("the old record was rewritten (format %d)", v[0])
-		}
-		if v := ns.Bucket(bucketContents).Get(fresh.Hash[:]); v[0] != contentFormat {
-			t.Errorf("a new record is format %d, want %d", v[0], contentFormat)
+		if v := ns.Bucket(bucketContents).Get(old.Hash[:]); v[0] != contentFormat {
+			t.Errorf("the old record was not rewritten (format %d)", v[0])
 		}
 		return nil
 	})
 	checkConsistent(t, db)
+}
+
+// Folder ids keep their order as keys and come back as they went in, at
+// every boundary of the encoding's lengths.
+func TestDirIDEncoding(t *testing.T) {
+	var ids []uint64
+	for _, b := range []uint64{0, 1 << 7, 1<<7 + 1<<14, 1<<7 + 1<<14 + 1<<21, 1<<7 + 1<<14 + 1<<21 + 1<<28, 1 << 40} {
+		for d := uint64(0); d < 3; d++ {
+			ids = append(ids, b+d)
+			if b >= d+1 {
+				ids = append(ids, b-d-1)
+			}
+		}
+	}
+	ids = append(ids, ^uint64(0))
+	slices.Sort(ids)
+	var prev []byte
+	for _, id := range ids {
+		k := appendDirID(nil, id)
+		got, n := readDirID(append(k, "tail"...))
+		if got != id || n != len(k) {
+			t.Fatalf("id %d: encoded %x, read back %d (%d bytes)", id, k, got, n)
+		}
+		if prev != nil && string(prev) >= string(k) {
+			t.Fatalf("id %d encodes to %x, not after the smaller id's %x", id, k, prev)
+		}
+		prev = k
+	}
+}
+
+// Times come back exactly, whatever their base, and a time near its base
+// or on a whole second takes few bytes.
+func TestTimeAt(t *testing.T) {
+	base := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		t, base  time.Time
+		maxBytes int
+	}{
+		{"zero", time.Time{}, base, 1},
+		{"same as base", base, base, 1},
+		{"40 ms after", base.Add(40 * time.Millisecond), base, 5},
+		{"an hour before", base.Add(-time.Hour), base, 7},
+		{"no base", base, time.Time{}, 9},
+		{"whole second", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Time{}, 5},
+		{"before 2000", time.Date(1999, 12, 31, 23, 59, 59, 1, time.UTC), time.Time{}, 11},
+		{"year 1", time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), base, 11},
+		{"far future", time.Date(9999, 1, 1, 0, 0, 0, 999999999, time.UTC), base, 12},
+	} {
+		e := encoder{}
+		e.timeAt(tc.t, tc.base)
+		d := decoder{b: e.b}
+		got := d.timeAt(tc.base)
+		if d.err != nil || !got.Equal(tc.t) || len(d.b) != 0 {
+			t.Errorf("%s: %v came back as %v (%v)", tc.name, tc.t, got, d.err)
+		}
+		if len(e.b) > tc.maxBytes {
+			t.Errorf("%s: %d bytes, want at most %d", tc.name, len(e.b), tc.maxBytes)
+		}
+	}
 }

@@ -30,9 +30,6 @@ var (
 	bucketErrors  = []byte("errors")
 )
 
-// pathOfKey is the path a key of the paths bucket stands for.
-func pathOfKey(key []byte) string { return string(key) }
-
 // counter is one of the counters: the fixed ones, then one per state in
 // the order of States.
 type counter int
@@ -65,9 +62,9 @@ func stateCounter(s State) counter {
 	return -1
 }
 
-// stateCode is the first byte of a bystate key; 0 for uploaded, which is
+// byStateCode is the first byte of a bystate key; 0 for uploaded, which is
 // most of the store and is not indexed.
-func stateCode(s State) byte {
+func byStateCode(s State) byte {
 	switch s {
 	case StatePending:
 		return 'p'
@@ -101,7 +98,7 @@ func indexesOf(ns *bolt.Bucket) indexes {
 
 // byStateKey is rec's key in the bystate index, nil when it has none.
 func byStateKey(key []byte, rec *PathRecord) []byte {
-	code := stateCode(rec.State)
+	code := byStateCode(rec.State)
 	if rec.State == "" || code == 0 {
 		return nil
 	}
@@ -216,7 +213,7 @@ func (t *Tx) deletePathKey(key []byte) error {
 	if v == nil {
 		return nil
 	}
-	old, err := decodePath(key, v)
+	old, _, err := decodePath("", v) // the indexes need its state, times and chain, not its path
 	if err != nil {
 		return err
 	}
@@ -270,7 +267,7 @@ func (t *Tx) recount(index func(byState, errKey []byte) error) ([]int64, error) 
 	m := make([]int64, len(counterNames))
 	if t.paths != nil {
 		err := t.paths.ForEach(func(k, v []byte) error {
-			rec, err := decodePath(k, v)
+			rec, _, err := decodePath("", v)
 			if err != nil {
 				return err
 			}
@@ -429,9 +426,13 @@ func (t *Tx) counts(c *Counts) error {
 func (t *Tx) recordAt(key []byte) (PathRecord, error) {
 	v := t.paths.Get(key)
 	if v == nil {
-		return PathRecord{}, fmt.Errorf("index names %s, which has no record: %w", pathOfKey(key), ErrCorrupt)
+		return PathRecord{}, fmt.Errorf("index names path key %q, which has no record: %w", key, ErrCorrupt)
 	}
-	return decodePath(key, v)
+	path, err := t.pathOf(key)
+	if err != nil {
+		return PathRecord{}, err
+	}
+	return t.record(path, v)
 }
 
 // recentErrors is RecentErrors from the errors index: the newest keys,
@@ -469,12 +470,12 @@ func sortRecentErrors(recs []PathRecord) {
 	})
 }
 
-// ForEachPathIn calls fn for every path record in state ("" for all), in
-// the order of the paths bucket, as ForEachPath does: in chunks, each from
+// ForEachPathIn calls fn for every path record in state ("" for all),
+// grouped by folder (not in path order): in chunks, each from
 // one read transaction, with fn outside any. Every state but uploaded is
 // read from the bystate index, not by walking every record.
 func (db *DB) ForEachPathIn(state State, fn func(PathRecord) error) error {
-	code := stateCode(state)
+	code := byStateCode(state)
 	indexed := false
 	_ = db.view(func(t *Tx) error {
 		indexed = t.ix.byState != nil

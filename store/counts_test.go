@@ -103,12 +103,12 @@ func diffKeys(stored, walked []string, prefix int) []string {
 	var out []string
 	for _, k := range stored {
 		if _, found := slices.BinarySearch(walked, k); !found {
-			out = append(out, fmt.Sprintf("holds %s (prefix %x), which a walk does not find", pathOfKey([]byte(k[prefix:])), k[:prefix]))
+			out = append(out, fmt.Sprintf("holds %s (prefix %x), which a walk does not find", fmt.Sprintf("key %q", k[prefix:]), k[:prefix]))
 		}
 	}
 	for _, k := range walked {
 		if _, found := slices.BinarySearch(stored, k); !found {
-			out = append(out, fmt.Sprintf("misses %s (prefix %x)", pathOfKey([]byte(k[prefix:])), k[:prefix]))
+			out = append(out, fmt.Sprintf("misses %s (prefix %x)", fmt.Sprintf("key %q", k[prefix:]), k[:prefix]))
 		}
 	}
 	return out
@@ -331,7 +331,7 @@ func checkReads(t *testing.T, db *DB) {
 			t.Fatalf("RecentErrors(%d): %v", n, err)
 		}
 		if w := withErr[:min(n, len(withErr))]; !slices.EqualFunc(got, w, func(a, b PathRecord) bool { return a.Path == b.Path }) {
-			t.Errorf("RecentErrors(%d) = %v, want %v", n, pathsOf(got), pathsOf(w))
+			t.Errorf("RecentErrors(%d) = %v, want %v", n, recordPaths(got), recordPaths(w))
 		}
 	}
 
@@ -346,13 +346,15 @@ func checkReads(t *testing.T, db *DB) {
 				w = append(w, r.Path)
 			}
 		}
+		slices.Sort(got) // the index goes folder by folder, in the order folders were first recorded
+		slices.Sort(w)
 		if !slices.Equal(got, w) {
 			t.Errorf("ForEachPathIn(%s) = %v, want %v", s, got, w)
 		}
 	}
 }
 
-func pathsOf(recs []PathRecord) []string {
+func recordPaths(recs []PathRecord) []string {
 	out := make([]string, len(recs))
 	for i, r := range recs {
 		out[i] = r.Path
@@ -393,8 +395,8 @@ func TestCountsBuiltForOlderState(t *testing.T) {
 	if got, err := ro.Counts(); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("read-only Counts without counters = %+v, %v; want %+v", got, err, want)
 	}
-	if got, _ := ro.RecentErrors(10); !slices.Equal(pathsOf(got), pathsOf(wantErrs)) {
-		t.Errorf("read-only RecentErrors without the index = %v, want %v", pathsOf(got), pathsOf(wantErrs))
+	if got, _ := ro.RecentErrors(10); !slices.Equal(recordPaths(got), recordPaths(wantErrs)) {
+		t.Errorf("read-only RecentErrors without the index = %v, want %v", recordPaths(got), recordPaths(wantErrs))
 	}
 	var quarantined []string
 	_ = ro.ForEachPathIn(StateQuarantined, func(r PathRecord) error { quarantined = append(quarantined, r.Path); return nil })

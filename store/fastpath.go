@@ -6,7 +6,7 @@ package store
 // out of the page, and share one read transaction among many paths.
 
 import (
-	"bytes"
+	"fmt"
 	"time"
 )
 
@@ -50,133 +50,86 @@ func (db *DB) ReadPaths(fn func(*PathReader) error) error {
 
 // Stat returns the PathStat of path's record; ok is false when it has none.
 func (r *PathReader) Stat(path []byte) (st PathStat, ok bool, err error) {
-	if r.t.paths == nil {
-		return PathStat{}, false, nil
+	_, v, err := r.t.lookup(string(path))
+	if err != nil || v == nil {
+		return PathStat{}, false, err
 	}
-	v := r.t.paths.Get(path)
-	if v == nil {
-		return PathStat{}, false, nil
+	rs, _, err := decodePathStat(v)
+	if err != nil {
+		return PathStat{}, false, fmt.Errorf("path %s: %w", path, err)
 	}
-	st, _, err = decodePathStatRoot(path, v)
-	return st, err == nil, err
+	return rs.PathStat, true, nil
 }
 
 // scanChunk is how many records ScanPaths reads per read transaction.
 const scanChunk = 4096
 
 // ScanPaths calls fn with the path, root (PathRecord.Root) and PathStat of
-// every record whose path starts with prefix ("" for all), in path order,
-// a few thousand per read transaction. path and root are valid only during
-// the call (copy them to keep them), and fn runs inside the transaction:
-// it must not use the DB. A false from fn stops the walk.
+// every record whose path starts with prefix ("" for all), folder by
+// folder as ForEachPath goes, a few thousand per read transaction. path
+// and root are valid only during the call (copy them to keep them), and fn
+// runs inside the transaction: it must not use the DB. A false from fn
+// stops the walk.
 func (db *DB) ScanPaths(prefix string, fn func(path, root []byte, st PathStat) bool) error {
-	pre := []byte(prefix)
-	start := pre
+	var from *walkAt
+	var buf, rootBuf []byte
 	for {
-		var next []byte // the first key of the next chunk, when there is one
-		stopped := false
+		n, more, stopped := 0, false, false
 		err := db.view(func(t *Tx) error {
-			if t.paths == nil {
-				return nil
-			}
-			c := t.paths.Cursor()
-			n := 0
-			for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, pre); k, v = c.Next() {
+			return t.walkPaths(prefix, from, func(at walkAt, k, v []byte) (bool, error) {
 				if n == scanChunk {
-					next = bytes.Clone(k)
-					return nil
+					more = true
+					return false, nil
 				}
 				n++
-				st, root, err := decodePathStatRoot(k, v)
+				st, rootID, err := decodePathStat(v)
 				if err != nil {
-					return err
+					return false, fmt.Errorf("path key %q: %w", k, err)
 				}
-				if !fn(k, root, st) {
+				rootBuf = rootBuf[:0]
+				if rootID != 0 {
+					dir, err := t.dirPath(rootID)
+					if err != nil {
+						return false, err
+					}
+					rootBuf = append(rootBuf, rootOfFolder(dir)...)
+				} else if st.root != "" {
+					rootBuf = append(rootBuf, st.root...)
+				}
+				buf = append(append(buf[:0], at.dir...), at.base...)
+				from = &walkAt{dir: at.dir, base: at.base}
+				if !fn(buf, rootBuf, st.PathStat) {
 					stopped = true
-					return nil
+					return false, nil
 				}
-			}
-			return nil
+				return true, nil
+			})
 		})
-		if err != nil || stopped || next == nil {
+		if err != nil || stopped || !more {
 			return err
 		}
-		start = next
 	}
 }
 
-// decodePathStatRoot decodes the PathStat of a path record (codec.go's
-// encodePath), stepping over the fields it does not need, and returns its
-// Root as the bytes of v.
-func decodePathStatRoot(key, v []byte) (PathStat, []byte, error) {
-	d := decoder{b: v}
-	format := d.byte1()
-	if format != recordFormat && format != chainFormat {
-		d.fail()
-	}
-	var s PathStat
-	root := d.rawStr()
-	if len(d.b) < len(Hash{}) {
-		d.fail()
-	} else {
-		s.Hashed = !bytes.Equal(d.b[:len(Hash{})], zeroHash[:])
-		d.b = d.b[len(Hash{}):]
-	}
-	s.Size = d.varint()
-	s.ModTime = d.time()
-	s.Dev = d.uvarint()
-	s.Ino = d.uvarint()
-	s.State = stateOf(&d)
-	if (format == chainFormat || s.State == StateRemoved) && d.err == nil {
-		d.varint()  // Attempts
-		d.time()    // NextAttempt
-		d.skipStr() // LastError
-		d.time()    // FirstSeen
-		d.time()    // UpdatedAt
-		s.RemovedAt = d.time()
-	}
-	if format == chainFormat && d.err == nil {
-		d.varint() // Start
-		d.varint() // End
-		if len(d.b) < 32 {
-			d.fail()
-		} else {
-			d.b = d.b[32:] // Print
-		}
-		d.uvarint() // Prior
-		s.More = d.uvarint()&1 != 0
-	}
-	if d.err != nil {
-		return PathStat{}, nil, d.finish("path", key)
-	}
-	return s, root, nil
+// rootedStat is a PathStat and the root when the record holds it as a string.
+type rootedStat struct {
+	PathStat
+	root string
 }
 
-var zeroHash Hash
-
-// rawStr reads a string as the bytes of the value, without copying.
-func (d *decoder) rawStr() []byte {
-	n := d.uvarint()
-	if d.err != nil || n > uint64(len(d.b)) {
-		d.fail()
-		return nil
+// decodePathStat decodes the PathStat of a path record and its root's
+// folder id (0 when the root is kept as a string, then in root).
+func decodePathStat(v []byte) (rootedStat, uint64, error) {
+	rec, rootID, err := decodePath("", v)
+	if err != nil {
+		return rootedStat{}, 0, err
 	}
-	b := d.b[:n]
-	d.b = d.b[n:]
-	return b
-}
-
-// stateOf reads a State without allocating: one of States, or a failure.
-func stateOf(d *decoder) State {
-	b := d.rawStr()
-	if d.err != nil {
-		return ""
+	st := PathStat{
+		State: rec.State, Hashed: !rec.Hash.IsZero(), Size: rec.Size, ModTime: rec.ModTime,
+		Dev: rec.Dev, Ino: rec.Ino, More: rec.More,
 	}
-	for _, s := range States {
-		if string(b) == string(s) {
-			return s
-		}
+	if rec.State == StateRemoved {
+		st.RemovedAt = rec.RemovedAt
 	}
-	d.fail()
-	return ""
+	return rootedStat{PathStat: st, root: rec.Root}, rootID, nil
 }

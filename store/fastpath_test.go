@@ -31,27 +31,27 @@ func fastpathRecords() []PathRecord {
 	return out
 }
 
-// TestPathStatMatchesDecode keeps decodePathStatRoot in step with the codec:
-// for every shape of record, it must read what decodePath reads.
+// TestPathStatMatchesDecode: for every shape of record, decodePathStat
+// reads what decodePath reads.
 func TestPathStatMatchesDecode(t *testing.T) {
 	for _, r := range fastpathRecords() {
-		got, root, err := decodePathStatRoot([]byte(r.Path), encodePath(&r))
-		if string(root) != r.Root {
-			t.Errorf("decodePathStatRoot %s: root %q, want %q", r.Path, root, r.Root)
-		}
+		got, rootID, err := decodePathStat(encodePath(&r, 0))
 		if err != nil {
-			t.Fatalf("decodePathStatRoot %s: %v", r.Path, err)
+			t.Fatalf("decodePathStat %s: %v", r.Path, err)
+		}
+		if got.root != r.Root || rootID != 0 {
+			t.Errorf("decodePathStat %s: root %q (folder id %d), want %q", r.Path, got.root, rootID, r.Root)
 		}
 		want := PathStat{State: r.State, Hashed: !r.Hash.IsZero(), Size: r.Size, ModTime: r.ModTime, Dev: r.Dev, Ino: r.Ino, More: r.More}
 		if r.State == StateRemoved {
 			want.RemovedAt = r.RemovedAt
 		}
-		if got != want || !got.RemovedAt.Equal(want.RemovedAt) {
-			t.Errorf("decodePathStatRoot %s:\n got %+v\nwant %+v", r.Path, got, want)
+		if got.PathStat != want || !got.RemovedAt.Equal(want.RemovedAt) {
+			t.Errorf("decodePathStat %s:\n got %+v\nwant %+v", r.Path, got.PathStat, want)
 		}
 	}
-	if _, _, err := decodePathStatRoot([]byte("/x"), []byte{recordFormat, 0}); err == nil {
-		t.Errorf("decodePathStatRoot of a cut record: no error")
+	if _, _, err := decodePathStat([]byte{pathFormat}); err == nil {
+		t.Errorf("decodePathStat of a cut record: no error")
 	}
 }
 

@@ -16,22 +16,44 @@ import (
 func FuzzDecodeRecord(f *testing.F) {
 	now := time.Date(2026, 11, 25, 10, 0, 0, 123, time.UTC)
 	h := Hash{1, 2, 3}
-	f.Add(uint8(0), []byte("/r/a.json"), encodePath(&PathRecord{Path: "/r/a.json", Root: "/r", Hash: h, Size: 10, ModTime: now, Dev: 1, Ino: 2, State: StateUploaded, FirstSeen: now}))
-	f.Add(uint8(1), h[:], encodeContent(&Content{Hash: h, Filename: "a.json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
-	f.Add(uint8(1), h[:], encodeContentV1(&Content{Hash: h, Filename: "a.json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
+	f.Add(uint8(0), []byte("/r/a.json"), encodePath(&PathRecord{Path: "/r/a.json", Root: "/r", Hash: h, Size: 10, ModTime: now, Dev: 1, Ino: 2, State: StateUploaded, FirstSeen: now}, 3))
+	f.Add(uint8(0), []byte("/r/b.jsonl"), encodePath(&PathRecord{Path: "/r/b.jsonl", Root: "/r/", Hash: h, Size: 10, ModTime: now, State: "odd", Attempts: 2, NextAttempt: now,
+		LastError: "503", FirstSeen: now, UpdatedAt: now, RemovedAt: now, Start: 3, End: 9, Prior: 2, More: true, Print: Print{Head: [16]byte{1}}}, 0))
+	f.Add(uint8(1), h[:], encodeContent(&Content{Hash: h, Filename: "a." + hashTag(h) + ".json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
+	f.Add(uint8(4), []byte("/r/a.json"), encodePathV4(&PathRecord{Path: "/r/a.json", Root: "/r", Hash: h, Size: 10, ModTime: now, Dev: 1, Ino: 2, State: StateUploaded, FirstSeen: now}))
+	f.Add(uint8(5), h[:], encodeContentV1(&Content{Hash: h, Filename: "a.json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
+	f.Add(uint8(5), h[:], encodeContentV3(&Content{Hash: h, Filename: "a.json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
 	f.Add(uint8(2), h[:], encodeIntent(&Intent{Hash: h, Path: "/r/a.json", Filename: "a.json", Size: 10, Phase: PhaseCreate, StartedAt: now}))
 	f.Add(uint8(3), []byte("t1"), encodeDelete(&Delete{TraceID: "t1", Hash: h, Attempts: 3, NextAttempt: now, LastError: "503", QueuedAt: now}))
 	f.Add(uint8(0), []byte("k"), []byte{})
 	f.Add(uint8(1), h[:], []byte{recordFormat, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add(uint8(3), []byte("t"), []byte{2})
 	f.Fuzz(func(t *testing.T, kind uint8, key, v []byte) {
-		switch kind % 4 {
+		switch kind % 6 {
 		case 0:
-			r, err := decodePath(key, v)
+			r, rootID, err := decodePath(string(key), v)
 			if checkDecodeErr(t, "path", v, err) {
-				r2, err := decodePath(key, encodePath(&r))
+				r2, rootID2, err := decodePath(string(key), encodePath(&r, rootID))
+				if err != nil || !reflect.DeepEqual(r, r2) || rootID != rootID2 {
+					t.Fatalf("path %q: decoded %+v (root %d), re-encoded and decoded %+v (root %d), %v", v, r, rootID, r2, rootID2, err)
+				}
+			}
+		case 4:
+			// Schema 4 records are only read (by the rewrite to 5): each
+			// that decodes must survive the new encoding.
+			r, err := decodePathV4(key, v)
+			if checkDecodeErr(t, "path v4", v, err) {
+				r2, _, err := decodePath(r.Path, encodePath(&r, 0))
 				if err != nil || !reflect.DeepEqual(r, r2) {
-					t.Fatalf("path %q: decoded %+v, re-encoded and decoded %+v, %v", v, r, r2, err)
+					t.Fatalf("path v4 %q: decoded %+v, in schema 5 %+v, %v", v, r, r2, err)
+				}
+			}
+		case 5:
+			c, err := decodeContentV4(key, v)
+			if checkDecodeErr(t, "content v4", v, err) {
+				c2, err := decodeContent(key, encodeContent(&c))
+				if err != nil || !reflect.DeepEqual(c, c2) {
+					t.Fatalf("content v4 %q: decoded %+v, in schema 5 %+v, %v", v, c, c2, err)
 				}
 			}
 		case 1:
@@ -94,7 +116,7 @@ func FuzzEncodeDecode(f *testing.F) {
 		tm := fuzzTime(sec, nsec)
 		rec := PathRecord{Path: p, Root: root, Hash: h, Size: size, ModTime: tm, Dev: dev, Ino: ino, State: State(state),
 			Attempts: int(attempts), NextAttempt: tm, LastError: lastErr, FirstSeen: tm, UpdatedAt: tm, RemovedAt: tm}
-		got, err := decodePath([]byte(p), encodePath(&rec))
+		got, _, err := decodePath(p, encodePath(&rec, 0))
 		if err != nil || !reflect.DeepEqual(got, rec) {
 			t.Fatalf("path record %+v: decoded %+v, %v", rec, got, err)
 		}

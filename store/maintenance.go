@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,21 +37,21 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 		// the contents of removed records still retained are noted here, so
 		// this holds what grows with removals, not with the files tracked.
 		keep := make(map[Hash]struct{})
+		usedDirs := map[uint64]bool{}
 		err := t.paths.ForEach(func(k, v []byte) error {
-			if st, _, err := decodePathStatRoot(k, v); err != nil || st.State != StateRemoved {
-				return err
-			}
-			rec, err := decodePath(k, v)
+			rec, rootID, err := decodePath("", v)
 			if err != nil {
-				return err
+				return fmt.Errorf("path key %q: %w", k, err)
 			}
-			if !rec.RemovedAt.IsZero() && rec.RemovedAt.Before(cutoff) {
-				drop = append(drop, append([]byte(nil), k...))
+			if rec.State == StateRemoved && !rec.RemovedAt.IsZero() && rec.RemovedAt.Before(cutoff) {
+				drop = append(drop, bytes.Clone(k))
 				return nil
 			}
 			if !rec.Hash.IsZero() {
 				keep[rec.Hash] = struct{}{}
 			}
+			id, _ := readDirID(k)
+			usedDirs[id], usedDirs[rootID] = true, true
 			return nil
 		})
 		if err != nil {
@@ -63,6 +64,9 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 			}
 		}
 		stats.Paths = len(drop)
+		if err := t.dropUnusedDirs(usedDirs); err != nil {
+			return err
+		}
 
 		if err := t.intents.ForEach(func(k, _ []byte) error {
 			var h Hash
@@ -105,6 +109,35 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 		return nil
 	})
 	return stats, err
+}
+
+// dropUnusedDirs deletes the folders no path record is in or has as its
+// root: every other key that names a folder (refs, segments, inodes)
+// belongs to a live path record.
+func (t *Tx) dropUnusedDirs(used map[uint64]bool) error {
+	type dir struct {
+		path string
+		id   uint64
+	}
+	var unused []dir
+	err := t.dirs.ForEach(func(k, v []byte) error {
+		if len(k) > 0 && k[0] == dirIDPrefix {
+			return nil
+		}
+		if id, _ := readDirID(v); !used[id] {
+			unused = append(unused, dir{string(k), id})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, d := range unused {
+		if err := t.deleteDir(d.path, d.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // compactTxMaxSize bounds each transaction of the copy, so compacting a
@@ -176,14 +209,23 @@ func compact(dir, file string) error {
 		if err != nil {
 			return fmt.Errorf("create %s: %w", tmp, err)
 		}
+		// bbolt's Compact packs every page full (FillPercent 1).
 		if err := bolt.Compact(dst, src, compactTxMaxSize); err != nil {
 			_ = dst.Close()
 			_ = os.Remove(tmp)
 			return fmt.Errorf("compact %s: %w", file, err)
 		}
+		var used int64
+		_ = dst.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
 		if err := dst.Close(); err != nil {
 			_ = os.Remove(tmp)
 			return fmt.Errorf("compact %s: close copy: %w", file, err)
+		}
+		// bbolt sizes a file it writes to its memory map, up to twice what
+		// the pages use: give that back, so the apparent size is the size.
+		if err := os.Truncate(tmp, used); err != nil {
+			_ = os.Remove(tmp)
+			return fmt.Errorf("compact %s: %w", file, err)
 		}
 		// Replace while still holding the old file's lock; Open notices
 		// a lock taken on the old inode and opens again.

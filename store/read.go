@@ -1,7 +1,7 @@
 package store
 
 import (
-	"bytes"
+	"fmt"
 	"time"
 )
 
@@ -162,34 +162,28 @@ func (db *DB) Deletes() (out []Delete, err error) {
 const forEachChunk = 1024
 
 // ForEachPath calls fn for every path record whose path starts with prefix
-// ("" for all), in path order. Pass a root with a trailing separator for
-// "the paths under root". Records are read in chunks of a few hundred, each
-// chunk from one consistent read transaction, and fn runs outside any
+// ("" for all), folder by folder: the folders in path order, the files of
+// each in name order, so /r/b.json comes before /r/a/c.json (sort them
+// where path order matters). Pass a root with a trailing separator for
+// "the paths under root". Records are read in chunks of a few hundred,
+// each chunk from one consistent read transaction, and fn runs outside any
 // transaction, so it may call Update; a record changed meanwhile is seen as
 // it is when its chunk is read. An error from fn stops the walk and is
 // returned.
 func (db *DB) ForEachPath(prefix string, fn func(PathRecord) error) error {
-	start := []byte(prefix)
-	first := true
+	var from *walkAt
 	for {
 		var chunk []PathRecord
+		var last walkAt
 		err := db.view(func(t *Tx) error {
-			if t.paths == nil {
-				return nil
-			}
-			c := t.paths.Cursor()
-			k, v := c.Seek(start)
-			if !first && k != nil && bytes.Equal(k, start) {
-				k, v = c.Next() // start is the last key of the previous chunk
-			}
-			for ; k != nil && bytes.HasPrefix(k, []byte(prefix)) && len(chunk) < forEachChunk; k, v = c.Next() {
-				rec, err := decodePath(k, v)
+			return t.walkPaths(prefix, from, func(at walkAt, _, v []byte) (bool, error) {
+				rec, err := t.record(at.dir+string(at.base), v)
 				if err != nil {
-					return err
+					return false, err
 				}
-				chunk = append(chunk, rec)
-			}
-			return nil
+				chunk, last = append(chunk, rec), at
+				return len(chunk) < forEachChunk, nil
+			})
 		})
 		if err != nil {
 			return err
@@ -202,8 +196,7 @@ func (db *DB) ForEachPath(prefix string, fn func(PathRecord) error) error {
 		if len(chunk) < forEachChunk {
 			return nil
 		}
-		start = []byte(chunk[len(chunk)-1].Path)
-		first = false
+		from = &last
 	}
 }
 
@@ -243,13 +236,21 @@ func (db *DB) RecentErrors(n int) ([]PathRecord, error) {
 			return err
 		}
 		return t.paths.ForEach(func(k, v []byte) error {
-			rec, err := decodePath(k, v)
+			rec, _, err := decodePath("", v)
+			if err != nil {
+				return fmt.Errorf("path key %q: %w", k, err)
+			}
+			if rec.LastError == "" {
+				return nil
+			}
+			path, err := t.pathOf(k)
 			if err != nil {
 				return err
 			}
-			if rec.LastError != "" {
-				out = append(out, rec)
+			if rec, err = t.record(path, v); err != nil {
+				return err
 			}
+			out = append(out, rec)
 			return nil
 		})
 	})

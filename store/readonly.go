@@ -21,7 +21,7 @@ var ErrReadOnly = errors.New("the state store is open read-only")
 // operator needs them most. The last used target is shown unless
 // opts.Target names another. A file bbolt cannot read is reported, not
 // moved aside; a file of an older or newer schema is refused (a read-write
-// Open migrates it).
+// Open upgrades an older one).
 func OpenReadOnly(dir string, opts Options) (*DB, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
@@ -44,7 +44,7 @@ func OpenReadOnly(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, classifyOpenError(file, err)
 	}
-	db := &DB{bolt: bdb, dir: dir, file: file, pidFile: filepath.Join(dir, PIDFileName), now: opts.Now, log: opts.Log, readOnly: true}
+	db := &DB{bolt: bdb, dir: dir, file: file, pidFile: filepath.Join(dir, PIDFileName), now: opts.Now, log: opts.Log, readOnly: true, dirs: newDirCache()}
 	err = protect(func() error {
 		return bdb.View(func(tx *bolt.Tx) error {
 			meta := tx.Bucket(bucketMeta)
@@ -56,7 +56,7 @@ func OpenReadOnly(dir string, opts Options) (*DB, error) {
 				return err
 			}
 			if v < readableFrom {
-				return fmt.Errorf("open state %s: written by schema %d, and a read-only open cannot migrate it to %d: make the state directory writable and run tracesync once", file, v, SchemaVersion)
+				return fmt.Errorf("open state %s: written by an older tracesync (schema %d), which this read-only open cannot upgrade to schema %d: with the state directory writable and no daemon running, run `tracesync status` once (it upgrades the file), then run this again", file, v, SchemaVersion)
 			}
 			if st, err := os.Stat(file); err == nil && tx.Size() > st.Size() {
 				return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d bytes (truncated)", st.Size(), tx.Size())}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -10,15 +11,19 @@ import (
 // Layout of the file:
 //
 //	meta/                    schema version, last used target
-//	targets/<target>/paths     path (string)           -> PathRecord
+//	targets/<target>/dirs      folder (path up to its last separator) -> folder id
+//	                           NUL + folder id         -> folder
+//	targets/<target>/paths     path key                -> PathRecord
 //	targets/<target>/contents  hash (32 bytes)         -> Content
-//	                           hash (32 bytes) + path  -> refMarker (the live paths of a content)
+//	                           hash + path key         -> refMarker (the live paths of a content)
 //	targets/<target>/intents   hash (32 bytes)         -> Intent
 //	targets/<target>/deletes   trace id                -> Delete
-//	targets/<target>/segments  path + NUL + n (4 bytes) -> Segment (a growing file's earlier segments)
-//	targets/<target>/inodes    dev + ino (16 bytes)    -> path (live paths read as a chain: .jsonl)
+//	targets/<target>/segments  path key + NUL + n (4 bytes) -> Segment (a growing file's earlier segments)
+//	targets/<target>/inodes    dev + ino (16 bytes)    -> path key (live paths read as a chain: .jsonl)
 //
-// <target> is client.Target.String(), so another target starts clean.
+// <target> is client.Target.String(), so another target starts clean. A
+// path key is the id of the path's folder, then its base name
+// (pathkey.go); folder ids are per target.
 //
 // A content's refs sit right after its record in the same bucket: recording
 // a result dirties one random leaf page for both, not two, and at tens of
@@ -33,6 +38,7 @@ var (
 	bucketDeletes  = []byte("deletes")
 	bucketSegments = []byte("segments")
 	bucketInodes   = []byte("inodes")
+	bucketDirs     = []byte("dirs")
 
 	keySchema     = []byte("schema")
 	keyLastTarget = []byte("last_target")
@@ -45,25 +51,31 @@ var (
 //     content were found by scanning every path record.
 //   - 2: adds the refs index (hash+path keys beside each content record),
 //     built from the path records by migrate1to2.
-//   - 3: content records written since are contentFormat (front-coded trace
-//     ids). Format 1 records decode as before and are left as they are, so
-//     the step writes only the version: what it changes is that a build
-//     of schema 2, which would call the new records corrupt, refuses the
-//     file as too new instead.
-const SchemaVersion uint32 = 3
+//   - 3: content records written since are front-coded (trace ids).
+//     Older records decode as before and are left as they are, so the
+//     step writes only the version: what it changes is that a build of
+//     schema 2, which would call the new records corrupt, refuses the file
+//     as too new instead.
+//   - 4: adds the segments and inodes buckets and path records with a
+//     chain (growing .jsonl). Builds that wrote them still said schema 3,
+//     so a file of schema 3 may hold them; the step writes only the version.
+//   - 5: path keys by folder (the dirs bucket), compact path and content
+//     records. rewrite4to5 (migrate.go) writes the whole file anew.
+const SchemaVersion uint32 = 5
 
 // readableFrom is the oldest schema this build reads without migrating it
-// (a read-only open cannot migrate): every step after it only writes.
-const readableFrom uint32 = 2
+// (a read-only open cannot migrate).
+const readableFrom uint32 = 5
 
-// migrations[v] upgrades a file from schema v to v+1, inside the open
-// transaction. Open runs every step from the file's version up to
-// SchemaVersion in one transaction, so a crash mid-migration leaves the old
-// version intact.
+// migrations[v] upgrades a file from schema v to v+1 inside the open
+// transaction. Open runs every step from the file's version up to the
+// first that has none here in one transaction, so a crash mid-migration
+// leaves the old version intact; from schema 4, Open rewrites the file
+// (rewrite4to5).
 var migrations = map[uint32]func(tx *bolt.Tx) error{
 	1: migrate1to2,
 	2: func(*bolt.Tx) error { return nil }, // see SchemaVersion 3
-	3: func(*bolt.Tx) error { return nil }, // see SchemaVersion 4; createNamespace adds the buckets
+	3: func(*bolt.Tx) error { return nil }, // see SchemaVersion 4; the rewrite to 5 creates the buckets
 }
 
 // migrate1to2 builds the refs index of every target from its path records.
@@ -83,21 +95,27 @@ func migrate1to2(tx *bolt.Tx) error {
 			return nil
 		}
 		return paths.ForEach(func(k, v []byte) error {
-			rec, err := decodePath(k, v)
+			rec, err := decodePathV4(k, v)
 			if err != nil {
 				return err
 			}
 			if !isRef(&rec) {
 				return nil
 			}
-			return contents.Put(refKey(rec.Hash, rec.Path), refMarker)
+			return contents.Put(refKey(rec.Hash, k), refMarker)
 		})
 	})
 }
 
+// errRewrite is returned by initSchema when the file, brought as far as
+// the in-transaction steps go, must be rewritten to reach SchemaVersion.
+var errRewrite = errors.New("store: the state file must be rewritten to the current schema")
+
 // initSchema creates or migrates the layout and resolves the target.
 func (db *DB) initSchema(bdb *bolt.DB, target string) error {
-	return bdb.Update(func(tx *bolt.Tx) error {
+	rewrite := false
+	err := bdb.Update(func(tx *bolt.Tx) error {
+		rewrite = false // fn may run again
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			foreign := false
@@ -120,8 +138,13 @@ func (db *DB) initSchema(bdb *bolt.DB, target string) error {
 		if err != nil {
 			return err
 		}
-		for v := version; v < SchemaVersion; v++ {
+		v := version
+		for ; v < SchemaVersion; v++ {
 			step, ok := migrations[v]
+			if !ok && v == rewriteFrom {
+				rewrite = true
+				break
+			}
 			if !ok {
 				return fmt.Errorf("open state %s: %w %d; move it away", db.file, ErrNoMigration, v)
 			}
@@ -130,10 +153,13 @@ func (db *DB) initSchema(bdb *bolt.DB, target string) error {
 			}
 			db.log.Info().Str("state", db.file).Uint32("from", v).Uint32("to", v+1).Msg("migrated state schema")
 		}
-		if version != SchemaVersion {
-			if err := putSchema(meta, SchemaVersion); err != nil {
+		if version != v {
+			if err := putSchema(meta, v); err != nil {
 				return err
 			}
+		}
+		if rewrite {
+			return nil
 		}
 		if _, err := tx.CreateBucketIfNotExists(bucketTargets); err != nil {
 			return err
@@ -154,6 +180,10 @@ func (db *DB) initSchema(bdb *bolt.DB, target string) error {
 		}
 		return createNamespace(tx, target)
 	})
+	if err == nil && rewrite {
+		return errRewrite
+	}
+	return err
 }
 
 func putSchema(meta *bolt.Bucket, v uint32) error {
@@ -166,7 +196,7 @@ func createNamespace(tx *bolt.Tx, target string) error {
 	if err != nil {
 		return fmt.Errorf("create namespace for target %q: %w", target, err)
 	}
-	for _, name := range [][]byte{bucketPaths, bucketContents, bucketIntents, bucketDeletes, bucketSegments, bucketInodes} {
+	for _, name := range [][]byte{bucketPaths, bucketContents, bucketIntents, bucketDeletes, bucketSegments, bucketInodes, bucketDirs} {
 		if _, err := ns.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create namespace for target %q: %w", target, err)
 		}

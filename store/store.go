@@ -73,6 +73,7 @@ type DB struct {
 	file      string
 	pidFile   string
 	target    string
+	dirs      *dirCache // the target's folder ids
 	recovered string
 	handle    *os.File // bbolt's descriptor of the file, for CheckFile; nil when read-only
 	now       func() time.Time
@@ -126,13 +127,20 @@ func Open(dir string, opts Options) (*DB, error) {
 		log:            opts.Log,
 		commitInterval: opts.CommitInterval,
 		maxBatch:       opts.MaxBatch,
+		dirs:           newDirCache(),
 	}
 	restarted := false
 	for {
 		bdb, handle, err := openBolt(db.file, opts.Timeout)
 		if err == nil {
 			err = protect(func() error { return db.initSchema(bdb, opts.Target) })
-			if err != nil {
+			if errors.Is(err, errRewrite) {
+				err = rewrite4to5(bdb, db.file, db.log)
+				_ = bdb.Close()
+				if err == nil {
+					continue // open the new file
+				}
+			} else if err != nil {
 				_ = bdb.Close()
 			}
 		}
@@ -407,7 +415,7 @@ func moveAside(file string, now time.Time) (string, error) {
 func (db *DB) view(fn func(*Tx) error) error {
 	read := func() error {
 		return db.bolt.View(func(btx *bolt.Tx) error {
-			return fn(newTx(btx, db.target))
+			return fn(newTx(btx, db.target, db.dirs))
 		})
 	}
 	if db.readOnly {

@@ -59,26 +59,43 @@ func pathRec(path, content string, state State) PathRecord {
 }
 
 // checkConsistent verifies that the refs index matches the path records of
-// db's namespace exactly, that bbolt's own check passes, and that the
-// counters and indexes equal what a walk computes.
+// db's namespace exactly, that every folder id resolves both ways, that
+// bbolt's own check passes, and that the counters and indexes equal what
+// a walk computes.
 func checkConsistent(t *testing.T, db *DB) {
 	t.Helper()
 	err := db.bolt.View(func(btx *bolt.Tx) error {
 		for err := range btx.Check() {
 			return fmt.Errorf("bbolt check: %w", err)
 		}
-		tx := newTx(btx, db.target)
+		tx := newTx(btx, db.target, newDirCache())
 		if tx.paths == nil {
 			return nil
 		}
+		if err := tx.dirs.ForEach(func(k, v []byte) error {
+			if k[0] == dirIDPrefix {
+				return nil
+			}
+			id, _ := readDirID(v)
+			if back := tx.dirs.Get(dirIDKey(id)); string(back) != string(k) {
+				return fmt.Errorf("folder %q has id %d, which maps back to %q", k, id, back)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
 		want := map[string]bool{}
 		if err := tx.paths.ForEach(func(k, v []byte) error {
-			rec, err := decodePath(k, v)
+			path, err := tx.pathOf(k)
+			if err != nil {
+				return err
+			}
+			rec, err := tx.record(path, v)
 			if err != nil {
 				return err
 			}
 			if isRef(&rec) {
-				want[string(refKey(rec.Hash, rec.Path))] = true
+				want[string(refKey(rec.Hash, k))] = true
 				segs, err := tx.Chain(rec.Path)
 				if err != nil {
 					return err
@@ -87,7 +104,7 @@ func checkConsistent(t *testing.T, db *DB) {
 					return fmt.Errorf("path %q: Prior %d, but %d earlier segments recorded", rec.Path, rec.Prior, len(segs))
 				}
 				for _, s := range segs {
-					want[string(refKey(s.Hash, rec.Path))] = true
+					want[string(refKey(s.Hash, k))] = true
 				}
 			}
 			return nil
@@ -103,14 +120,21 @@ func checkConsistent(t *testing.T, db *DB) {
 		}); err != nil {
 			return err
 		}
+		name := func(k string) string {
+			p, err := tx.pathOf([]byte(k[32:]))
+			if err != nil {
+				return fmt.Sprintf("key %q (%v)", k[32:], err)
+			}
+			return p
+		}
 		for k := range want {
 			if !got[k] {
-				return fmt.Errorf("path %q (hash %x) is live but missing from refs", k[32:], k[:8])
+				return fmt.Errorf("path %q (hash %x) is live but missing from refs", name(k), k[:8])
 			}
 		}
 		for k := range got {
 			if !want[k] {
-				return fmt.Errorf("refs holds %q (hash %x) but no live record has that hash", k[32:], k[:8])
+				return fmt.Errorf("refs holds %q (hash %x) but no live record has that hash", name(k), k[:8])
 			}
 		}
 		return nil
@@ -496,41 +520,6 @@ func TestNeverUsedFileHasNoTarget(t *testing.T) {
 	}
 }
 
-// writeV1 builds a file as schema 1 wrote it: no refs index.
-func writeV1(t *testing.T, dir string, recs ...PathRecord) {
-	t.Helper()
-	bdb, err := bolt.Open(filepath.Join(dir, FileName), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bdb.Close()
-	err = bdb.Update(func(tx *bolt.Tx) error {
-		meta, _ := tx.CreateBucket(bucketMeta)
-		if err := meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, 1)); err != nil {
-			return err
-		}
-		if err := meta.Put(keyLastTarget, []byte(targetA)); err != nil {
-			return err
-		}
-		targets, _ := tx.CreateBucket(bucketTargets)
-		ns, _ := targets.CreateBucket([]byte(targetA))
-		for _, b := range [][]byte{bucketPaths, bucketContents, bucketIntents, bucketDeletes} {
-			if _, err := ns.CreateBucket(b); err != nil {
-				return err
-			}
-		}
-		for _, r := range recs {
-			if err := ns.Bucket(bucketPaths).Put([]byte(r.Path), encodePath(&r)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func schemaOf(t *testing.T, db *DB) uint32 {
 	t.Helper()
 	var v uint32
@@ -543,11 +532,11 @@ func schemaOf(t *testing.T, db *DB) uint32 {
 
 func TestMigrateFromSchema1(t *testing.T) {
 	dir := t.TempDir()
-	writeV1(t, dir,
+	writeOld(t, dir, oldState{version: 1, noRefs: true, noChains: true, paths: []PathRecord{
 		pathRec("/r/a.json", "c", StateUploaded),
 		pathRec("/r/b.json", "c", StateUploaded),
 		pathRec("/r/gone.json", "c", StateRemoved),
-		pathRec("/r/new.json", "", StatePending))
+		pathRec("/r/new.json", "", StatePending)}})
 	db := openT(t, dir, "")
 	if v := schemaOf(t, db); v != SchemaVersion {
 		t.Fatalf("schema after open = %d, want %d", v, SchemaVersion)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -18,13 +19,16 @@ type Tx struct {
 	contents *bolt.Bucket
 	intents  *bolt.Bucket
 	deletes  *bolt.Bucket
-	segments *bolt.Bucket // nil in a file of schema 3 opened read-only
+	segments *bolt.Bucket
 	inodes   *bolt.Bucket
 	ix       indexes // counts.go: the counters and indexes the hooks keep in step
+	dirs     *bolt.Bucket
+	cache    *dirCache // the DB's
+	dw       dirWrites // what this transaction did to dirs
 }
 
-func newTx(btx *bolt.Tx, target string) *Tx {
-	t := &Tx{btx: btx}
+func newTx(btx *bolt.Tx, target string, cache *dirCache) *Tx {
+	t := &Tx{btx: btx, cache: cache}
 	if target == "" {
 		return t
 	}
@@ -43,6 +47,7 @@ func newTx(btx *bolt.Tx, target string) *Tx {
 	t.segments = ns.Bucket(bucketSegments)
 	t.inodes = ns.Bucket(bucketInodes)
 	t.ix = indexesOf(ns)
+	t.dirs = ns.Bucket(bucketDirs)
 	return t
 }
 
@@ -57,26 +62,53 @@ var refMarker = []byte{'r'}
 // isRefKey reports whether a key of the contents bucket is a ref.
 func isRefKey(k []byte) bool { return len(k) > len(Hash{}) }
 
-// refKey is the refs index key: the 32-byte hash, then the path.
-func refKey(h Hash, path string) []byte {
-	k := make([]byte, 0, len(h)+len(path))
+// refKey is the refs index key: the 32-byte hash, then the path's key.
+func refKey(h Hash, pathKey []byte) []byte {
+	k := make([]byte, 0, len(h)+len(pathKey))
 	k = append(k, h[:]...)
-	return append(k, path...)
+	return append(k, pathKey...)
 }
 
 // isRef reports whether a record holds a reference to its content.
 func isRef(r *PathRecord) bool { return !r.Hash.IsZero() && r.State != StateRemoved }
 
+// lookup returns the key of path and its record's value (nil when it has
+// no record); the key is nil when its folder is unknown.
+func (t *Tx) lookup(path string) (key, v []byte, err error) {
+	if t.paths == nil {
+		return nil, nil, nil
+	}
+	key, err = t.pathKey(path, false)
+	if errors.Is(err, errNoDir) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, t.paths.Get(key), nil
+}
+
+// record decodes the value of path's record and resolves its root.
+func (t *Tx) record(path string, v []byte) (PathRecord, error) {
+	rec, rootID, err := decodePath(path, v)
+	if err != nil || rootID == 0 {
+		return rec, err
+	}
+	dir, err := t.dirPath(rootID)
+	rec.Root = rootOfFolder(dir)
+	return rec, err
+}
+
 // GetPath returns the record of path, or ErrNotFound.
 func (t *Tx) GetPath(path string) (PathRecord, error) {
-	if t.paths == nil {
-		return PathRecord{}, ErrNotFound
+	_, v, err := t.lookup(path)
+	if err != nil {
+		return PathRecord{}, err
 	}
-	v := t.paths.Get([]byte(path))
 	if v == nil {
 		return PathRecord{}, ErrNotFound
 	}
-	return decodePath([]byte(path), v)
+	return t.record(path, v)
 }
 
 // GetContent returns the record of a content, or ErrNotFound.
@@ -91,34 +123,40 @@ func (t *Tx) GetContent(h Hash) (Content, error) {
 	return decodeContent(h[:], v)
 }
 
-// Refs returns the live (not removed) paths whose record has hash h, in
-// path order.
-func (t *Tx) Refs(h Hash) []string {
+// refKeys calls fn with the path key of every ref of h.
+func (t *Tx) refKeys(h Hash, fn func(pathKey []byte) error) error {
 	if t.contents == nil {
 		return nil
 	}
-	var out []string
 	c := t.contents.Cursor()
 	for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
 		if isRefKey(k) {
-			out = append(out, string(k[len(h):]))
+			if err := fn(k[len(h):]); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
+}
+
+// Refs returns the live (not removed) paths whose record has hash h, in
+// path order.
+func (t *Tx) Refs(h Hash) []string {
+	var out []string
+	_ = t.refKeys(h, func(pk []byte) error {
+		if p, err := t.pathOf(pk); err == nil {
+			out = append(out, p)
+		}
+		return nil
+	})
+	slices.Sort(out)
 	return out
 }
 
 // RefCount is len(Refs(h)) without building the list.
 func (t *Tx) RefCount(h Hash) int {
-	if t.contents == nil {
-		return 0
-	}
 	n := 0
-	c := t.contents.Cursor()
-	for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
-		if isRefKey(k) {
-			n++
-		}
-	}
+	_ = t.refKeys(h, func([]byte) error { n++; return nil })
 	return n
 }
 
@@ -135,50 +173,60 @@ func (t *Tx) PutPath(rec PathRecord) error {
 	if !rec.State.Valid() {
 		return fmt.Errorf("store: PutPath %s: unknown state %q", rec.Path, rec.State)
 	}
-	old, err := t.GetPath(rec.Path)
-	switch {
-	case errors.Is(err, ErrNotFound):
-	case err != nil:
+	key, err := t.pathKey(rec.Path, true)
+	if err != nil {
 		return err
-	case isRef(&old) && (!isRef(&rec) || old.Hash != rec.Hash):
-		if err := t.contents.Delete(refKey(old.Hash, old.Path)); err != nil {
+	}
+	rootID, err := t.rootID(rec.Root, true)
+	if err != nil {
+		return err
+	}
+	var old PathRecord
+	if v := t.paths.Get(key); v != nil {
+		if old, _, err = decodePath(rec.Path, v); err != nil {
 			return err
 		}
 	}
-	if err := t.paths.Put([]byte(rec.Path), encodePath(&rec)); err != nil {
+	if isRef(&old) && (!isRef(&rec) || old.Hash != rec.Hash) {
+		if err := t.contents.Delete(refKey(old.Hash, key)); err != nil {
+			return err
+		}
+	}
+	if err := t.paths.Put(key, encodePath(&rec, rootID)); err != nil {
 		return fmt.Errorf("store: put path %s: %w", rec.Path, err)
 	}
-	if err := t.indexInode(&old, &rec); err != nil {
+	if err := t.indexInode(key, &old, &rec); err != nil {
 		return err
 	}
-	if err := t.pathChanged([]byte(rec.Path), &old, &rec); err != nil {
+	if err := t.pathChanged(key, &old, &rec); err != nil {
 		return err
 	}
 	if isRef(&rec) {
-		return t.contents.Put(refKey(rec.Hash, rec.Path), refMarker)
+		return t.contents.Put(refKey(rec.Hash, key), refMarker)
 	}
 	return nil
 }
 
 // indexInode keeps the inodes index in step: a live path read as a chain
 // of segments is found by its device and inode, so the new name of a
-// renamed growing file takes over its chain.
-func (t *Tx) indexInode(old, rec *PathRecord) error {
+// renamed growing file takes over its chain. old is the zero record when
+// the path had none.
+func (t *Tx) indexInode(key []byte, old, rec *PathRecord) error {
 	if t.inodes == nil {
 		return nil
 	}
-	had := old.Path != "" && isRef(old) && old.chained()
+	had := isRef(old) && old.chained()
 	has := isRef(rec) && rec.chained()
 	if had && (!has || old.Dev != rec.Dev || old.Ino != rec.Ino) {
 		k := inodeKey(old.Dev, old.Ino)
-		if string(t.inodes.Get(k)) == old.Path {
+		if bytes.Equal(t.inodes.Get(k), key) {
 			if err := t.inodes.Delete(k); err != nil {
 				return err
 			}
 		}
 	}
 	if has {
-		return t.inodes.Put(inodeKey(rec.Dev, rec.Ino), []byte(rec.Path))
+		return t.inodes.Put(inodeKey(rec.Dev, rec.Ino), key)
 	}
 	return nil
 }
@@ -190,15 +238,24 @@ func (t *Tx) PathByInode(dev, ino uint64) (string, bool) {
 		return "", false
 	}
 	v := t.inodes.Get(inodeKey(dev, ino))
-	return string(v), v != nil
+	if v == nil {
+		return "", false
+	}
+	p, err := t.pathOf(v)
+	return p, err == nil
 }
 
 // Chain lists the earlier segments of path, in order.
 func (t *Tx) Chain(path string) ([]Segment, error) {
-	if t.segments == nil {
-		return nil, nil
+	key, _, err := t.lookup(path)
+	if err != nil || key == nil || t.segments == nil {
+		return nil, err
 	}
-	prefix := append([]byte(path), 0)
+	return t.chain(key)
+}
+
+func (t *Tx) chain(key []byte) ([]Segment, error) {
+	prefix := append(slices.Clip(key), 0)
 	var out []Segment
 	c := t.segments.Cursor()
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+4; k, v = c.Next() {
@@ -217,31 +274,49 @@ func (t *Tx) AppendSegment(path string, n int, seg Segment) error {
 	if t.segments == nil {
 		return errNoNamespace
 	}
-	if err := t.segments.Put(segKey(path, n), encodeSegment(seg)); err != nil {
+	key, err := t.pathKey(path, true)
+	if err != nil {
+		return err
+	}
+	if err := t.segments.Put(segKey(key, n), encodeSegment(seg)); err != nil {
 		return fmt.Errorf("store: put segment of %s: %w", path, err)
 	}
-	return t.contents.Put(refKey(seg.Hash, path), refMarker)
+	return t.contents.Put(refKey(seg.Hash, key), refMarker)
 }
 
 // DropChain deletes the earlier segments of path and their references, and
 // returns them. The current segment (the record's Hash) is PutPath's.
 func (t *Tx) DropChain(path string) ([]Segment, error) {
-	segs, err := t.Chain(path)
+	key, v, err := t.lookup(path)
+	if err != nil || key == nil || t.segments == nil {
+		return nil, err
+	}
+	return t.dropChain(key, path, v)
+}
+
+// dropChain is DropChain of the path with key key and record value v (nil
+// when it has none).
+func (t *Tx) dropChain(key []byte, path string, v []byte) ([]Segment, error) {
+	segs, err := t.chain(key)
 	if err != nil || len(segs) == 0 {
 		return nil, err
 	}
 	for n := range segs {
-		if err := t.segments.Delete(segKey(path, n)); err != nil {
+		if err := t.segments.Delete(segKey(key, n)); err != nil {
 			return nil, err
 		}
 	}
-	cur, err := t.GetPath(path)
-	held := func(h Hash) bool { return err == nil && isRef(&cur) && cur.Hash == h }
+	var cur PathRecord
+	if v != nil {
+		if cur, _, err = decodePath(path, v); err != nil {
+			return nil, err
+		}
+	}
 	for _, s := range segs {
-		if held(s.Hash) {
+		if isRef(&cur) && cur.Hash == s.Hash {
 			continue // the same bytes are its current segment too
 		}
-		if err := t.contents.Delete(refKey(s.Hash, path)); err != nil {
+		if err := t.contents.Delete(refKey(s.Hash, key)); err != nil {
 			return nil, err
 		}
 	}
@@ -271,21 +346,28 @@ func (t *Tx) RemovePath(path string, at time.Time) (PathRecord, error) {
 // then has no reference left, the content's record goes too, so the next
 // scan uploads it again. ErrNotFound if there is no record.
 func (t *Tx) ForgetPath(path string) error {
-	old, err := t.GetPath(path)
+	key, v, err := t.lookup(path)
 	if err != nil {
 		return err
 	}
-	segs, err := t.DropChain(path)
+	if v == nil {
+		return ErrNotFound
+	}
+	old, _, err := decodePath(path, v)
 	if err != nil {
 		return err
 	}
-	if err := t.paths.Delete([]byte(path)); err != nil {
+	segs, err := t.dropChain(key, path, v)
+	if err != nil {
 		return err
 	}
-	if err := t.indexInode(&old, &PathRecord{}); err != nil {
+	if err := t.paths.Delete(key); err != nil {
 		return err
 	}
-	if err := t.pathChanged([]byte(path), &old, &PathRecord{}); err != nil {
+	if err := t.indexInode(key, &old, &PathRecord{}); err != nil {
+		return err
+	}
+	if err := t.pathChanged(key, &old, &PathRecord{}); err != nil {
 		return err
 	}
 	for _, s := range segs {
@@ -299,7 +381,7 @@ func (t *Tx) ForgetPath(path string) error {
 		return nil
 	}
 	if isRef(&old) {
-		if err := t.contents.Delete(refKey(old.Hash, path)); err != nil {
+		if err := t.contents.Delete(refKey(old.Hash, key)); err != nil {
 			return err
 		}
 	}

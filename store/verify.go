@@ -45,12 +45,17 @@ func (db *DB) ForEachContent(fn func(c Content, paths []string) error) error {
 				return nil
 			}
 			have = false
+			slices.Sort(paths)
 			return fn(c, paths)
 		}
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
 			if isRefKey(k) {
 				if have && bytes.Equal(k[:len(Hash{})], c.Hash[:]) {
-					paths = append(paths, string(k[len(Hash{}):]))
+					p, err := t.pathOf(k[len(Hash{}):])
+					if err != nil {
+						return err
+					}
+					paths = append(paths, p)
 				}
 				continue // else a ref of a content not uploaded yet
 			}

@@ -204,7 +204,7 @@ func (db *DB) commit(batch []*request) {
 			batch = nil
 			break
 		}
-		tx := newTx(btx, db.target)
+		tx := newTx(btx, db.target, db.dirs)
 		bad := -1
 		for i, r := range batch {
 			if err := call(r.fn, tx); err != nil {
@@ -241,7 +241,7 @@ func (db *DB) runAlone(fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("store: begin write: %w", err)
 	}
-	tx := newTx(btx, db.target)
+	tx := newTx(btx, db.target, db.dirs)
 	if err := call(fn, tx); err != nil {
 		_ = btx.Rollback()
 		return err

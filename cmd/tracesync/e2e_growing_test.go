@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -440,63 +441,102 @@ func TestE2EGrowingAfterSchemaUpgrade(t *testing.T) {
 	p.terminate(30 * time.Second)
 }
 
-// downgradeToSchema3 rewrites a state file as schema 3 wrote it: path's
-// record without a range or print (the encoding of a whole file), no
-// segments or inodes buckets, schema number 3.
+// downgradeToSchema3 replaces a state file by the one schema 3 would have
+// written for path alone: its record as a whole file (no range or print),
+// keyed by the path, its content, the ref between them, no segments or
+// inodes buckets, schema number 3. The records are read through the store,
+// then written with the frozen encoding below.
 func downgradeToSchema3(t *testing.T, file, path string) {
 	t.Helper()
-	db, err := bolt.Open(file, 0o600, nil)
+	db, err := store.Open(filepath.Dir(file), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	err = db.Update(func(tx *bolt.Tx) error {
-		targets := tx.Bucket([]byte("targets"))
-		return targets.ForEachBucket(func(name []byte) error {
-			ns := targets.Bucket(name)
-			paths := ns.Bucket([]byte("paths"))
-			v := paths.Get([]byte(path))
-			if v == nil {
-				return fmt.Errorf("no record of %s", path)
-			}
-			if v[0] != 3 {
-				return fmt.Errorf("record of %s has format %d, want the chain format 3", path, v[0])
-			}
-			// The chain format is the whole-file format (1) followed by the
-			// range, the print and the count: cut them off.
-			rec := append([]byte{1}, v[1:]...)
-			rec = cutChainFields(t, rec)
-			if err := paths.Put([]byte(path), rec); err != nil {
+	target := db.Target()
+	rec, err := db.GetPath(path)
+	if err != nil {
+		t.Fatalf("no record of %s: %v", path, err)
+	}
+	c, err := db.GetContent(rec.Hash)
+	if err != nil {
+		t.Fatalf("no content of %s: %v", path, err)
+	}
+	if rec.Prior != 0 {
+		t.Fatalf("the record of %s has %d earlier segments", path, rec.Prior)
+	}
+	db.Close()
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	bdb, err := bolt.Open(file, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bdb.Close()
+	err = bdb.Update(func(tx *bolt.Tx) error {
+		meta, _ := tx.CreateBucket([]byte("meta"))
+		_ = meta.Put([]byte("schema"), []byte{0, 0, 0, 3})
+		_ = meta.Put([]byte("last_target"), []byte(target))
+		targets, _ := tx.CreateBucket([]byte("targets"))
+		ns, _ := targets.CreateBucket([]byte(target))
+		for _, b := range []string{"paths", "contents", "intents", "deletes"} {
+			if _, err := ns.CreateBucket([]byte(b)); err != nil {
 				return err
 			}
-			for _, b := range []string{"segments", "inodes"} {
-				if err := ns.DeleteBucket([]byte(b)); err != nil {
-					return err
-				}
-			}
-			return tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte{0, 0, 0, 3})
-		})
+		}
+		if err := ns.Bucket([]byte("paths")).Put([]byte(path), schema3PathRecord(rec)); err != nil {
+			return err
+		}
+		contents := ns.Bucket([]byte("contents"))
+		if err := contents.Put(rec.Hash[:], schema3ContentRecord(c)); err != nil {
+			return err
+		}
+		return contents.Put(append(rec.Hash[:], path...), []byte{'r'})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-// cutChainFields drops the trailing range (two varints), print (32 bytes),
-// count and flags (a varint each) of a chain-format record.
-func cutChainFields(t *testing.T, rec []byte) []byte {
-	t.Helper()
-	// Walk back over the flags and count varints, the 32-byte print and two varints.
-	i := len(rec) - 2 // the count: one byte for a record with no earlier segment
-	if rec[i] != 0 || rec[i+1] != 0 {
-		t.Fatalf("the record has earlier segments or flags (count %d, flags %d)", rec[i], rec[i+1])
+// schema3PathRecord is a whole file's path record as schema 3 encoded it
+// (format 1): the root and the state as strings, times as seconds and
+// nanoseconds.
+func schema3PathRecord(r store.PathRecord) []byte {
+	b := []byte{1}
+	b = schema3Str(b, r.Root)
+	b = append(b, r.Hash[:]...)
+	b = binary.AppendVarint(b, r.Size)
+	b = schema3Time(b, r.ModTime)
+	b = binary.AppendUvarint(b, r.Dev)
+	b = binary.AppendUvarint(b, r.Ino)
+	b = schema3Str(b, string(r.State))
+	b = binary.AppendVarint(b, int64(r.Attempts))
+	b = schema3Time(b, r.NextAttempt)
+	b = schema3Str(b, r.LastError)
+	b = schema3Time(b, r.FirstSeen)
+	b = schema3Time(b, r.UpdatedAt)
+	return schema3Time(b, r.RemovedAt)
+}
+
+// schema3ContentRecord is a content record as schema 2 encoded it (format
+// 1, the trace ids as strings), which schema 3 still read.
+func schema3ContentRecord(c store.Content) []byte {
+	b := schema3Str([]byte{1}, c.Filename)
+	b = binary.AppendVarint(b, c.Size)
+	b = binary.AppendUvarint(b, uint64(len(c.TraceIDs)))
+	for _, id := range c.TraceIDs {
+		b = schema3Str(b, id)
 	}
-	i -= 32
-	for range 2 { // End, then Start: zig-zag varints, each ends with a byte < 0x80
-		i--
-		for i > 0 && rec[i-1] >= 0x80 {
-			i--
-		}
+	return schema3Time(b, c.UploadedAt)
+}
+
+func schema3Str(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+func schema3Time(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
 	}
-	return rec[:i]
+	return binary.AppendUvarint(binary.AppendVarint(append(b, 1), t.Unix()), uint64(t.Nanosecond()))
 }
