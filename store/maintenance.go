@@ -47,7 +47,7 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 				drop = append(drop, bytes.Clone(k))
 				return nil
 			}
-			if !rec.Hash.IsZero() {
+			if rec.State == StateRemoved && !rec.Hash.IsZero() {
 				keep[rec.Hash] = struct{}{}
 			}
 			id, _ := readDirID(k)
