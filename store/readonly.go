@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -57,6 +58,9 @@ func OpenReadOnly(dir string, opts Options) (*DB, error) {
 			if v < readableFrom {
 				return fmt.Errorf("open state %s: written by schema %d, and a read-only open cannot migrate it to %d: make the state directory writable and run tracesync once", file, v, SchemaVersion)
 			}
+			if st, err := os.Stat(file); err == nil && tx.Size() > st.Size() {
+				return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d bytes (truncated)", st.Size(), tx.Size())}
+			}
 			db.target = opts.Target
 			if db.target == "" {
 				db.target = string(meta.Get(keyLastTarget))
@@ -69,4 +73,36 @@ func OpenReadOnly(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// OpenForReading opens the state in dir for the read commands (status,
+// files). A file that needs nothing a writable open does (of this schema,
+// with its counters) is opened read-only, which reads no page it is not
+// asked for; any other file is opened as Open does, which migrates it,
+// builds its counters or moves it aside when corrupt. A read-write holder
+// gives a *LockedError either way.
+func OpenForReading(dir string, opts Options) (*DB, error) {
+	ro, err := OpenReadOnly(dir, opts)
+	if errors.Is(err, ErrLocked) {
+		return nil, err
+	}
+	if err == nil {
+		if ro.current() {
+			return ro, nil
+		}
+		_ = ro.Close()
+	}
+	return Open(dir, opts)
+}
+
+// current reports whether the file is of this schema and the namespace read
+// has its counters (or there is none).
+func (db *DB) current() bool {
+	ok := false
+	_ = db.view(func(t *Tx) error {
+		raw := t.btx.Bucket(bucketMeta).Get(keySchema)
+		ok = len(raw) == 4 && binary.BigEndian.Uint32(raw) == SchemaVersion && (t.paths == nil || t.ix.counts != nil)
+		return nil
+	})
+	return ok
 }

@@ -3,10 +3,14 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // The read commands open the state read-only: they see what the last
@@ -82,5 +86,65 @@ func TestOpenReadOnly(t *testing.T) {
 	}
 	if _, err := os.Stat(empty); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a read-only open created %s", empty)
+	}
+}
+
+// The read commands' open is read-only for a file that needs nothing of a
+// writable open, and a writable open (which builds the counters, or moves
+// a corrupt file aside) for one that does.
+func TestOpenForReading(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir, targetA)
+	update(t, db, func(tx *Tx) error { return tx.PutPath(pathRec("/r/b.json", "b", StateQuarantined)) })
+	if _, err := OpenForReading(dir, Options{Timeout: 50 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Fatalf("open for reading while a writer holds the state: %v, want ErrLocked", err)
+	}
+	db.Close()
+
+	ro, err := OpenForReading(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ro.readOnly {
+		t.Errorf("a current state was opened read-write")
+	}
+	if c, err := ro.Counts(); err != nil || c.Files[StateQuarantined] != 1 {
+		t.Errorf("Counts = %v, %v; want 1 quarantined", c.Files, err)
+	}
+	ro.Close()
+
+	dropIndexes(t, dir)
+	rw, err := OpenForReading(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rw.readOnly {
+		t.Errorf("a state without counters was opened read-only (it would walk every record)")
+	}
+	checkCounts(t, rw)
+	rw.Close()
+
+	var used int64
+	bdb := openT(t, dir, targetA)
+	update(t, bdb, func(tx *Tx) error {
+		for i := range 3000 {
+			if err := tx.PutPath(pathRec(fmt.Sprintf("/r/%05d-%s.json", i, strings.Repeat("long-name", 10)), "x", StateUploaded)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	_ = bdb.bolt.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+	bdb.Close()
+	if err := os.Truncate(filepath.Join(dir, FileName), used/2); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := OpenForReading(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if fresh.Recovered() == "" {
+		t.Errorf("a truncated state was not moved aside")
 	}
 }

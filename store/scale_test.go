@@ -109,6 +109,31 @@ func BenchmarkScale1M(b *testing.B) {
 			db.Close()
 		}
 	})
+	b.Run("OpenForReading", func(b *testing.B) {
+		for b.Loop() {
+			db, err := OpenForReading(dir, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			db.Close()
+		}
+	})
+	// Status is all that `tracesync status` asks of the store without a daemon.
+	b.Run("Status", func(b *testing.B) {
+		for b.Loop() {
+			db, err := OpenForReading(dir, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.Counts(); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := db.RecentErrors(10); err != nil {
+				b.Fatal(err)
+			}
+			db.Close()
+		}
+	})
 	db, err := Open(dir, Options{})
 	if err != nil {
 		b.Fatal(err)

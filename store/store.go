@@ -420,7 +420,15 @@ func moveAside(file string, now time.Time) (string, error) {
 
 // view runs fn in a read transaction of this DB's namespace.
 func (db *DB) view(fn func(*Tx) error) error {
-	return db.bolt.View(func(btx *bolt.Tx) error {
-		return fn(newTx(btx, db.target))
-	})
+	read := func() error {
+		return db.bolt.View(func(btx *bolt.Tx) error {
+			return fn(newTx(btx, db.target))
+		})
+	}
+	if db.readOnly {
+		// No page of a file opened read-only was validated: a garbled one
+		// is reported as corrupt rather than crashing the reader.
+		return protect(read)
+	}
+	return read()
 }

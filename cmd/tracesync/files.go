@@ -30,7 +30,7 @@ It needs no API key. While a daemon runs, it asks the daemon.`,
 				return usageErrorf("unknown --state %q: use one of %s", state, stateNames())
 			}
 			files := []control.File{}
-			h, _, closeFn, err := stateHandler(g)
+			h, _, closeFn, err := stateHandler(g, true)
 			switch {
 			case errors.Is(err, errNoState):
 			case err != nil:

@@ -23,7 +23,7 @@ It needs no API key. While a daemon runs, it asks the daemon.`,
 			if err != nil {
 				return err
 			}
-			h, _, closeFn, err := stateHandler(g)
+			h, _, closeFn, err := stateHandler(g, false)
 			if errors.Is(err, errNoState) {
 				return fmt.Errorf("not tracked: %v (%w)", args, err)
 			}

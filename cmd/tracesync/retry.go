@@ -33,7 +33,7 @@ files up; otherwise the next run or backfill does.`,
 			if err != nil {
 				return err
 			}
-			h, _, closeFn, err := stateHandler(g)
+			h, _, closeFn, err := stateHandler(g, false)
 			if errors.Is(err, errNoState) {
 				if all {
 					fmt.Fprintln(g.stdout, "requeued 0 files")

@@ -31,10 +31,12 @@ const daemonAnswerWait = 5 * time.Second
 
 // stateHandler returns what answers the status, files, retry and forget
 // commands: the running daemon over its control socket when one answers,
-// else the state file opened directly (the last used target). close
-// releases it. With no state file at all it returns errNoState (wrapped,
-// naming the file) and creates nothing. No API key is needed either way.
-func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), err error) {
+// else the state file opened directly (the last used target): for reading
+// only (status, files) with readOnly, which spares a large state the walk
+// of every page a writable open makes. close releases it. With no state
+// file at all it returns errNoState (wrapped, naming the file) and creates
+// nothing. No API key is needed either way.
+func stateHandler(g *globals, readOnly bool) (h control.Handler, file string, closeFn func(), err error) {
 	dir, err := g.resolveStateDir()
 	if err != nil {
 		return nil, "", nil, err
@@ -50,7 +52,11 @@ func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), e
 	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
 		return nil, file, nil, fmt.Errorf("%w at %s", errNoState, file)
 	}
-	db, err := store.Open(dir, store.Options{Log: g.log})
+	open := store.Open
+	if readOnly {
+		open = store.OpenForReading
+	}
+	db, err := open(dir, store.Options{Log: g.log})
 	var locked *store.LockedError
 	if errors.As(err, &locked) {
 		g.log.Debug().Str("state", file).Str("socket", control.SocketPath(dir)).Msg("the state file is held by another process: waiting for it to answer on its control socket")
@@ -63,7 +69,7 @@ func stateHandler(g *globals) (h control.Handler, file string, closeFn func(), e
 		if h, derr := control.Dial(control.SocketPath(dir)); derr == nil {
 			return h, file, func() {}, nil
 		}
-		db, err = store.Open(dir, store.Options{Log: g.log})
+		db, err = open(dir, store.Options{Log: g.log})
 	}
 	if errors.As(err, &locked) {
 		return nil, file, nil, explainStateError(fmt.Errorf("%w (it did not answer on its control socket %s within %v either)", err, control.SocketPath(dir), daemonAnswerWait), dir)
@@ -119,7 +125,7 @@ daemon over the control socket in the state directory.`,
 }
 
 func readStatus(ctx context.Context, g *globals) (control.Status, error) {
-	h, file, closeFn, err := stateHandler(g)
+	h, file, closeFn, err := stateHandler(g, true)
 	if errors.Is(err, errNoState) {
 		files := make(map[store.State]int, len(store.States))
 		for _, s := range store.States {

@@ -264,3 +264,31 @@ func TestStatusUsesStateDirEnvironment(t *testing.T) {
 		t.Fatalf("status with TRACESYNC_STATE_DIR: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
 	}
 }
+
+// Without a daemon, status and files open a current state read-only: the
+// file is not written (no commit, no pid file), so a large state is not
+// walked page by page first.
+func TestStatusAndFilesLeaveTheStateUntouched(t *testing.T) {
+	dir := t.TempDir()
+	stFill(t, dir).Close()
+	file := filepath.Join(dir, store.FileName)
+	before, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status"}, {"files", "--state", "quarantined"}} {
+		code, out, errOut := stRun(t, append(args, "--state-dir", dir)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+		if !strings.Contains(out, "bad.json") {
+			t.Errorf("%v does not show the quarantined bad.json:\n%s", args, out)
+		}
+	}
+	if after, _ := os.ReadFile(file); !bytes.Equal(before, after) {
+		t.Errorf("status or files wrote the state file")
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.PIDFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("status or files left a pid file (%v)", err)
+	}
+}
