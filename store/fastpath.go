@@ -6,8 +6,15 @@ package store
 // out of the page, and share one read transaction among many paths.
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // PathStat is the part of a path record that says whether the file it
@@ -38,7 +45,12 @@ func (s *PathStat) Unchanged(dev, ino uint64, size int64, mtime time.Time) bool 
 
 // PathReader looks up path records inside one read transaction. It is
 // valid only inside the function given to ReadPaths.
-type PathReader struct{ t *Tx }
+type PathReader struct {
+	t     *Tx
+	c     *bolt.Cursor // on the paths bucket, made on first use
+	key   []byte
+	order []int
+}
 
 // ReadPaths runs fn with a PathReader on one read transaction, so that a
 // batch of lookups pays for one transaction. fn should be short (a folder's
@@ -46,6 +58,13 @@ type PathReader struct{ t *Tx }
 // held open makes a writer that needs to grow the file's mapping wait.
 func (db *DB) ReadPaths(fn func(*PathReader) error) error {
 	return db.view(func(t *Tx) error { return fn(&PathReader{t: t}) })
+}
+
+func (r *PathReader) cursor() *bolt.Cursor {
+	if r.c == nil && r.t.paths != nil {
+		r.c = r.t.paths.Cursor()
+	}
+	return r.c
 }
 
 // Stat returns the PathStat of path's record; ok is false when it has none.
@@ -59,6 +78,66 @@ func (r *PathReader) Stat(path []byte) (st PathStat, ok bool, err error) {
 		return PathStat{}, false, fmt.Errorf("path %s: %w", path, err)
 	}
 	return rs.PathStat, true, nil
+}
+
+// maxSteps is how many records StatNames steps over to reach the next
+// name before it searches from the root instead.
+const maxSteps = 8
+
+// StatNames looks up the records of n files of the directory dir, named
+// name(0) to name(n-1), and calls fn with each index, its PathStat and
+// whether it has a record that decodes. It takes them in path order,
+// stepping from one record to the next rather than searching each from
+// the root: the files of a directory are neighbours in the store.
+func (r *PathReader) StatNames(dir string, n int, name func(i int) string, fn func(i int, st PathStat, ok bool)) {
+	c := r.cursor()
+	r.order = r.order[:0]
+	for i := range n {
+		r.order = append(r.order, i)
+	}
+	slices.SortFunc(r.order, func(a, b int) int { return strings.Compare(name(a), name(b)) })
+	folder := dir
+	if dir != string(filepath.Separator) {
+		folder += string(filepath.Separator)
+	}
+	id, err := r.t.dirID(folder, false)
+	if err != nil {
+		c = nil // a folder the store has never seen (errNoDir), or one it cannot read: no records
+		if !errors.Is(err, errNoDir) {
+			for _, i := range r.order {
+				fn(i, PathStat{}, false)
+			}
+			return
+		}
+	}
+	r.key = appendDirID(r.key[:0], id)
+	base := len(r.key)
+	var k, v []byte
+	at := false // the cursor is at k, at or before the next key in order
+	for _, i := range r.order {
+		if c == nil {
+			fn(i, PathStat{}, false)
+			continue
+		}
+		r.key = append(r.key[:base], name(i)...)
+		for steps := 0; at && k != nil && bytes.Compare(k, r.key) < 0; steps++ {
+			if steps == maxSteps {
+				at = false
+				break
+			}
+			k, v = c.Next()
+		}
+		if !at {
+			k, v = c.Seek(r.key)
+			at = true
+		}
+		if v == nil || !bytes.Equal(k, r.key) {
+			fn(i, PathStat{}, false)
+			continue
+		}
+		rs, _, err := decodePathStat(v)
+		fn(i, rs.PathStat, err == nil)
+	}
 }
 
 // scanChunk is how many records ScanPaths reads per read transaction.

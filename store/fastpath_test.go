@@ -116,3 +116,57 @@ func TestReadPathsAndScanPaths(t *testing.T) {
 		t.Fatalf("ScanPaths stopped by fn: %d calls (err %v), want 10", n, err)
 	}
 }
+
+// TestStatNames: a directory's names looked up together, in any order,
+// with records missing between them (more than maxSteps in a row) and
+// names without a record, answer as one lookup of each would.
+func TestStatNames(t *testing.T) {
+	db := openT(t, t.TempDir(), targetA)
+	update(t, db, func(tx *Tx) error {
+		for i := range 100 {
+			if i%3 == 0 || (i > 40 && i < 60) {
+				continue // no record: a gap longer than maxSteps from 41 to 59
+			}
+			p := fmt.Sprintf("/r/d/%03d.json", i)
+			if err := tx.PutPath(pathRec(p, p, StateUploaded)); err != nil {
+				return err
+			}
+		}
+		// Neighbours of the directory on both sides.
+		for _, p := range []string{"/r/c/999.json", "/r/d.json", "/r/d/", "/r/e/000.json"} {
+			if err := tx.PutPath(pathRec(p, p, StateUploaded)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var names []string
+	for i := 99; i >= 0; i -= 2 { // out of order, every other one
+		names = append(names, fmt.Sprintf("%03d.json", i))
+	}
+	names = append(names, "none.json", "000.json", "")
+	err := db.ReadPaths(func(r *PathReader) error {
+		got := make([]bool, len(names))
+		calls := 0
+		r.StatNames("/r/d", len(names), func(i int) string { return names[i] }, func(i int, st PathStat, ok bool) {
+			calls++
+			got[i] = ok
+			if ok && st.Size != int64(len("/r/d/"+names[i])) {
+				t.Errorf("StatNames %s: size %d, want the record's %d", names[i], st.Size, len("/r/d/"+names[i]))
+			}
+		})
+		if calls != len(names) {
+			t.Errorf("StatNames called fn %d times for %d names", calls, len(names))
+		}
+		for i, n := range names {
+			_, want, _ := r.Stat([]byte("/r/d/" + n))
+			if got[i] != want {
+				t.Errorf("StatNames %q: found %v, Stat says %v", n, got[i], want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -149,44 +149,32 @@ func (e *Engine) Known(path string, st watcher.Stat) bool {
 // (the caller vouched for them). It returns how many of the files it
 // vouched for have a final result (uploaded or skipped).
 func (e *Engine) KnownIn(dir string, files []watcher.File, known []bool) (final int) {
-	key := make([]byte, 0, len(dir)+64)
-	key = append(key, dir...)
-	if dir != string(filepath.Separator) {
-		key = append(key, filepath.Separator)
-	}
-	base := len(key)
 	var old []int // files not vouched for by their record that --max-age may vouch for
 	_ = e.st.ReadPaths(func(r *store.PathReader) error {
-		for i, f := range files {
-			if known[i] {
-				continue
-			}
-			key = append(key[:base], f.Name...)
-			rec, ok, err := r.Stat(key)
-			st := f.Stat
-			if err != nil || !ok || !rec.Unchanged(st.Dev, st.Ino, st.Size, st.ModTime) {
+		r.StatNames(dir, len(files), func(i int) string { return files[i].Name }, func(i int, rec store.PathStat, ok bool) {
+			st := files[i].Stat
+			switch {
+			case known[i]:
+			case !ok || !rec.Unchanged(st.Dev, st.Ino, st.Size, st.ModTime):
 				if e.cfg.MaxAge > 0 {
 					old = append(old, i)
 				}
-				continue
-			}
-			if rec.More {
+			case rec.More:
 				// Cut at the size limit, its next segment not taken yet
 				// (a stop between two): read again, though unchanged.
-				continue
+			case rec.State == store.StateUploaded && e.cfg.AfterUpload != AfterUploadKeep:
+				// Still here: read it once more, and it is deleted or archived.
+			default:
+				known[i] = true
+				if rec.State == store.StateUploaded || rec.State == store.StateSkipped {
+					final++
+				}
 			}
-			if rec.State == store.StateUploaded && e.cfg.AfterUpload != AfterUploadKeep {
-				continue // still here: read it once more, and it is deleted or archived
-			}
-			known[i] = true
-			if rec.State == store.StateUploaded || rec.State == store.StateSkipped {
-				final++
-			}
-		}
+		})
 		return nil
 	})
 	for _, i := range old {
-		if e.knownTooOld(string(key[:base])+files[i].Name, files[i].Stat) {
+		if e.knownTooOld(filepath.Join(dir, files[i].Name), files[i].Stat) {
 			known[i] = true
 			final++ // skipped for its age
 		}
