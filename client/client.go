@@ -34,17 +34,17 @@ const (
 	// and redialing them. Idle ones close after IdleConnTimeout.
 	MaxIdleConnsPerHost = 1024
 	// PutWriteBufferSize is the write buffer of each connection of the
-	// presigned PUTs: a small body (up to 16 KiB, smallPut) and its headers
-	// leave in one write.
-	PutWriteBufferSize = smallPut + 4<<10
-	// The API calls' connections (presign, create, list, delete) keep
-	// net/http's 4 KiB buffers: their requests are small, and a large
-	// answer (a create's ids) is read straight into a buffer of its size.
+	// presigned PUTs: a small body (up to about 7 KiB) and its headers
+	// leave in one write; a body of up to 16 KiB (smallPut) in two.
+	PutWriteBufferSize = 8 << 10
+	// ConnBufferSize is the read buffer of every connection, and the write
+	// buffer of the API calls' (presign, create, list, delete): their
+	// requests and the heads of the answers are small, and a large answer
+	// (a create's ids) is read straight into a buffer of its size.
 	//
 	// Each connection holds its buffers for as long as it is open, and an
-	// adaptive pool at 256 uploads keeps hundreds open: with 64 KiB read
-	// and write buffers on every connection they were 70 of the 73 MB of
-	// live heap of a backfill at 30 ms latency (docs/performance.md).
+	// adaptive pool at 256 uploads keeps hundreds open (docs/performance.md).
+	ConnBufferSize = 2 << 10
 )
 
 // maxErrorBody bounds how much of an error response is read.
@@ -165,7 +165,7 @@ func New(cfg Config) (*Client, error) {
 // NewTransport returns the http.Transport New uses by default for the API
 // calls: 5 s connect timeout, TLS handshake and response-header timeouts,
 // a keep-alive pool of up to MaxIdleConnsPerHost connections, and
-// net/http's 4 KiB buffers. Callers building their own http.Client should
+// ConnBufferSize buffers. Callers building their own http.Client should
 // start from it.
 func NewTransport() *http.Transport {
 	dialer := &net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}
@@ -179,12 +179,13 @@ func NewTransport() *http.Transport {
 		MaxIdleConnsPerHost:   MaxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
+		ReadBufferSize:        ConnBufferSize,
+		WriteBufferSize:       ConnBufferSize,
 	}
 }
 
 // NewPutTransport is NewTransport for the presigned PUTs: a small file's
-// PUT (headers and a body of up to 16 KiB) goes out in one write, and a
-// large body's first write is larger (net/http's default is 4 KiB). The
+// PUT (headers and a body of up to about 7 KiB) goes out in one write. The
 // storage the URLs point to is usually another host than the API; when it
 // is the same, the PUTs still keep connections of their own.
 func NewPutTransport() *http.Transport {

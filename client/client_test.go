@@ -938,7 +938,7 @@ func TestPutSmallBodyOneWrite(t *testing.T) {
 	}
 	srv, c := start(t, stratixtest.Options{}, client.Config{HTTPClient: &http.Client{Transport: tr}})
 	ctx := context.Background()
-	for _, size := range []int{1, 4 << 10, 16 << 10, 16<<10 + 1, 1 << 20} {
+	for _, size := range []int{1, 4 << 10, 7 << 10, 16 << 10, 16<<10 + 1, 1 << 20} {
 		body := strings.Repeat("x", size-1) + "\n"
 		body = "{" + body[1:]
 		p, err := c.Presign(ctx, "w.jsonl", "application/jsonl", int64(size))
@@ -954,14 +954,17 @@ func TestPutSmallBodyOneWrite(t *testing.T) {
 			t.Fatalf("put of %d bytes: hash %x", size, sum)
 		}
 		n := writes.Load() - before
-		if size <= 16<<10 && n != 1 {
+		if size <= 7<<10 && n != 1 {
 			t.Errorf("put of %d bytes took %d writes, want 1", size, n)
+		}
+		if size > 7<<10 && size <= 16<<10 && n != 2 {
+			t.Errorf("put of %d bytes took %d writes, want 2 (headers with the body's first 8 KiB, then the rest)", size, n)
 		}
 		if size > 16<<10 && n < 2 {
 			t.Errorf("put of %d bytes took %d write: not streamed", size, n)
 		}
 	}
-	if got := srv.Calls(stratixtest.EndpointPut); got != 5 {
-		t.Fatalf("server saw %d PUTs, want 5", got)
+	if got := srv.Calls(stratixtest.EndpointPut); got != 6 {
+		t.Fatalf("server saw %d PUTs, want 6", got)
 	}
 }

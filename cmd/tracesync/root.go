@@ -183,6 +183,9 @@ backfill (backfill), or as a self-contained demo on an embedded local API (demo)
 				return asUsage(err)
 			}
 			g.log = log
+			if g.memProfile == "" {
+				profiling.StopHeapSampling()
+			}
 			if g.cpuProfile != "" || g.memProfile != "" {
 				if g.stopProfile, err = profiling.Start(cmd.Context(), g.cpuProfile, g.memProfile); err != nil {
 					return asUsage(err)

@@ -14,6 +14,11 @@ import (
 	"sync"
 )
 
+// StopHeapSampling turns off the runtime's sampling of allocations, what
+// a heap profile is made of, for a process that will write none: its
+// tables grow with every allocation site seen (1.5 MB in a backfill).
+func StopHeapSampling() { runtime.MemProfileRate = 0 }
+
 // Start begins a CPU profile into cpuFile (when not empty) and returns a
 // function that stops it. When memFile is not empty, a heap profile is
 // written there the moment ctx is done (a daemon's SIGTERM: the heap while
