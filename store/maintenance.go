@@ -84,8 +84,8 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 			return err
 		}
 		var dropContents [][]byte
-		if err := t.contents.ForEach(func(k, _ []byte) error {
-			if isRefKey(k) {
+		if err := t.contents.ForEach(func(k, v []byte) error {
+			if !isRecord(k, v) {
 				return nil
 			}
 			var h Hash

@@ -21,7 +21,7 @@ const rewriteFrom uint32 = 4
 // rewriteTxBytes bounds what one transaction of the rewrite writes, so a
 // state of millions of records is never held dirty in memory at once.
 // Tests shrink it.
-var rewriteTxBytes = 32 << 20
+var rewriteTxBytes = 4 << 20
 
 // rewriteCommitted, when set (by tests), is called after each commit of
 // the rewrite; an error from it fails the rewrite there, as a crash would.
@@ -242,12 +242,41 @@ func (w *rewriter) copyTarget(ns *bolt.Bucket) error {
 		}
 	}
 	if b := ns.Bucket(bucketContents); b != nil {
+		// A content's record and then its refs, hash by hash: the first
+		// ref becomes the holder, the others stay ref keys.
 		contents := func(t *Tx) *bolt.Bucket { return t.contents }
+		var (
+			hash    []byte
+			content *Content
+			holder  []byte
+		)
+		flush := func() error {
+			switch {
+			case content != nil:
+				return w.put(contents, hash, encodeContent(content, holder))
+			case holder != nil:
+				return w.put(contents, hash, encodeStub(holder))
+			}
+			return nil
+		}
 		err := b.ForEach(func(k, v []byte) error {
+			if len(k) < len(Hash{}) {
+				return w.skip("contents", k, ErrCorrupt)
+			}
+			if h := k[:len(Hash{})]; !bytes.Equal(h, hash) {
+				if err := flush(); err != nil {
+					return err
+				}
+				hash, content, holder = h, nil, nil
+			}
 			if isRefKey(k) {
 				pk, err := key(k[len(Hash{}):])
-				if err != nil {
+				switch {
+				case err != nil:
 					return err
+				case holder == nil:
+					holder = pk
+					return nil
 				}
 				var h Hash
 				copy(h[:], k)
@@ -257,8 +286,12 @@ func (w *rewriter) copyTarget(ns *bolt.Bucket) error {
 			if err != nil {
 				return w.skip("contents", k, err)
 			}
-			return w.put(contents, bytes.Clone(k), encodeContent(&c))
+			content = &c
+			return nil
 		})
+		if err == nil {
+			err = flush()
+		}
 		if err != nil {
 			return fmt.Errorf("contents: %w", err)
 		}

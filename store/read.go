@@ -94,10 +94,10 @@ func (db *DB) TraceIDsNamed(filename string) (map[string]bool, error) {
 	err := db.view(func(t *Tx) error {
 		if t.contents != nil {
 			err := t.contents.ForEach(func(k, v []byte) error {
-				if isRefKey(k) {
+				if !isRecord(k, v) {
 					return nil
 				}
-				c, err := decodeContent(k, v)
+				c, _, err := decodeContent(k, v)
 				if err != nil {
 					return err
 				}
@@ -229,7 +229,7 @@ func (db *DB) Counts() (Counts, error) {
 			return err
 		}
 		err = t.contents.ForEach(func(k, v []byte) error {
-			if isRefKey(k) {
+			if !isRecord(k, v) {
 				return nil
 			}
 			n, err := contentTraceCount(k, v)
