@@ -48,7 +48,7 @@ func rewrite4to5(src *bolt.DB, file string, log zerolog.Logger) error {
 	} else {
 		w.rollback()
 	}
-	if cerr := dst.Close(); err == nil && cerr != nil {
+	if cerr := closeTrimmed(dst); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
