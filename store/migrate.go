@@ -51,13 +51,12 @@ func rewrite4to5(src *bolt.DB, file string, log zerolog.Logger) error {
 	if cerr := closeTrimmed(dst); err == nil && cerr != nil {
 		err = cerr
 	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("rewrite state %s to schema 5: %w", file, err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("rewrite state %s to schema 5: replace: %w", file, err)
+		return fmt.Errorf("upgrade state %s to schema 5: %w (the file is as it was: mend that, e.g. free disk space, and start tracesync again)", file, err)
 	}
 	if err := syncDir(filepath.Dir(file)); err != nil {
 		return err
