@@ -38,11 +38,11 @@ func TestContentIDsFrontCoded(t *testing.T) {
 		{"repeated and prefixes", []string{"abc", "abc", "ab", "", "abcd", "b"}, 1.5},
 	} {
 		c := Content{Hash: Hash{7}, Filename: "big.jsonl", Size: 50 << 20, TraceIDs: tc.ids, UploadedAt: now}
-		v := encodeContent(&c)
+		v := encodeContent(&c, nil)
 		if v[0] != contentFormat {
 			t.Fatalf("%s: format byte %d, want %d", tc.name, v[0], contentFormat)
 		}
-		got, err := decodeContent(c.Hash[:], v)
+		got, _, err := decodeContent(c.Hash[:], v)
 		if err != nil || !slices.Equal(got.TraceIDs, c.TraceIDs) || got.Filename != c.Filename || got.Size != c.Size || !got.UploadedAt.Equal(now) {
 			t.Fatalf("%s: round trip = %d ids, %v", tc.name, len(got.TraceIDs), err)
 		}
@@ -53,7 +53,7 @@ func TestContentIDsFrontCoded(t *testing.T) {
 			t.Errorf("%s: record is %d bytes, %.2f of format 1's; want at most %.2f", tc.name, len(v), ratio, tc.maxRatio)
 		}
 	}
-	v := encodeContent(&Content{TraceIDs: seq})
+	v := encodeContent(&Content{TraceIDs: seq}, nil)
 	t.Logf("190,000 sequential ids of %d bytes in all: a %d-byte record (format 1: %d)", idBytes, len(v), len(encodeContentV1(&Content{TraceIDs: seq})))
 }
 
@@ -64,6 +64,7 @@ func TestFrontCodedCorruptRefused(t *testing.T) {
 	head := func() encoder {
 		e := encoder{}
 		e.byte1(contentFormat)
+		e.uvarint(0) // no holder
 		e.byte1(nameLiteral)
 		e.str("a.jsonl")
 		e.varint(10)
@@ -76,7 +77,7 @@ func TestFrontCodedCorruptRefused(t *testing.T) {
 	e.uvarint(3) // shares 3 bytes of a 2-byte id
 	e.str("")
 	e.time(time.Time{})
-	if _, err := decodeContent(make([]byte, 32), e.b); err == nil {
+	if _, _, err := decodeContent(make([]byte, 32), e.b); err == nil {
 		t.Error("a shared prefix longer than the previous id was accepted")
 	}
 	e = head()
@@ -89,7 +90,7 @@ func TestFrontCodedCorruptRefused(t *testing.T) {
 		e.str("")
 	}
 	e.time(time.Time{})
-	if _, err := decodeContent(make([]byte, 32), e.b); err == nil {
+	if _, _, err := decodeContent(make([]byte, 32), e.b); err == nil {
 		t.Errorf("a %d-byte list that expands to %d MB was accepted", len(e.b), n*4000>>20)
 	}
 	if _, err := contentTraceCount(make([]byte, 32), e.b); err == nil {

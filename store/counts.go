@@ -230,7 +230,7 @@ func (t *Tx) contentChanged(h Hash, traces int, put bool) error {
 		return nil
 	}
 	var contents, ids int64
-	if v := t.contents.Get(h[:]); v != nil {
+	if v := t.contents.Get(h[:]); v != nil && isRecord(h[:], v) { // a stub is no content
 		n, err := contentTraceCount(h[:], v)
 		if err != nil {
 			return err
@@ -288,7 +288,7 @@ func (t *Tx) recount(index func(byState, errKey []byte) error) ([]int64, error) 
 	}
 	if t.contents != nil {
 		err := t.contents.ForEach(func(k, v []byte) error {
-			if isRefKey(k) {
+			if !isRecord(k, v) {
 				return nil
 			}
 			n, err := contentTraceCount(k, v)

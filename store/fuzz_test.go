@@ -1,7 +1,9 @@
 package store
 
 import (
+	"bytes"
 	"errors"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -19,7 +21,10 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(uint8(0), []byte("/r/a.json"), encodePath(&PathRecord{Path: "/r/a.json", Root: "/r", Hash: h, Size: 10, ModTime: now, Dev: 1, Ino: 2, State: StateUploaded, FirstSeen: now}, 3))
 	f.Add(uint8(0), []byte("/r/b.jsonl"), encodePath(&PathRecord{Path: "/r/b.jsonl", Root: "/r/", Hash: h, Size: 10, ModTime: now, State: "odd", Attempts: 2, NextAttempt: now,
 		LastError: "503", FirstSeen: now, UpdatedAt: now, RemovedAt: now, Start: 3, End: 9, Prior: 2, More: true, Print: Print{Head: [16]byte{1}}}, 0))
-	f.Add(uint8(1), h[:], encodeContent(&Content{Hash: h, Filename: "a." + hashTag(h) + ".json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
+	f.Add(uint8(1), h[:], encodeContent(&Content{Hash: h, Filename: "a." + hashTag(h) + ".json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}, nil))
+	f.Add(uint8(1), h[:], encodeContent(&Content{Hash: h, Filename: "a." + hashTag(h) + ".json", Size: 10, TraceIDs: []string{"t1"}, UploadedAt: now}, append(appendDirID(nil, 3), "a.json"...)))
+	f.Add(uint8(1), h[:], encodeContent(&Content{Hash: h, Filename: "a.json"}, append(appendDirID(nil, 300), "a.json"...)))
+	f.Add(uint8(1), h[:], encodeStub(append(appendDirID(nil, 3), "a.json"...)))
 	f.Add(uint8(4), []byte("/r/a.json"), encodePathV4(&PathRecord{Path: "/r/a.json", Root: "/r", Hash: h, Size: 10, ModTime: now, Dev: 1, Ino: 2, State: StateUploaded, FirstSeen: now}))
 	f.Add(uint8(5), h[:], encodeContentV1(&Content{Hash: h, Filename: "a.json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
 	f.Add(uint8(5), h[:], encodeContentV3(&Content{Hash: h, Filename: "a.json", Size: 10, TraceIDs: []string{"t1", "t2"}, UploadedAt: now}))
@@ -51,20 +56,26 @@ func FuzzDecodeRecord(f *testing.F) {
 		case 5:
 			c, err := decodeContentV4(key, v)
 			if checkDecodeErr(t, "content v4", v, err) {
-				c2, err := decodeContent(key, encodeContent(&c))
+				c2, _, err := decodeContent(key, encodeContent(&c, nil))
 				if err != nil || !reflect.DeepEqual(c, c2) {
 					t.Fatalf("content v4 %q: decoded %+v, in schema 5 %+v, %v", v, c, c2, err)
 				}
 			}
 		case 1:
-			c, err := decodeContent(key, v)
+			if holder, record, err := contentHolder(key, v); err == nil && !record {
+				if got := encodeStub(holder); !bytes.Equal(got, v) {
+					t.Fatalf("stub %q: holder %q encodes back to %q", v, holder, got)
+				}
+				return
+			}
+			c, holder, err := decodeContent(key, v)
 			// The counting decoder agrees with the full one, error or not.
 			if n, cerr := contentTraceCount(key, v); (cerr == nil) != (err == nil) || (err == nil && n != len(c.TraceIDs)) {
 				t.Fatalf("content %q: contentTraceCount = %d, %v; decodeContent has %d ids, %v", v, n, cerr, len(c.TraceIDs), err)
 			}
 			if checkDecodeErr(t, "content", v, err) {
-				c2, err := decodeContent(key, encodeContent(&c))
-				if err != nil || !reflect.DeepEqual(c, c2) {
+				c2, holder2, err := decodeContent(key, encodeContent(&c, holder))
+				if err != nil || !reflect.DeepEqual(c, c2) || !bytes.Equal(holder, holder2) {
 					t.Fatalf("content %q: decoded %+v, re-encoded and decoded %+v, %v", v, c, c2, err)
 				}
 			}
@@ -130,9 +141,15 @@ func FuzzEncodeDecode(f *testing.F) {
 			}
 		}
 		c := Content{Hash: h, Filename: root, Size: size, TraceIDs: traceIDs, UploadedAt: tm}
-		gotC, err := decodeContent(h[:], encodeContent(&c))
+		gotC, _, err := decodeContent(h[:], encodeContent(&c, nil))
 		if err != nil || !reflect.DeepEqual(gotC, c) {
 			t.Fatalf("content %+v: decoded %+v, %v", c, gotC, err)
+		}
+		_, base := filepath.Split(p)
+		holder := append(appendDirID(nil, dev), base...)
+		gotC, gotH, err := decodeContent(h[:], encodeContent(&c, holder))
+		if err != nil || !reflect.DeepEqual(gotC, c) || !bytes.Equal(gotH, holder) {
+			t.Fatalf("content %+v held by %q: decoded %+v held by %q, %v", c, holder, gotC, gotH, err)
 		}
 		in := Intent{Hash: h, Path: p, Filename: root, Size: size, Phase: Phase(attempts), StartedAt: tm}
 		gotI, err := decodeIntent(h[:], encodeIntent(&in))

@@ -87,8 +87,8 @@ func (db *DB) Prune(ctx context.Context, retention time.Duration) (PruneStats, e
 			return err
 		}
 		var dropContents [][]byte
-		if err := t.contents.ForEach(func(k, _ []byte) error {
-			if isRefKey(k) {
+		if err := t.contents.ForEach(func(k, v []byte) error {
+			if !isRecord(k, v) {
 				return nil
 			}
 			var h Hash
@@ -215,17 +215,9 @@ func compact(dir, file string) error {
 			_ = os.Remove(tmp)
 			return fmt.Errorf("compact %s: %w", file, err)
 		}
-		var used int64
-		_ = dst.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
-		if err := dst.Close(); err != nil {
+		if err := closeTrimmed(dst); err != nil {
 			_ = os.Remove(tmp)
 			return fmt.Errorf("compact %s: close copy: %w", file, err)
-		}
-		// bbolt sizes a file it writes to its memory map, up to twice what
-		// the pages use: give that back, so the apparent size is the size.
-		if err := os.Truncate(tmp, used); err != nil {
-			_ = os.Remove(tmp)
-			return fmt.Errorf("compact %s: %w", file, err)
 		}
 		// Replace while still holding the old file's lock; Open notices
 		// a lock taken on the old inode and opens again.
@@ -235,6 +227,19 @@ func compact(dir, file string) error {
 		}
 		return syncDir(dir)
 	})
+}
+
+// closeTrimmed closes a file this process wrote whole and cuts it to its
+// pages: bbolt sizes a file to its memory map, up to twice what the pages
+// use, and the apparent size should be the size.
+func closeTrimmed(db *bolt.DB) error {
+	var used int64
+	_ = db.View(func(tx *bolt.Tx) error { used = tx.Size(); return nil })
+	path := db.Path()
+	if err := db.Close(); err != nil {
+		return err
+	}
+	return os.Truncate(path, used)
 }
 
 // syncDir fsyncs a directory so a rename in it is durable.

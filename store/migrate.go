@@ -21,7 +21,7 @@ const rewriteFrom uint32 = 4
 // rewriteTxBytes bounds what one transaction of the rewrite writes, so a
 // state of millions of records is never held dirty in memory at once.
 // Tests shrink it.
-var rewriteTxBytes = 32 << 20
+var rewriteTxBytes = 4 << 20
 
 // rewriteCommitted, when set (by tests), is called after each commit of
 // the rewrite; an error from it fails the rewrite there, as a crash would.
@@ -48,16 +48,15 @@ func rewrite4to5(src *bolt.DB, file string, log zerolog.Logger) error {
 	} else {
 		w.rollback()
 	}
-	if cerr := dst.Close(); err == nil && cerr != nil {
+	if cerr := closeTrimmed(dst); err == nil && cerr != nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("rewrite state %s to schema 5: %w", file, err)
-	}
-	if err := os.Rename(tmp, file); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("rewrite state %s to schema 5: replace: %w", file, err)
+		return fmt.Errorf("upgrade state %s to schema 5: %w (the file is as it was: mend that, e.g. free disk space, and start tracesync again)", file, err)
 	}
 	if err := syncDir(filepath.Dir(file)); err != nil {
 		return err
@@ -242,12 +241,41 @@ func (w *rewriter) copyTarget(ns *bolt.Bucket) error {
 		}
 	}
 	if b := ns.Bucket(bucketContents); b != nil {
+		// A content's record and then its refs, hash by hash: the first
+		// ref becomes the holder, the others stay ref keys.
 		contents := func(t *Tx) *bolt.Bucket { return t.contents }
+		var (
+			hash    []byte
+			content *Content
+			holder  []byte
+		)
+		flush := func() error {
+			switch {
+			case content != nil:
+				return w.put(contents, hash, encodeContent(content, holder))
+			case holder != nil:
+				return w.put(contents, hash, encodeStub(holder))
+			}
+			return nil
+		}
 		err := b.ForEach(func(k, v []byte) error {
+			if len(k) < len(Hash{}) {
+				return w.skip("contents", k, ErrCorrupt)
+			}
+			if h := k[:len(Hash{})]; !bytes.Equal(h, hash) {
+				if err := flush(); err != nil {
+					return err
+				}
+				hash, content, holder = h, nil, nil
+			}
 			if isRefKey(k) {
 				pk, err := key(k[len(Hash{}):])
-				if err != nil {
+				switch {
+				case err != nil:
 					return err
+				case holder == nil:
+					holder = pk
+					return nil
 				}
 				var h Hash
 				copy(h[:], k)
@@ -257,8 +285,12 @@ func (w *rewriter) copyTarget(ns *bolt.Bucket) error {
 			if err != nil {
 				return w.skip("contents", k, err)
 			}
-			return w.put(contents, bytes.Clone(k), encodeContent(&c))
+			content = &c
+			return nil
 		})
+		if err == nil {
+			err = flush()
+		}
 		if err != nil {
 			return fmt.Errorf("contents: %w", err)
 		}

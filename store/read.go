@@ -93,10 +93,10 @@ func (db *DB) TraceIDsNamed(filename string) (map[string]bool, error) {
 	err := db.view(func(t *Tx) error {
 		if t.contents != nil {
 			err := t.contents.ForEach(func(k, v []byte) error {
-				if isRefKey(k) {
+				if !isRecord(k, v) {
 					return nil
 				}
-				c, err := decodeContent(k, v)
+				c, _, err := decodeContent(k, v)
 				if err != nil {
 					return err
 				}

@@ -6,6 +6,7 @@ package store
 // not a byte, and times are deltas from one another where that is shorter.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -16,19 +17,19 @@ import (
 // pathFormat is the first byte of a path record since schema 5.
 const pathFormat byte = 4
 
-// The flags byte after pathFormat.
+// The flags byte after pathFormat: what an uploaded record has.
 const (
 	pfState    = 0x07 // 0: the state as a string follows; i: States[i-1]
 	pfRootDir  = 0x08 // the root is a folder id
-	pfRootStr  = 0x10 // the root is a string (one rootFolder cannot hold)
-	pfHash     = 0x20 // the hash follows (else it is zero)
+	pfHash     = 0x10 // the hash follows (else it is zero)
+	pfAttempts = 0x20 // the attempts follow (else 0)
 	pfChain    = 0x40 // the chain fields follow
 	pfExtended = 0x80 // a second flags byte follows
 )
 
 // The second flags byte: which rarer fields follow.
 const (
-	pxAttempts = 1 << iota
+	pxRootStr = 1 << iota // the root is a string (one rootFolder cannot hold)
 	pxNextAttempt
 	pxLastError
 	pxRemovedAt
@@ -51,35 +52,25 @@ func stateCode(s State) byte {
 // folder id of r.Root, or 0 when rootFolder cannot hold it.
 func encodePath(r *PathRecord, rootID uint64) []byte {
 	e := encoder{b: make([]byte, 0, 72+len(r.LastError))}
-	flags := stateCode(r.State)
-	switch {
-	case rootID != 0:
-		flags |= pfRootDir
-	case r.Root != "":
-		flags |= pfRootStr
-	}
-	if !r.Hash.IsZero() {
-		flags |= pfHash
-	}
 	chained := r.chained()
-	if chained {
-		flags |= pfChain
-	}
-	var ext byte
-	setIf := func(bit byte, set bool) {
+	var flags, ext byte
+	setIf := func(b *byte, bit byte, set bool) {
 		if set {
-			ext |= bit
+			*b |= bit
 		}
 	}
-	setIf(pxAttempts, r.Attempts != 0)
-	setIf(pxNextAttempt, !r.NextAttempt.IsZero())
-	setIf(pxLastError, r.LastError != "")
-	setIf(pxRemovedAt, !r.RemovedAt.IsZero())
-	setIf(pxMore, r.More && chained)
-	setIf(pxPrint, !r.Print.IsZero() && chained)
-	if ext != 0 {
-		flags |= pfExtended
-	}
+	flags = stateCode(r.State)
+	setIf(&flags, pfRootDir, rootID != 0)
+	setIf(&flags, pfHash, !r.Hash.IsZero())
+	setIf(&flags, pfAttempts, r.Attempts != 0)
+	setIf(&flags, pfChain, chained)
+	setIf(&ext, pxRootStr, rootID == 0 && r.Root != "")
+	setIf(&ext, pxNextAttempt, !r.NextAttempt.IsZero())
+	setIf(&ext, pxLastError, r.LastError != "")
+	setIf(&ext, pxRemovedAt, !r.RemovedAt.IsZero())
+	setIf(&ext, pxMore, r.More && chained)
+	setIf(&ext, pxPrint, !r.Print.IsZero() && chained)
+	setIf(&flags, pfExtended, ext != 0)
 	e.byte1(pathFormat)
 	e.byte1(flags)
 	if ext != 0 {
@@ -88,7 +79,7 @@ func encodePath(r *PathRecord, rootID uint64) []byte {
 	switch {
 	case flags&pfRootDir != 0:
 		e.b = appendDirID(e.b, rootID)
-	case flags&pfRootStr != 0:
+	case ext&pxRootStr != 0:
 		e.str(r.Root)
 	}
 	if flags&pfHash != 0 {
@@ -103,7 +94,7 @@ func encodePath(r *PathRecord, rootID uint64) []byte {
 	}
 	e.timeAt(r.FirstSeen, r.ModTime)
 	e.timeAt(r.UpdatedAt, r.FirstSeen)
-	if ext&pxAttempts != 0 {
+	if flags&pfAttempts != 0 {
 		e.varint(int64(r.Attempts))
 	}
 	if ext&pxNextAttempt != 0 {
@@ -144,18 +135,18 @@ func decodePath(path string, v []byte) (PathRecord, uint64, error) {
 		}
 	}
 	var rootID uint64
-	switch flags & (pfRootDir | pfRootStr) {
-	case pfRootDir:
+	switch {
+	case flags&pfRootDir != 0 && ext&pxRootStr != 0:
+		d.fail()
+	case flags&pfRootDir != 0:
 		var n int
 		if rootID, n = readDirID(d.b); n == 0 || rootID == 0 {
 			d.fail()
 		} else {
 			d.b = d.b[n:]
 		}
-	case pfRootStr:
+	case ext&pxRootStr != 0:
 		r.Root = d.str()
-	case pfRootDir | pfRootStr:
-		d.fail()
 	}
 	if flags&pfHash != 0 {
 		r.Hash = d.hash()
@@ -171,7 +162,7 @@ func decodePath(path string, v []byte) (PathRecord, uint64, error) {
 	}
 	r.FirstSeen = d.timeAt(r.ModTime)
 	r.UpdatedAt = d.timeAt(r.FirstSeen)
-	if ext&pxAttempts != 0 {
+	if flags&pfAttempts != 0 {
 		r.Attempts = int(d.varint())
 	}
 	if ext&pxNextAttempt != 0 {
@@ -203,37 +194,65 @@ func decodePath(path string, v []byte) (PathRecord, uint64, error) {
 	return r, rootID, d.finish("path", []byte(path))
 }
 
-// contentFormat is the first byte of a content record since schema 5: a
-// byte saying how the upload name is stored, the size, the front-coded
-// trace ids and the upload time.
-const contentFormat byte = 5
+// The first byte of a value in the contents bucket under a hash (schema
+// 5). Both name the content's holder: the key of the first live path that
+// holds it (as its bytes or as an earlier segment), whose ref is not
+// written as a key of its own; most contents have one path.
+const (
+	// contentFormat: the holder's key (length-prefixed; empty when no live
+	// path holds the content), how the upload name is stored and the
+	// name, the size, the front-coded trace ids, the upload time.
+	contentFormat byte = 5
+	// stubFormat: no content is recorded under the hash yet (its upload
+	// is pending): the rest of the value is the holder's key.
+	stubFormat byte = 6
+)
 
 // How a content's upload name is stored.
 const (
-	nameLiteral byte = iota // as it is
-	nameTagged              // stem and extension of stem.<hashTag>.ext (design.md rule 8)
+	nameLiteral    byte = iota // as it is
+	nameTagged                 // stem and extension of stem.<hashTag>.ext (design.md rule 8)
+	nameHolder                 // the holder's base name with .<hashTag> inserted at an offset
+	nameHolderBase             // the holder's base name
 )
 
 // hashTag is the part of the hash a unique upload name carries: its first
 // 16 hex digits.
 func hashTag(h Hash) string { return hex.EncodeToString(h[:8]) }
 
-// encodeContent encodes a Content; the hash is the key.
-func encodeContent(c *Content) []byte {
+// baseOf is the base name in a path key.
+func baseOf(pathKey []byte) string {
+	_, n := readDirID(pathKey)
+	return string(pathKey[n:])
+}
+
+// encodeContent encodes a Content held by the path with key holder (nil:
+// none); the hash is the key.
+func encodeContent(c *Content, holder []byte) []byte {
 	// Room for the ids at worst: each a shared-prefix varint, a length
 	// varint (at most 2 bytes each for ids under 16 KiB; append grows the
 	// buffer for longer ones) and all its bytes.
-	n := 40 + len(c.Filename)
+	n := 40 + len(holder) + len(c.Filename)
 	for _, id := range c.TraceIDs {
 		n += 4 + len(id)
 	}
 	e := encoder{b: make([]byte, 0, n)}
 	e.byte1(contentFormat)
-	if i := strings.LastIndex(c.Filename, "."+hashTag(c.Hash)); i >= 0 {
+	e.uvarint(uint64(len(holder)))
+	e.b = append(e.b, holder...)
+	tag := "." + hashTag(c.Hash)
+	i := strings.LastIndex(c.Filename, tag)
+	switch base := baseOf(holder); {
+	case holder != nil && c.Filename == base:
+		e.byte1(nameHolderBase)
+	case holder != nil && i >= 0 && c.Filename[:i]+c.Filename[i+len(tag):] == base:
+		e.byte1(nameHolder)
+		e.uvarint(uint64(i))
+	case i >= 0:
 		e.byte1(nameTagged)
 		e.str(c.Filename[:i])
-		e.str(c.Filename[i+17:])
-	} else {
+		e.str(c.Filename[i+len(tag):])
+	default:
 		e.byte1(nameLiteral)
 		e.str(c.Filename)
 	}
@@ -247,34 +266,113 @@ func encodeContent(c *Content) []byte {
 	return e.b
 }
 
-func decodeContent(key, v []byte) (Content, error) {
+// encodeStub encodes the stub of a content held by the path with key holder.
+func encodeStub(holder []byte) []byte {
+	return append([]byte{stubFormat}, holder...)
+}
+
+// contentHolder reads the holder's key of a value under a hash, without
+// copying it (nil when none), and whether the value is a content record
+// (else a stub).
+func contentHolder(key, v []byte) (holder []byte, record bool, err error) {
+	if len(key) != len(Hash{}) || len(v) == 0 {
+		return nil, false, fmt.Errorf("decode content %x: %w", key, ErrCorrupt)
+	}
+	switch v[0] {
+	case stubFormat:
+		if len(v) == 1 {
+			return nil, false, fmt.Errorf("decode content %x: a stub without a holder: %w", key, ErrCorrupt)
+		}
+		return v[1:], false, nil
+	case contentFormat:
+		d := decoder{b: v[1:]}
+		if n := d.uvarint(); d.err == nil && n <= uint64(len(d.b)) {
+			if n == 0 {
+				return nil, true, nil
+			}
+			return d.b[:n], true, nil
+		}
+	}
+	return nil, false, fmt.Errorf("decode content %x: %w", key, ErrCorrupt)
+}
+
+// decodeContent decodes a content record and returns its holder's key too
+// (a copy; nil when none). A stub is refused: it records no content.
+func decodeContent(key, v []byte) (Content, []byte, error) {
 	var c Content
 	if len(key) != len(c.Hash) {
-		return c, fmt.Errorf("decode content key %x: %w", key, ErrCorrupt)
+		return c, nil, fmt.Errorf("decode content key %x: %w", key, ErrCorrupt)
 	}
 	copy(c.Hash[:], key)
 	d := decoder{b: v}
 	if d.byte1() != contentFormat {
 		d.fail()
 	}
-	c.Filename = d.name(c.Hash)
+	holder := d.holder()
+	c.Filename = d.name(c.Hash, holder)
 	c.Size = d.varint()
 	c.TraceIDs = d.frontCoded()
 	c.UploadedAt = d.timeAt(time.Time{})
-	return c, d.finish("content", key)
+	return c, holder, d.finish("content", key)
+}
+
+// holder decodes the length-prefixed holder's key, as a copy.
+func (d *decoder) holder() []byte { return bytes.Clone(d.holderRef()) }
+
+// holderRef is holder without the copy: valid while the value is.
+func (d *decoder) holderRef() []byte {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	if _, m := readDirID(d.b[:n]); m == 0 {
+		d.fail()
+		return nil
+	}
+	h := d.b[:n]
+	d.b = d.b[n:]
+	return h
 }
 
 // name decodes an upload name stored as encodeContent stores it.
-func (d *decoder) name(h Hash) string {
-	switch d.byte1() {
+func (d *decoder) name(h Hash, holder []byte) string {
+	kind, stem, i := d.nameParts(holder)
+	tag := "." + hashTag(h)
+	switch kind {
 	case nameLiteral:
-		return d.str()
+		return stem
 	case nameTagged:
-		stem := d.str()
-		return stem + "." + hashTag(h) + d.str()
+		return stem + tag + d.str()
+	case nameHolder:
+		base := baseOf(holder)
+		return base[:i] + tag + base[i:]
+	case nameHolderBase:
+		return baseOf(holder)
+	}
+	return ""
+}
+
+// nameParts reads how the name is stored, up to the extension of a tagged
+// name: the kind, the literal name or the stem, the holder's offset.
+func (d *decoder) nameParts(holder []byte) (kind byte, s string, i uint64) {
+	switch kind = d.byte1(); kind {
+	case nameLiteral, nameTagged:
+		return kind, d.str(), 0
+	case nameHolder:
+		if i = d.uvarint(); holder != nil && i <= uint64(len(baseOf(holder))) {
+			return kind, "", i
+		}
+	case nameHolderBase:
+		if holder != nil {
+			return kind, "", 0
+		}
 	}
 	d.fail()
-	return ""
+	return 0xff, "", 0
 }
 
 // contentTraceCount is len(decodeContent(key, v).TraceIDs), with the same
@@ -288,14 +386,8 @@ func contentTraceCount(key, v []byte) (int, error) {
 	if d.byte1() != contentFormat {
 		d.fail()
 	}
-	switch d.byte1() {
-	case nameLiteral:
-		d.skipStr()
-	case nameTagged:
-		d.skipStr()
-		d.skipStr()
-	default:
-		d.fail()
+	if kind, _, _ := d.nameParts(d.holderRef()); kind == nameTagged {
+		d.skipStr() // the extension
 	}
 	d.varint() // size
 	n := d.uvarint()

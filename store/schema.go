@@ -14,8 +14,9 @@ import (
 //	targets/<target>/dirs      folder (path up to its last separator) -> folder id
 //	                           NUL + folder id         -> folder
 //	targets/<target>/paths     path key                -> PathRecord
-//	targets/<target>/contents  hash (32 bytes)         -> Content
-//	                           hash + path key         -> refMarker (the live paths of a content)
+//	targets/<target>/contents  hash (32 bytes)         -> Content, or a stub while none is recorded;
+//	                                                      either names the first live path that holds it
+//	                           hash + path key         -> refMarker (every other live path that holds it)
 //	targets/<target>/intents   hash (32 bytes)         -> Intent
 //	targets/<target>/deletes   trace id                -> Delete
 //	targets/<target>/segments  path key + NUL + n (4 bytes) -> Segment (a growing file's earlier segments)
@@ -60,7 +61,8 @@ var (
 //     chain (growing .jsonl). Builds that wrote them still said schema 3,
 //     so a file of schema 3 may hold them; the step writes only the version.
 //   - 5: path keys by folder (the dirs bucket), compact path and content
-//     records. rewrite4to5 (migrate.go) writes the whole file anew.
+//     records, the first path of a content named in its record (refs.go).
+//     rewrite4to5 (migrate.go) writes the whole file anew.
 const SchemaVersion uint32 = 5
 
 // readableFrom is the oldest schema this build reads without migrating it

@@ -111,11 +111,33 @@ func checkConsistent(t *testing.T, db *DB) {
 		}); err != nil {
 			return err
 		}
+		// What the contents bucket says: each holder, each ref key. A ref
+		// key is never there without a holder, nor the holder again.
 		got := map[string]bool{}
-		if err := tx.contents.ForEach(func(k, _ []byte) error {
-			if isRefKey(k) {
-				got[string(k)] = true
+		holders := map[string][]byte{}
+		if err := tx.contents.ForEach(func(k, v []byte) error {
+			if !isRefKey(k) {
+				holder, record, err := contentHolder(k, v)
+				if err != nil {
+					return err
+				}
+				if !record && holder == nil {
+					return fmt.Errorf("a stub of %x holds no path", k[:8])
+				}
+				if holder != nil {
+					holders[string(k)] = holder
+					got[string(k)+string(holder)] = true
+				}
+				return nil
 			}
+			holder, ok := holders[string(k[:32])]
+			switch {
+			case !ok:
+				return fmt.Errorf("ref key %q of %x without a holder", k[32:], k[:8])
+			case bytes.Equal(holder, k[32:]):
+				return fmt.Errorf("the holder of %x is a ref key too", k[:8])
+			}
+			got[string(k)] = true
 			return nil
 		}); err != nil {
 			return err

@@ -55,20 +55,6 @@ func newTx(btx *bolt.Tx, target string, cache *dirCache) *Tx {
 // refuses earlier with ErrNoTarget, so it is not seen in practice.
 var errNoNamespace = errors.New("store: no target namespace in this transaction")
 
-// refMarker is the value of a ref key. Ref keys are longer than 32 bytes,
-// content keys exactly 32: that, not the value, tells them apart.
-var refMarker = []byte{'r'}
-
-// isRefKey reports whether a key of the contents bucket is a ref.
-func isRefKey(k []byte) bool { return len(k) > len(Hash{}) }
-
-// refKey is the refs index key: the 32-byte hash, then the path's key.
-func refKey(h Hash, pathKey []byte) []byte {
-	k := make([]byte, 0, len(h)+len(pathKey))
-	k = append(k, h[:]...)
-	return append(k, pathKey...)
-}
-
 // isRef reports whether a record holds a reference to its content.
 func isRef(r *PathRecord) bool { return !r.Hash.IsZero() && r.State != StateRemoved }
 
@@ -111,55 +97,6 @@ func (t *Tx) GetPath(path string) (PathRecord, error) {
 	return t.record(path, v)
 }
 
-// GetContent returns the record of a content, or ErrNotFound.
-func (t *Tx) GetContent(h Hash) (Content, error) {
-	if t.contents == nil {
-		return Content{}, ErrNotFound
-	}
-	v := t.contents.Get(h[:])
-	if v == nil {
-		return Content{}, ErrNotFound
-	}
-	return decodeContent(h[:], v)
-}
-
-// refKeys calls fn with the path key of every ref of h.
-func (t *Tx) refKeys(h Hash, fn func(pathKey []byte) error) error {
-	if t.contents == nil {
-		return nil
-	}
-	c := t.contents.Cursor()
-	for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
-		if isRefKey(k) {
-			if err := fn(k[len(h):]); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// Refs returns the live (not removed) paths whose record has hash h, in
-// path order.
-func (t *Tx) Refs(h Hash) []string {
-	var out []string
-	_ = t.refKeys(h, func(pk []byte) error {
-		if p, err := t.pathOf(pk); err == nil {
-			out = append(out, p)
-		}
-		return nil
-	})
-	slices.Sort(out)
-	return out
-}
-
-// RefCount is len(Refs(h)) without building the list.
-func (t *Tx) RefCount(h Hash) int {
-	n := 0
-	_ = t.refKeys(h, func([]byte) error { n++; return nil })
-	return n
-}
-
 // PutPath writes the record of rec.Path and keeps the refs index in step:
 // the path leaves the refs of the hash it had, and joins the refs of
 // rec.Hash when that is set and the state is not removed.
@@ -188,7 +125,7 @@ func (t *Tx) PutPath(rec PathRecord) error {
 		}
 	}
 	if isRef(&old) && (!isRef(&rec) || old.Hash != rec.Hash) {
-		if err := t.contents.Delete(refKey(old.Hash, key)); err != nil {
+		if err := t.dropRef(old.Hash, key); err != nil {
 			return err
 		}
 	}
@@ -202,7 +139,7 @@ func (t *Tx) PutPath(rec PathRecord) error {
 		return err
 	}
 	if isRef(&rec) {
-		return t.contents.Put(refKey(rec.Hash, key), refMarker)
+		return t.addRef(rec.Hash, key)
 	}
 	return nil
 }
@@ -281,7 +218,7 @@ func (t *Tx) AppendSegment(path string, n int, seg Segment) error {
 	if err := t.segments.Put(segKey(key, n), encodeSegment(seg)); err != nil {
 		return fmt.Errorf("store: put segment of %s: %w", path, err)
 	}
-	return t.contents.Put(refKey(seg.Hash, key), refMarker)
+	return t.addRef(seg.Hash, key)
 }
 
 // DropChain deletes the earlier segments of path and their references, and
@@ -316,7 +253,7 @@ func (t *Tx) dropChain(key []byte, path string, v []byte) ([]Segment, error) {
 		if isRef(&cur) && cur.Hash == s.Hash {
 			continue // the same bytes are its current segment too
 		}
-		if err := t.contents.Delete(refKey(s.Hash, key)); err != nil {
+		if err := t.dropRef(s.Hash, key); err != nil {
 			return nil, err
 		}
 	}
@@ -381,7 +318,7 @@ func (t *Tx) ForgetPath(path string) error {
 		return nil
 	}
 	if isRef(&old) {
-		if err := t.contents.Delete(refKey(old.Hash, key)); err != nil {
+		if err := t.dropRef(old.Hash, key); err != nil {
 			return err
 		}
 	}
@@ -389,31 +326,6 @@ func (t *Tx) ForgetPath(path string) error {
 		return t.DeleteContent(old.Hash)
 	}
 	return nil
-}
-
-// PutContent writes the record of c.Hash.
-func (t *Tx) PutContent(c Content) error {
-	if t.contents == nil {
-		return errNoNamespace
-	}
-	if c.Hash.IsZero() {
-		return errors.New("store: PutContent: zero hash")
-	}
-	if err := t.contentChanged(c.Hash, len(c.TraceIDs), true); err != nil {
-		return err
-	}
-	return t.contents.Put(c.Hash[:], encodeContent(&c))
-}
-
-// DeleteContent drops the record of a content (no error if there is none).
-func (t *Tx) DeleteContent(h Hash) error {
-	if t.contents == nil {
-		return errNoNamespace
-	}
-	if err := t.contentChanged(h, 0, false); err != nil {
-		return err
-	}
-	return t.contents.Delete(h[:])
 }
 
 // PutIntent writes the upload intent of i.Hash.

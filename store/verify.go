@@ -48,25 +48,37 @@ func (db *DB) ForEachContent(fn func(c Content, paths []string) error) error {
 			slices.Sort(paths)
 			return fn(c, paths)
 		}
+		add := func(pk []byte) error {
+			p, err := t.pathOf(pk)
+			paths = append(paths, p)
+			return err
+		}
 		for k, v := cur.First(); k != nil; k, v = cur.Next() {
 			if isRefKey(k) {
 				if have && bytes.Equal(k[:len(Hash{})], c.Hash[:]) {
-					p, err := t.pathOf(k[len(Hash{}):])
-					if err != nil {
+					if err := add(k[len(Hash{}):]); err != nil {
 						return err
 					}
-					paths = append(paths, p)
 				}
 				continue // else a ref of a content not uploaded yet
 			}
 			if err := flush(); err != nil {
 				return err
 			}
+			if !isRecord(k, v) {
+				continue // a stub: not uploaded yet
+			}
+			var holder []byte
 			var err error
-			if c, err = decodeContent(k, v); err != nil {
+			if c, holder, err = decodeContent(k, v); err != nil {
 				return err
 			}
 			have, paths = true, nil
+			if holder != nil {
+				if err := add(holder); err != nil {
+					return err
+				}
+			}
 		}
 		return flush()
 	})
