@@ -49,7 +49,10 @@ func TestAtomicRenameIsReadyOnce(t *testing.T) {
 
 func TestSlowWriterIsReadyOnceAfterLastWrite(t *testing.T) {
 	root := tempRoot(t)
-	r := startWatcher(t, Config{Roots: []string{root}})
+	// A settle well above the writer's pace: on a loaded machine a sleep of
+	// a third of the settle can overshoot it, and the file was then quiet.
+	settle := 5 * testSettle
+	r := startWatcher(t, Config{Roots: []string{root}, Settle: settle})
 	r.waitEvent(ScanDone, root, "")
 
 	p := filepath.Join(root, "slow.jsonl")
@@ -63,7 +66,7 @@ func TestSlowWriterIsReadyOnceAfterLastWrite(t *testing.T) {
 		if _, err := f.WriteString(line); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(testSettle / 3) // the writer's pace, below the settle time
+		time.Sleep(testSettle / 3) // the writer's pace, far below the settle time
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
