@@ -22,6 +22,7 @@ func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) hash(h Hash)      { e.b = append(e.b, h[:]...) }
 func (e *encoder) str(s string)     { e.uvarint(uint64(len(s))); e.b = append(e.b, s...) }
+func (e *encoder) print(p Print)    { e.b = append(append(e.b, p.Head[:]...), p.Tail[:]...) }
 func (e *encoder) time(t time.Time) {
 	if t.IsZero() {
 		e.byte1(0)
@@ -171,17 +172,34 @@ func (d *decoder) time() time.Time {
 	case 0:
 		return time.Time{}
 	case 1:
-		sec := d.varint()
-		nsec := d.uvarint()
-		if nsec >= 1e9 {
-			d.fail()
-			return time.Time{}
-		}
-		return time.Unix(sec, int64(nsec)).UTC()
+		return d.unixTime()
 	default:
 		d.fail()
 		return time.Time{}
 	}
+}
+
+// unixTime decodes seconds (varint) and nanoseconds (uvarint) since 1970.
+func (d *decoder) unixTime() time.Time {
+	sec := d.varint()
+	nsec := d.uvarint()
+	if nsec >= 1e9 {
+		d.fail()
+		return time.Time{}
+	}
+	return time.Unix(sec, int64(nsec)).UTC()
+}
+
+// print decodes a Print: its head and tail, 16 bytes each.
+func (d *decoder) print() (p Print) {
+	if len(d.b) < 32 {
+		d.fail()
+		return p
+	}
+	copy(p.Head[:], d.b[:16])
+	copy(p.Tail[:], d.b[16:32])
+	d.b = d.b[32:]
+	return p
 }
 
 // timeAt decodes encoder.timeAt's encoding; base is the same as encoding's.
@@ -208,13 +226,7 @@ func (d *decoder) timeAt(base time.Time) time.Time {
 		v := x >> 2
 		return time.Unix(timeEpoch+int64(v/1e9), int64(v%1e9)).UTC()
 	case x == 3:
-		sec := d.varint()
-		nsec := d.uvarint()
-		if nsec >= 1e9 {
-			d.fail()
-			return time.Time{}
-		}
-		return time.Unix(sec, int64(nsec)).UTC()
+		return d.unixTime()
 	}
 	d.fail()
 	return time.Time{}

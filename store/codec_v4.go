@@ -40,13 +40,7 @@ func decodePathV4(key, v []byte) (PathRecord, error) {
 	if format == chainFormatV4 {
 		r.Start = d.varint()
 		r.End = d.varint()
-		if len(d.b) < 32 {
-			d.fail()
-		} else {
-			copy(r.Print.Head[:], d.b[:16])
-			copy(r.Print.Tail[:], d.b[16:32])
-			d.b = d.b[32:]
-		}
+		r.Print = d.print()
 		r.Prior = int(d.uvarint())
 		r.More = d.uvarint()&1 != 0
 	}

@@ -111,8 +111,7 @@ func encodePath(r *PathRecord, rootID uint64) []byte {
 		e.varint(r.End)
 		e.uvarint(uint64(r.Prior))
 		if ext&pxPrint != 0 {
-			e.b = append(e.b, r.Print.Head[:]...)
-			e.b = append(e.b, r.Print.Tail[:]...)
+			e.print(r.Print)
 		}
 	}
 	return e.b
@@ -180,13 +179,7 @@ func decodePath(path string, v []byte) (PathRecord, uint64, error) {
 		r.Prior = int(d.uvarint())
 		r.More = ext&pxMore != 0
 		if ext&pxPrint != 0 {
-			if len(d.b) < 32 {
-				d.fail()
-			} else {
-				copy(r.Print.Head[:], d.b[:16])
-				copy(r.Print.Tail[:], d.b[16:32])
-				d.b = d.b[32:]
-			}
+			r.Print = d.print()
 		}
 	} else if ext&(pxMore|pxPrint) != 0 {
 		d.fail()

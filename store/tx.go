@@ -138,7 +138,7 @@ func (t *Tx) PutPath(rec PathRecord) error {
 	if err := t.pathChanged(key, &old, &rec); err != nil {
 		return err
 	}
-	if isRef(&rec) {
+	if isRef(&rec) && !(isRef(&old) && old.Hash == rec.Hash) {
 		return t.addRef(rec.Hash, key)
 	}
 	return nil
