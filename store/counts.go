@@ -512,16 +512,8 @@ func (db *DB) ForEachPathIn(state State, fn func(PathRecord) error) error {
 			}
 			return nil
 		})
-		if err != nil {
+		if done, err := emitChunk(chunk, err, fn); done {
 			return err
-		}
-		for _, rec := range chunk {
-			if err := fn(rec); err != nil {
-				return err
-			}
-		}
-		if len(chunk) < forEachChunk {
-			return nil
 		}
 		first = false
 	}

@@ -161,6 +161,20 @@ func (db *DB) Deletes() (out []Delete, err error) {
 // forEachChunk is how many records ForEachPath reads per transaction.
 const forEachChunk = 1024
 
+// emitChunk hands a chunk read with error err to fn, outside any
+// transaction; done when the walk ends here (an error, or a short chunk).
+func emitChunk(chunk []PathRecord, err error, fn func(PathRecord) error) (done bool, _ error) {
+	if err != nil {
+		return true, err
+	}
+	for _, rec := range chunk {
+		if err := fn(rec); err != nil {
+			return true, err
+		}
+	}
+	return len(chunk) < forEachChunk, nil
+}
+
 // ForEachPath calls fn for every path record whose path starts with prefix
 // ("" for all), folder by folder: the folders in path order, the files of
 // each in name order, so /r/b.json comes before /r/a/c.json (sort them
@@ -185,16 +199,8 @@ func (db *DB) ForEachPath(prefix string, fn func(PathRecord) error) error {
 				return len(chunk) < forEachChunk, nil
 			})
 		})
-		if err != nil {
+		if done, err := emitChunk(chunk, err, fn); done {
 			return err
-		}
-		for _, rec := range chunk {
-			if err := fn(rec); err != nil {
-				return err
-			}
-		}
-		if len(chunk) < forEachChunk {
-			return nil
 		}
 		from = &last
 	}
