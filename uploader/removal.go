@@ -45,7 +45,7 @@ func trackedGone(st Store, path string) (gone, error) {
 // notSeen lists the tracked live paths under root that a full scan with
 // keys did not meet. The guard checks each with lstat before acting.
 func notSeen(st Store, root string, scan *watcher.ScanSummary) (gone, error) {
-	return tracked(st, root, func(p []byte) (bool, error) { return !scan.SawKey(watcher.PathKey(p)), nil })
+	return tracked(st, root, func(p []byte) (bool, error) { return !scan.SawKey(watcher.PathKey(scan.Seed, p)), nil })
 }
 
 // allUnder lists every tracked live path at or under path: the watcher

@@ -83,7 +83,7 @@ func TestScanKeysFindRemovals(t *testing.T) {
 	if err := os.Remove(gone); err != nil {
 		t.Fatal(err)
 	}
-	h.scanDone(watcher.ScanSummary{Files: 1, RootDev: h.rootDev(), Keyed: true, Seen: []uint64{watcher.PathKey(stay)}})
+	h.scanDone(watcher.ScanSummary{Files: 1, RootDev: h.rootDev(), Keyed: true, Seen: []uint32{watcher.PathKey(0, stay)}})
 	h.waitState(gone, store.StateRemoved)
 	h.waitFor("the gone file's trace deleted", func() bool { return len(h.srv.Deleted()) == 1 })
 	h.idle()

@@ -76,17 +76,23 @@ type ScanSummary struct {
 	FirstErr  string // the first error, for the log
 	RootDev   uint64 // the device the root is on
 	Started   time.Time
-	// Keyed: Seen holds the PathKey of every file the scan matched, sorted,
-	// so the consumer finds the tracked paths it did not meet without
-	// touching the file system (8 bytes a file while the scan lasts).
+	// Keyed: Seen holds the PathKey under Seed of every file the scan
+	// matched, sorted, so the consumer finds the tracked paths it did not
+	// meet without touching the file system (4 bytes a file while the
+	// scan lasts).
 	Keyed bool
-	Seen  []uint64
+	Seed  uint64
+	Seen  []uint32
 }
 
-// PathKey is the 64-bit FNV-1a hash of a path, as ScanSummary.Seen holds it.
-// Two paths may share a key (rarely): the consumer then takes a gone path
-// for present, which delays its removal to a later scan, never the reverse.
-func PathKey[P ~string | ~[]byte](path P) uint64 { return fnvAdd(fnvOffset, path) }
+// PathKey is the key of path in ScanSummary.Seen under seed: its 64-bit
+// FNV-1a hash from a seeded basis, mixed and cut to 32 bits. Two paths
+// share a key now and then (a few pairs among a million): the consumer
+// then takes a gone path for present, and a later scan, under another
+// seed, finds it gone; never the reverse.
+func PathKey[P ~string | ~[]byte](seed uint64, path P) uint32 {
+	return finishKey(fnvAdd(fnvOffset^seed, path))
+}
 
 const fnvOffset = 14695981039346656037
 
@@ -98,18 +104,28 @@ func fnvAdd[P ~string | ~[]byte](h uint64, s P) uint64 {
 	return h
 }
 
-// dirKey is the PathKey state after dir and a separator: pathKeyIn
-// finishes it with a name, so a scan keys a directory's files without
-// building their paths.
-func dirKey(dir string) uint64 {
-	if dir == string(filepath.Separator) {
-		return fnvAdd(fnvOffset, dir)
-	}
-	return fnvAdd(fnvAdd(fnvOffset, dir), string(filepath.Separator))
+// finishKey mixes a hash's bits (murmur3's finalizer) and keeps 32.
+func finishKey(h uint64) uint32 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return uint32(h >> 32)
 }
 
-// pathKeyIn is PathKey(joinName(dir, name)) from dirKey(dir).
-func pathKeyIn(dirKey uint64, name string) uint64 { return fnvAdd(dirKey, name) }
+// dirKey is PathKey's hash after dir and a separator: pathKeyIn finishes
+// it with a name, so a scan keys a directory's files without building
+// their paths.
+func dirKey(seed uint64, dir string) uint64 {
+	if dir == string(filepath.Separator) {
+		return fnvAdd(fnvOffset^seed, dir)
+	}
+	return fnvAdd(fnvAdd(fnvOffset^seed, dir), string(filepath.Separator))
+}
+
+// pathKeyIn is PathKey(seed, joinName(dir, name)) from dirKey(seed, dir).
+func pathKeyIn(dirKey uint64, name string) uint32 { return finishKey(fnvAdd(dirKey, name)) }
 
 // File is a regular file a scan met: its name in its directory, and its Stat.
 type File struct {
@@ -118,10 +134,11 @@ type File struct {
 }
 
 // Saw reports whether a scan with keys met path.
-func (s *ScanSummary) Saw(path string) bool { return s.SawKey(PathKey(path)) }
+func (s *ScanSummary) Saw(path string) bool { return s.SawKey(PathKey(s.Seed, path)) }
 
-// SawKey reports whether a scan with keys met a path of this PathKey.
-func (s *ScanSummary) SawKey(key uint64) bool {
+// SawKey reports whether a scan with keys met a path of this key
+// (PathKey under the scan's Seed).
+func (s *ScanSummary) SawKey(key uint32) bool {
 	_, ok := slices.BinarySearch(s.Seen, key)
 	return ok
 }

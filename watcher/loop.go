@@ -16,6 +16,9 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
+// foundQueue is how many scan results may wait for the event goroutine.
+const foundQueue = 256
+
 // loop is the event goroutine's state.
 type loop struct {
 	w     *Watcher
@@ -48,6 +51,7 @@ func (w *Watcher) newLoop() *loop {
 		jobCh: make(chan scanJob),
 	}
 	l.s.lagBudget = lagBudget(cfg.MaxLag, cfg.Settle)
+	l.s.once = cfg.Once
 	l.s.stat = func(p string) (Stat, error) {
 		st, _, err := w.statter.stat(p)
 		return st, err
@@ -94,7 +98,7 @@ func (w *Watcher) newLoop() *loop {
 		fsw:      l.fsw,
 		dirs:     l.dirs,
 		out:      w.out,
-		foundCh:  make(chan found, 256),
+		foundCh:  make(chan found, foundQueue),
 		reported: &l.reportedCount,
 		polls:    map[string]*pollTree{},
 		fallback: w.fallbackPoll,

@@ -21,16 +21,16 @@ type outQueue struct {
 	out     chan<- Event
 
 	ready   chan struct{} // cap 1: items became non-empty, or closed
-	drained chan struct{} // cap 1: len(items) fell below lowWater
+	drained chan struct{} // cap 1: run took what was queued
+	// highWater is how many queued events make waitRoom wait.
+	highWater int
 }
 
-const (
-	queueHighWater = 4096
-	queueLowWater  = 1024
-)
+// queueHighWater is outQueue.highWater outside tests.
+const queueHighWater = 4096
 
 func newOutQueue(out chan<- Event) *outQueue {
-	return &outQueue{out: out, ready: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
+	return &outQueue{out: out, ready: make(chan struct{}, 1), drained: make(chan struct{}, 1), highWater: queueHighWater}
 }
 
 func signal(ch chan struct{}) {
@@ -80,7 +80,7 @@ func (q *outQueue) len() int {
 
 // waitRoom blocks until the queue is below the high-water mark.
 func (q *outQueue) waitRoom(ctx context.Context) error {
-	for q.len() >= queueHighWater {
+	for q.len() >= q.highWater {
 		select {
 		case <-q.drained:
 		case <-ctx.Done():
@@ -107,13 +107,14 @@ func (q *outQueue) run(ctx context.Context) {
 		closed := q.closed
 		q.mu.Unlock()
 		signal(q.drained)
-		for _, ev := range batch {
+		for i, ev := range batch {
 			select {
 			case out <- ev:
 				q.delivered()
 			case <-ctx.Done():
 				return
 			}
+			batch[i] = Event{} // a ScanDone holds its scan's keys: not past delivery
 		}
 		if len(batch) > 0 {
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -158,7 +159,7 @@ func (e *scanErrs) add(err error) {
 func (s *scanner) filesSeen(ctx context.Context, root, dir string, files []File, sum *ScanSummary) error {
 	sum.Files += len(files)
 	if sum.Keyed {
-		dk := dirKey(dir)
+		dk := dirKey(sum.Seed, dir)
 		for _, f := range files {
 			sum.Seen = append(sum.Seen, pathKeyIn(dk, f.Name))
 		}
@@ -194,7 +195,7 @@ func (s *scanner) fullScan(ctx context.Context, j scanJob) error {
 		delete(s.polls, j.root)
 		return s.send(ctx, found{kind: foundRootGone, root: j.root, reason: h.reason, full: true})
 	}
-	sum := ScanSummary{RootDev: h.dev, Started: s.cfg.Now(), Keyed: true}
+	sum := ScanSummary{RootDev: h.dev, Started: s.cfg.Now(), Keyed: true, Seed: rand.Uint64()}
 	var errs scanErrs
 	if j.poll {
 		pt := &pollTree{root: j.root, top: j.root, dev: j.dev, haveDev: j.haveDev, every: j.every, rootIno: h.ino}

@@ -38,7 +38,10 @@ type settler struct {
 	// removed or confirmed by Known during a scan, so a rescan does not
 	// report it again. See pruneReported.
 	reported map[string]Stat
-	timers   timerHeap
+	// once: no scan follows the first (Config.Once), so reported stays
+	// empty rather than hold a path for every file a backfill reports.
+	once   bool
+	timers timerHeap
 	// removedAt holds when paths were reported Removed, for one grace
 	// period: a directory's children due a moment after it (a poll stats
 	// them one by one) are covered by its removal.
@@ -339,6 +342,9 @@ func (s *settler) ready(now time.Time, root, path string, st Stat, emit func(Eve
 const maxReported = 1 << 17
 
 func (s *settler) remember(path string, st Stat) {
+	if s.once {
+		return
+	}
 	if len(s.reported) >= maxReported {
 		clear(s.reported)
 	}
