@@ -315,18 +315,26 @@ func (c *Client) do(ctx context.Context, op, method, u string, body any, out any
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return nil
 	}
-	raw, err := readBody(resp.Body, resp.ContentLength, maxResponseBody)
-	if err != nil {
-		return c.transportError(op, err)
-	}
 	ca, isCreate := out.(*createAnswer)
+	var raw []byte
 	if isCreate && !mustWrap {
-		// The usual answer, {"trace_ids": [...]} alone: no envelope to
-		// unwrap, and no need to parse a 5 MB list twice.
-		if ids, ok := plainTraceIDsObject(raw); ok {
+		// The usual answers, {"trace_ids": [...]} alone or in the
+		// envelope: the ids are slices of the answer, read once.
+		s, err := readString(resp.Body, resp.ContentLength, maxResponseBody)
+		if err != nil {
+			return c.transportError(op, err)
+		}
+		if ids, ok := plainTraceIDsObject(s); ok {
 			ca.ids = ids
 			return nil
 		}
+		if ids, ok := plainEnvelopeIDs(s); ok {
+			ca.ids = ids
+			return nil
+		}
+		raw = []byte(s)
+	} else if raw, err = readBody(resp.Body, resp.ContentLength, maxResponseBody); err != nil {
+		return c.transportError(op, err)
 	}
 	payload, wrapped, err := unwrap(raw)
 	if err != nil {
@@ -358,6 +366,26 @@ func readBody(r io.Reader, size, limit int64) ([]byte, error) {
 	b.Grow(int(size) + bytes.MinRead) // room to read EOF without growing
 	_, err := b.ReadFrom(io.LimitReader(r, limit))
 	return b.Bytes(), err
+}
+
+// copyBufs are the chunks readString copies through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// readString reads a body of up to limit bytes into one string, written
+// once (into a buffer of its size when the length is known): no buffer to
+// zero first, and no copy of the ids a create answer holds, which are
+// slices of it.
+func readString(r io.Reader, size, limit int64) (string, error) {
+	var b strings.Builder
+	if size > 0 && size <= limit {
+		b.Grow(int(size))
+	}
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	if _, err := io.CopyBuffer(&b, io.LimitReader(r, limit), *bufp); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
 // unwrap returns the payload of a JSON object body: its "data" when both

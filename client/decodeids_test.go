@@ -65,3 +65,62 @@ func FuzzParseCreateIDs(f *testing.F) {
 		checkParseCreateIDs(t, in)
 	})
 }
+
+// refEnvelopeIDs is unwrap and then parseCreateIDs as encoding/json alone
+// would do them.
+func refEnvelopeIDs(raw []byte) ([]string, error) {
+	var env struct {
+		Status json.RawMessage `json:"status"`
+		Data   json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return nil, err
+	}
+	if env.Status != nil && env.Data != nil {
+		raw = env.Data
+	}
+	return refParseCreateIDs(raw)
+}
+
+var envelopeCases = []string{
+	`{"status":"success","data":{"trace_ids":["a","b"]}}`, `{"data":["a","b"],"status":"success"}`,
+	` { "status" : "ok" , "data" : [ "a" ] } `, `{"status":"success","data":[]}`, `{"status":"","data":["a"]}`,
+	`{"status":"success","data":{"trace_ids":["a"]},"x":1}`, `{"status":"success","status":"x","data":["a"]}`,
+	`{"data":["a"],"data":["b"],"status":"s"}`, `{"status":1,"data":["a"]}`, `{"status":"s\"","data":["a"]}`,
+	`{"status":"success","data":{"trace_ids":["a"],"x":1}}`, `{"status":"success","data":"a"}`, `{"status":"success"}`,
+	`{"data":["a"]}`, `{"status":"success","data":["a\u0041"]}`, `{"status":"success","data":["a"]`, `{"status":"success" "data":["a"]}`,
+	`{"status":"success","data":["a"]} x`, `{"status":"success","data":null}`,
+}
+
+func checkEnvelopeIDs(t *testing.T, in string) {
+	t.Helper()
+	got, ok := plainEnvelopeIDs(in)
+	if !ok {
+		return // not sure: the caller falls back to encoding/json
+	}
+	want, err := refEnvelopeIDs([]byte(in))
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("plainEnvelopeIDs(%q) = %q; encoding/json gives %q, %v", in, got, want, err)
+	}
+}
+
+func TestPlainEnvelopeIDsMatchesEncodingJSON(t *testing.T) {
+	for _, in := range append(envelopeCases, createAnswerCases...) {
+		checkEnvelopeIDs(t, in)
+	}
+	for _, in := range createAnswerCases {
+		for _, wrapped := range []string{`{"status":"success","data":` + in + `}`, `{"data":` + in + `,"status":"success"}`} {
+			checkEnvelopeIDs(t, wrapped)
+		}
+	}
+	if ids, ok := plainEnvelopeIDs(`{"status":"success","data":{"trace_ids":["a","b"]}}`); !ok || len(ids) != 2 {
+		t.Fatalf("the usual envelope: %q, %v; want the fast path to take it", ids, ok)
+	}
+}
+
+func FuzzPlainEnvelopeIDs(f *testing.F) {
+	for _, in := range envelopeCases {
+		f.Add(in)
+	}
+	f.Fuzz(func(t *testing.T, in string) { checkEnvelopeIDs(t, in) })
+}
