@@ -50,6 +50,7 @@ type scaleRun struct {
 	wall         time.Duration
 	cpu, fakeCPU time.Duration
 	mem          memStatus // peaks
+	anonPeakAt   time.Duration
 	samples      int
 	counts       map[string]int // the summary's counts: uploaded, unchanged, quarantined...
 	load         string
@@ -223,8 +224,8 @@ func measureTree(c config, t scaleTree, backfillRuns int, profileDir string) (tr
 			return r, err
 		}
 		r.backfills = append(r.backfills, b)
-		fmt.Printf("[%s] backfill %d/%d: %s = %.0f files/s; peak RssAnon %s, peak RssFile %s, VmHWM %s (%d samples); CPU tracesync %.1fs (%.0f µs a file), stratix-fake %.1fs; %s (load %s)\n",
-			label, i+1, backfillRuns, b.wall.Round(time.Millisecond), float64(t.files)/b.wall.Seconds(), mib(b.mem.rssAnon), mib(b.mem.rssFile), mib(b.mem.vmHWM), b.samples,
+		fmt.Printf("[%s] backfill %d/%d: %s = %.0f files/s; peak RssAnon %s (at %s), peak RssFile %s, VmHWM %s (%d samples); CPU tracesync %.1fs (%.0f µs a file), stratix-fake %.1fs; %s (load %s)\n",
+			label, i+1, backfillRuns, b.wall.Round(time.Millisecond), float64(t.files)/b.wall.Seconds(), mib(b.mem.rssAnon), b.anonPeakAt.Round(time.Second), mib(b.mem.rssFile), mib(b.mem.vmHWM), b.samples,
 			b.cpu.Seconds(), float64(b.cpu.Microseconds())/float64(t.files), b.fakeCPU.Seconds(), countsLine(b.counts), b.load)
 		if msg := checkFirstCounts(t, b.counts); msg != "" {
 			fmt.Printf("[%s]   UNEXPECTED: %s\n", label, msg)
@@ -269,8 +270,8 @@ func measureTree(c config, t scaleTree, backfillRuns int, profileDir string) (tr
 		if i == 0 {
 			note = " (the first re-run warms the page cache)"
 		}
-		fmt.Printf("[%s] re-run %d/%d%s: %s, %.2f µs a file; peak RssAnon %s, RssFile %s, VmHWM %s; CPU %.2fs; %s (load %s)\n",
-			label, i+1, reruns, note, b.wall.Round(time.Millisecond), usPerFile(b.wall, t), mib(b.mem.rssAnon), mib(b.mem.rssFile), mib(b.mem.vmHWM), b.cpu.Seconds(), countsLine(b.counts), b.load)
+		fmt.Printf("[%s] re-run %d/%d%s: %s, %.2f µs a file; peak RssAnon %s (at %s), RssFile %s, VmHWM %s; CPU %.2fs; %s (load %s)\n",
+			label, i+1, reruns, note, b.wall.Round(time.Millisecond), usPerFile(b.wall, t), mib(b.mem.rssAnon), b.anonPeakAt.Round(100*time.Millisecond), mib(b.mem.rssFile), mib(b.mem.vmHWM), b.cpu.Seconds(), countsLine(b.counts), b.load)
 		if b.counts["unchanged"] != t.files-t.invalid() {
 			fmt.Printf("[%s]   UNEXPECTED: %d unchanged, want %d\n", label, b.counts["unchanged"], t.files-t.invalid())
 		}
@@ -368,7 +369,7 @@ func scaleBackfill(c config, t scaleTree, fake *scaleFake, state string, global 
 	err := cmd.Wait()
 	wall := time.Since(start)
 	mem, n := mw.end()
-	b := scaleRun{wall: wall, fakeCPU: fake.cpu() - fake0, mem: mem, samples: n, counts: parseCounts(stdout.String()), load: loadAvg(), log: lw}
+	b := scaleRun{wall: wall, fakeCPU: fake.cpu() - fake0, mem: mem, anonPeakAt: mw.anonPeakAt(), samples: n, counts: parseCounts(stdout.String()), load: loadAvg(), log: lw}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		b.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}

@@ -55,18 +55,20 @@ func parseMemStatus(s string) (m memStatus, ok bool) {
 // keeps the peaks. VmHWM counts bbolt's file-backed mmap of the state
 // file; RssAnon is the heap, stacks and the runtime's own memory.
 type memWatch struct {
-	pid  int
-	stop chan struct{}
-	done chan struct{}
+	pid   int
+	start time.Time
+	stop  chan struct{}
+	done  chan struct{}
 
-	mu   sync.Mutex // guards the fields below, written by the sampler
-	peak memStatus  // the largest of each field seen (VmHWM: the last seen)
-	last memStatus
-	n    int // samples taken
+	mu       sync.Mutex // guards the fields below, written by the sampler
+	peak     memStatus  // the largest of each field seen (VmHWM: the last seen)
+	anonPeak time.Duration
+	last     memStatus
+	n        int // samples taken
 }
 
 func watchMem(pid int, interval time.Duration) *memWatch {
-	w := &memWatch{pid: pid, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &memWatch{pid: pid, start: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
 		t := time.NewTicker(interval)
@@ -93,7 +95,9 @@ func (w *memWatch) sample() memStatus {
 	defer w.mu.Unlock()
 	w.last = m
 	w.n++
-	w.peak.rssAnon = max(w.peak.rssAnon, m.rssAnon)
+	if m.rssAnon > w.peak.rssAnon {
+		w.peak.rssAnon, w.anonPeak = m.rssAnon, time.Since(w.start)
+	}
 	w.peak.rssFile = max(w.peak.rssFile, m.rssFile)
 	w.peak.vmHWM = max(w.peak.vmHWM, m.vmHWM)
 	return m
@@ -104,6 +108,13 @@ func (w *memWatch) peaks() (memStatus, int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.peak, w.n
+}
+
+// anonPeakAt is when, since the watch started, RssAnon peaked.
+func (w *memWatch) anonPeakAt() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.anonPeak
 }
 
 // end stops sampling and returns the peaks.
