@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultRetention is how long records of removed paths are kept.
@@ -177,9 +178,64 @@ func Compact(dir string) (before, after int64, err error) {
 	return before, st.Size(), nil
 }
 
+// errNotWorth stops compact when the file holds too little slack to pay
+// for the copy.
+var errNotWorth = errors.New("store: not worth compacting")
+
+// CompactIfSlack compacts the state in dir as Compact does, but only when
+// at least a quarter of the space it takes on disk, and at least minSlack
+// bytes, hold no live data: pages left half full by inserts and free pages
+// that copy-on-write keeps. done says whether it did; before and after are
+// the allocated bytes on disk. A busy file (another process holds its lock)
+// is an error, as for Compact.
+func CompactIfSlack(dir string, minSlack int64) (before, after int64, done bool, err error) {
+	file := filepath.Join(dir, FileName)
+	before, err = allocated(file)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if before < 4*minSlack/3 {
+		return before, before, false, nil
+	}
+	err = compactWhen(dir, file, func(tx *bolt.Tx) bool {
+		// The two meta pages, the free list's, and what a packed copy
+		// takes: the bytes in use, and each bucket's last page part filled.
+		page := int64(tx.DB().Info().PageSize)
+		live := 3 * page
+		if targets := tx.Bucket(bucketTargets); targets != nil {
+			st := targets.Stats()
+			live += int64(st.BranchInuse+st.LeafInuse) + page*int64(st.BucketN-st.InlineBucketN)
+		}
+		slack := before - live
+		return slack >= minSlack && slack*4 >= before
+	})
+	if errors.Is(err, errNotWorth) {
+		return before, before, false, nil
+	}
+	if err != nil {
+		return before, 0, false, err
+	}
+	after, err = allocated(file)
+	return before, after, err == nil, err
+}
+
+// allocated is the space file takes on disk (st_blocks * 512); the state
+// file is sparse, so its apparent size overstates it.
+func allocated(file string) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(file, &st); err != nil {
+		return 0, fmt.Errorf("stat state %s: %w", file, err)
+	}
+	return st.Blocks * 512, nil
+}
+
 // compact copies file into a new file and renames it over file, under the
 // file's lock.
-func compact(dir, file string) error {
+func compact(dir, file string) error { return compactWhen(dir, file, nil) }
+
+// compactWhen is compact, first asking worth (when not nil) whether the
+// copy is worth making; when it says no, it returns errNotWorth.
+func compactWhen(dir, file string, worth func(*bolt.Tx) bool) error {
 	return protect(func() error {
 		var f *os.File
 		src, err := bolt.Open(file, 0o600, boltOptions(defaultTimeout, &f))
@@ -194,8 +250,13 @@ func compact(dir, file string) error {
 			if meta == nil {
 				return fmt.Errorf("compact %s: %w (no meta bucket); move it away", file, ErrNotStateFile)
 			}
-			_, err := schemaVersion(meta, file)
-			return err
+			if _, err := schemaVersion(meta, file); err != nil {
+				return err
+			}
+			if worth != nil && !worth(tx) {
+				return errNotWorth
+			}
+			return nil
 		}); err != nil {
 			return err
 		}

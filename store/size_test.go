@@ -277,3 +277,51 @@ func TestCompactFillsPages(t *testing.T) {
 		t.Errorf("compacted file: apparent size %d, pages %d; want equal", fs.apparent, fs.pages)
 	}
 }
+
+// TestCompactIfSlack: a state grown by many small commits in random order
+// (as a backfill grows it) is compacted, keeps every record, and a second
+// call finds too little slack to copy it again.
+func TestCompactIfSlack(t *testing.T) {
+	dir := t.TempDir()
+	db := openT(t, dir, targetA)
+	rnd := rand.New(rand.NewPCG(5, 6))
+	const files = 6000
+	perm := rnd.Perm(files)
+	for start := 0; start < files; start += 20 {
+		update(t, db, func(tx *Tx) error {
+			for _, i := range perm[start : start+20] {
+				p := fmt.Sprintf("/r/d%d/f%05d.json", i%7, i)
+				if err := tx.PutContent(Content{Hash: hashOf(p), Filename: "f.json", TraceIDs: []string{p}}); err != nil {
+					return err
+				}
+				if err := tx.PutPath(pathRec(p, p, StateUploaded)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	db.Close()
+	if _, _, done, err := CompactIfSlack(dir, 1<<40); err != nil || done {
+		t.Fatalf("CompactIfSlack with a slack floor above the file: done %v, err %v; want left alone", done, err)
+	}
+	before, after, done, err := CompactIfSlack(dir, 64<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d files: %d -> %d bytes on disk", files, before, after)
+	if !done || after*4 > before*3 {
+		t.Fatalf("CompactIfSlack: done %v, %d -> %d bytes; want done and at least a quarter off", done, before, after)
+	}
+	if b2, a2, done, err := CompactIfSlack(dir, 64<<10); err != nil || done || a2 != b2 {
+		t.Errorf("CompactIfSlack on a compacted file: done %v (%d -> %d), err %v; want left alone", done, b2, a2, err)
+	}
+	db = openT(t, dir, "")
+	defer db.Close()
+	n := 0
+	_ = db.ForEachPath("", func(PathRecord) error { n++; return nil })
+	if n != files {
+		t.Errorf("after CompactIfSlack: %d paths, want %d", n, files)
+	}
+	checkConsistent(t, db)
+}

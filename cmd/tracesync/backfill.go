@@ -31,7 +31,7 @@ const maxListed = 20
 
 func newBackfillCmd(g *globals) *cobra.Command {
 	var f syncFlags
-	var dryRun bool
+	var dryRun, compactState bool
 	cmd := &cobra.Command{
 		Use:   "backfill [flags] DIR...",
 		Short: "Upload every new or changed trace file in folders once, then exit",
@@ -69,7 +69,7 @@ tracesync files --state quarantined) or the run was interrupted;
 			if dryRun {
 				return runDryRun(cmd.Context(), g, &f, dirs)
 			}
-			return runBackfill(cmd.Context(), g, &f, dirs, !cmd.Flag("log-level").Changed)
+			return runBackfill(cmd.Context(), g, &f, dirs, !cmd.Flag("log-level").Changed, compactState)
 		},
 	}
 	addCommonFlags(cmd.Flags(), &f)
@@ -77,6 +77,7 @@ tracesync files --state quarantined) or the run was interrupted;
 	cmd.Flags().BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "refused: a backfill never deletes")
 	_ = cmd.Flags().MarkHidden("delete-on-remove")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be uploaded, linked, skipped or quarantined; upload nothing (needs no API key)")
+	cmd.Flags().BoolVar(&compactState, "compact-state", true, "at the end, rewrite the state file packed when a quarter or more of it is slack (pages half filled by the inserts, free pages); false leaves it as the run wrote it")
 	return cmd
 }
 
@@ -100,7 +101,7 @@ func backfillDeleteOnRemove(g *globals, f *syncFlags) error {
 // runBackfill is `tracesync backfill` once its flags are checked.
 // quietLogs lowers the log level to warn when a progress bar is shown, so
 // per-file lines do not bury it (unless --log-level was given).
-func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, quietLogs bool) error {
+func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, quietLogs, compactState bool) error {
 	start := time.Now()
 	terminal := logging.IsTerminal(g.stderr)
 	interval := plainInterval
@@ -166,10 +167,33 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 	sum.addIncomplete(s.db, s.resettler.unfinished())
 	sum.interrupted = errors.Is(runErr, errInterrupted)
 	sum.write(g.stdout)
+	if compactState && !sum.interrupted {
+		s.close() // compaction takes the file's lock
+		compactAfterBackfill(g, s.stateDir)
+	}
 	if sum.interrupted || sum.quarantined > 0 || sum.unfinished > 0 || len(sum.incomplete) > 0 {
 		return errSilentFailure
 	}
 	return nil
+}
+
+// minCompactSlack is the least slack, in bytes on disk, that a backfill
+// compacts away: below it the copy is not worth its time. Tests lower it.
+var minCompactSlack int64 = 1 << 20
+
+// compactAfterBackfill packs the state file a backfill has grown: inserts
+// leave pages part full and copy-on-write leaves free pages, often half
+// the file. A failure only costs disk space, so it is a warning.
+func compactAfterBackfill(g *globals, dir string) {
+	start := time.Now()
+	before, after, done, err := store.CompactIfSlack(dir, minCompactSlack)
+	if err != nil {
+		g.log.Warn().Err(err).Msg("the state file was not compacted (it works as it is; tracesync state compact retries)")
+		return
+	}
+	if done {
+		fmt.Fprintf(g.stdout, "state compacted in %s: %s -> %s on disk\n", time.Since(start).Round(time.Millisecond), compactSize(before), compactSize(after))
+	}
 }
 
 func snapshotOf(p uploader.Progress) progressSnapshot {

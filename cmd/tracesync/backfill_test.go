@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tracesync/tracesync/store"
 )
 
 // backfill refuses --delete-on-remove (it never deletes) and says what to
@@ -68,5 +71,45 @@ func TestDryRunCallsACutFileIncompleteLikeBackfill(t *testing.T) {
 	code, out, _ = mainIn(t, context.Background(), w.env, "status")
 	if code != 0 || !regexp.MustCompile(`(?m)^\s+incomplete\s+1$`).MatchString(out) {
 		t.Errorf("status: want 1 incomplete file\n%s", out)
+	}
+}
+
+// A backfill packs the state file it grew (pages half filled, free pages)
+// and says so; a re-run that changed nothing finds nothing to pack, and
+// --compact-state=false leaves the file as the run wrote it.
+func TestBackfillCompactsTheState(t *testing.T) {
+	defer func(v int64) { minCompactSlack = v }(minCompactSlack)
+	minCompactSlack = 16 << 10
+	w := newCheckConfigWorld(t)
+	for i := range 300 {
+		writeFile(t, w.folder, fmt.Sprintf("t%03d.json", i), traceJSON(fmt.Sprintf("t%03d", i)))
+	}
+	state := filepath.Join(w.env["TRACESYNC_STATE_DIR"], store.FileName)
+
+	noCompact := withEnv(w.env, map[string]string{"TRACESYNC_STATE_DIR": t.TempDir()})
+	code, out, errOut := mainIn(t, context.Background(), noCompact, "backfill", "--compact-state=false", "--settle", "20ms", w.folder)
+	if code != 0 || strings.Contains(out, "state compacted") {
+		t.Fatalf("backfill --compact-state=false: exit %d, want 0 and no compaction\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	fresh, err := allocatedSize(filepath.Join(noCompact["TRACESYNC_STATE_DIR"], store.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut = mainIn(t, context.Background(), w.env, "backfill", "--settle", "20ms", w.folder)
+	if code != 0 || !strings.Contains(out, "state compacted in ") {
+		t.Fatalf("backfill: exit %d, want 0 and the state compacted\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	packed, err := allocatedSize(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("300 files: state %d bytes on disk as written, %d compacted", fresh, packed)
+	if packed*4 > fresh*3 {
+		t.Errorf("compacted state takes %d bytes on disk, the uncompacted one %d: want at least a quarter less", packed, fresh)
+	}
+	code, out, errOut = mainIn(t, context.Background(), w.env, "backfill", "--settle", "20ms", w.folder)
+	if code != 0 || strings.Contains(out, "state compacted") || !regexp.MustCompile(`unchanged +300 `).MatchString(out) {
+		t.Errorf("re-run: exit %d, want 0, 300 unchanged and nothing to compact\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }

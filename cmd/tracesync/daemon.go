@@ -43,9 +43,11 @@ type syncer struct {
 	api    *client.Client
 	target client.Target
 	db     *store.DB
-	eng    *uploader.Engine
-	w      *watcher.Watcher
-	reg    *prometheus.Registry
+	// stateDir holds db's file.
+	stateDir string
+	eng      *uploader.Engine
+	w        *watcher.Watcher
+	reg      *prometheus.Registry
 
 	metricsLn   net.Listener // nil without --metrics-addr, or once served
 	metricsStop func()       // stops serving it; nil when not served
@@ -152,6 +154,7 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 	if !once {
 		opts.Timeout = daemonLockWait
 	}
+	s.stateDir = stateDir
 	s.db, err = store.Open(stateDir, opts)
 	if err != nil {
 		var le *store.LockedError
@@ -282,21 +285,26 @@ func engineHints(f *syncFlags) uploader.Hints {
 var errStoppedConnecting = errors.New("stopped before the API could be reached")
 
 // close releases what openSyncer opened.
+// A second call does nothing.
 func (s *syncer) close() {
 	if s.ctlStop != nil {
 		s.ctlStop()
 		<-s.ctlDone
+		s.ctlStop = nil
 	}
 	if s.metricsStop != nil {
 		s.metricsStop()
+		s.metricsStop = nil
 	}
 	if s.metricsLn != nil {
 		_ = s.metricsLn.Close()
+		s.metricsLn = nil
 	}
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {
 			s.g.log.Error().Err(err).Msg("close state store")
 		}
+		s.db = nil
 	}
 }
 
