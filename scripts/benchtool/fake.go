@@ -45,14 +45,27 @@ func parseServed(line string) fakeCounts {
 	return f
 }
 
+// fakeArgs are -fake-arg's, added to every stratix-fake's command line.
+var fakeArgs argList
+
+// argList is a repeatable flag's values.
+type argList []string
+
+func (l *argList) String() string     { return strings.Join(*l, " ") }
+func (l *argList) Set(v string) error { *l = append(*l, v); return nil }
+
 // launchFake starts stratix-fake and returns its URL and a channel that
 // gets its last stdout line once it exits.
-func launchFake(bin string, latency time.Duration, rateLimitRate float64) (*exec.Cmd, string, <-chan string, error) {
+// env is added to its environment.
+func launchFake(bin string, latency time.Duration, rateLimitRate float64, env ...string) (*exec.Cmd, string, <-chan string, error) {
 	args := []string{"--addr", "127.0.0.1:0", "--log-level", "warn", "--api-key", "bench-key", "--envelope=false", "--latency", latency.String()}
 	if rateLimitRate > 0 {
 		args = append(args, "--rate-limit-rate", strconv.FormatFloat(rateLimitRate, 'f', -1, 64))
 	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append(args, fakeArgs...)...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", nil, err
