@@ -141,9 +141,10 @@ func (t *Tx) dropUnusedDirs(used map[uint64]bool) error {
 	return nil
 }
 
-// compactTxMaxSize bounds each transaction of the copy, so compacting a
-// large file does not hold it all in memory.
-const compactTxMaxSize = 64 << 20
+// compactTxMaxSize bounds the key and value bytes of each transaction of
+// the copy. bbolt holds a transaction's nodes in memory at several times
+// those bytes, so this is what bounds the memory a compaction takes.
+const compactTxMaxSize = 4 << 20
 
 // Compact rewrites the state file in dir offline (bbolt's compact) into a
 // new file that atomically replaces it, and returns the sizes before and
@@ -266,12 +267,18 @@ func compactWhen(dir, file string, worth func(*bolt.Tx) bool) error {
 
 		tmp := file + ".compact"
 		_ = os.Remove(tmp) // a leftover of an interrupted compact
-		dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: defaultTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+		// The copy is of no use until it is renamed over file, so its
+		// transactions are not synced one by one: it is synced once, whole.
+		dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: defaultTimeout, FreelistType: bolt.FreelistMapType, NoFreelistSync: true, NoSync: true})
 		if err != nil {
 			return fmt.Errorf("create %s: %w", tmp, err)
 		}
 		// bbolt's Compact packs every page full (FillPercent 1).
-		if err := bolt.Compact(dst, src, compactTxMaxSize); err != nil {
+		err = bolt.Compact(dst, src, compactTxMaxSize)
+		if err == nil {
+			err = dst.Sync()
+		}
+		if err != nil {
 			_ = dst.Close()
 			_ = os.Remove(tmp)
 			return fmt.Errorf("compact %s: %w", file, err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -102,6 +103,19 @@ func backfillDeleteOnRemove(g *globals, f *syncFlags) error {
 // quietLogs lowers the log level to warn when a progress bar is shown, so
 // per-file lines do not bury it (unless --log-level was given).
 func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, quietLogs, compactState bool) error {
+	stateDir, finished, err := syncBackfill(ctx, g, f, dirs, quietLogs)
+	// Compacted once the sync's store, engine and watcher are closed and
+	// unreachable, so the copy reuses their memory instead of adding to it.
+	if compactState && finished {
+		compactAfterBackfill(g, stateDir)
+	}
+	return err
+}
+
+// syncBackfill is runBackfill up to its summary. finished says whether it
+// ran to the end (not interrupted, no setup error); stateDir is where the
+// state is.
+func syncBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, quietLogs bool) (stateDir string, finished bool, _ error) {
 	start := time.Now()
 	terminal := logging.IsTerminal(g.stderr)
 	interval := plainInterval
@@ -121,14 +135,14 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 		}
 		log, err := logging.NewWithOptions(&barLogWriter{p: bar}, level, format, logging.Options{Roots: g.logRoots})
 		if err != nil {
-			return asUsage(err)
+			return "", false, asUsage(err)
 		}
 		g.log = log
 	}
 
 	s, err := openSyncer(ctx, g, f, dirs, true)
 	if err != nil {
-		return err
+		return "", false, err
 	}
 	defer s.close()
 
@@ -154,7 +168,7 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 	bar.Clear()
 	bar.mu.Unlock()
 	if runErr != nil && !errors.Is(runErr, errInterrupted) {
-		return runErr
+		return "", false, runErr
 	}
 	if runErr == nil && f.retention > 0 {
 		s.prune(ctx, 0, s.eng.Progress().FilesSeen > 0) // the engine has stopped: nothing is being read
@@ -162,19 +176,15 @@ func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, q
 
 	sum, err := summarize(s.db, dirs, s.eng.Progress(), int(s.scanUnchanged.Load()), time.Since(start))
 	if err != nil {
-		return fmt.Errorf("read the results from the state: %w", err)
+		return "", false, fmt.Errorf("read the results from the state: %w", err)
 	}
 	sum.addIncomplete(s.db, s.resettler.unfinished())
 	sum.interrupted = errors.Is(runErr, errInterrupted)
 	sum.write(g.stdout)
-	if compactState && !sum.interrupted {
-		s.close() // compaction takes the file's lock
-		compactAfterBackfill(g, s.stateDir)
-	}
 	if sum.interrupted || sum.quarantined > 0 || sum.unfinished > 0 || len(sum.incomplete) > 0 {
-		return errSilentFailure
+		return s.stateDir, !sum.interrupted, errSilentFailure
 	}
-	return nil
+	return s.stateDir, true, nil
 }
 
 // minCompactSlack is the least slack, in bytes on disk, that a backfill
@@ -186,6 +196,9 @@ var minCompactSlack int64 = 1 << 20
 // the file. A failure only costs disk space, so it is a warning.
 func compactAfterBackfill(g *globals, dir string) {
 	start := time.Now()
+	// The sync's memory is garbage now: collect it first, so the copy
+	// reuses it rather than growing the heap past the backfill's peak.
+	debug.FreeOSMemory()
 	before, after, done, err := store.CompactIfSlack(dir, minCompactSlack)
 	if err != nil {
 		g.log.Warn().Err(err).Msg("the state file was not compacted (it works as it is; tracesync state compact retries)")

@@ -113,7 +113,7 @@ func run() error {
 	flag.StringVar(&c.scale.workers, "scale-workers", "16", "scale: tracesync's --workers for backfill and run: a number, auto, or default (pass no --workers: tracesync's own default)")
 	flag.DurationVar(&c.scale.idle, "scale-idle", 20*time.Second, "scale: how long the daemon is measured idle after its first scan")
 	flag.StringVar(&c.scale.profileDir, "scale-profile", "", "scale: write tracesync's CPU and heap profiles of the large tree's backfill, last re-run and run into this folder")
-	flag.IntVar(&c.scale.fakeGOGC, "scale-fake-gogc", 400, "scale: stratix-fake's GOGC (0: Go's default); its collector's work grows with the traces it holds")
+	flag.IntVar(&c.scale.fakeGOGC, "scale-fake-gogc", 0, "scale: stratix-fake's GOGC (0: Go's default); its collector's work grows with the traces it holds, 400 took its CPU a file at a million from 317 to 293 µs and its peak RSS from 1.7 to 3.2 GB")
 	flag.BoolVar(&c.scale.keep, "keep", false, "keep the scale trees and states (a later run with the same -work reuses a complete tree)")
 	flag.Var(&fakeArgs, "fake-arg", "an argument added to stratix-fake's command line (repeatable; e.g. -fake-arg=--cpuprofile=/tmp/fake.pprof: each run's fake overwrites it)")
 	var extraEnv envList

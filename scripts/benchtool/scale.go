@@ -112,7 +112,7 @@ func scaleRuns(c config) error {
 	fmt.Printf("scale: the baseline's backfill is run %d times (RUNS) and its median reported; the %s-file backfill, state compaction and daemon are run once per invocation; re-runs and status/files timings %d times each\n",
 		c.runs, thousands(big.files), c.runs)
 	if c.scale.fakeGOGC > 0 {
-		fmt.Printf("scale: stratix-fake runs with GOGC=%d: it holds every trace in memory, and its garbage collector's work grows with them (13%% of its CPU at 300,000 uploads against 6%% at 10,000 with Go's default), which would be counted against tracesync's files/s\n", c.scale.fakeGOGC)
+		fmt.Printf("scale: stratix-fake runs with GOGC=%d\n", c.scale.fakeGOGC)
 	}
 	fmt.Printf("scale: RSS is sampled every 50 ms from /proc/PID/status: RssAnon (heap, stacks: what the issue counts), RssFile (bbolt's mmap of the state, the binary) and VmHWM (peak of both)\n")
 	if err := checkRoom(c.work, base, big); err != nil {
