@@ -248,18 +248,7 @@ func TestCompactFillsPages(t *testing.T) {
 	dir := t.TempDir()
 	db := openT(t, dir, targetA)
 	rnd := rand.New(rand.NewPCG(3, 4))
-	update(t, db, func(tx *Tx) error {
-		for _, i := range rnd.Perm(3000) {
-			p := fmt.Sprintf("/r/d%d/f%05d.json", i%7, i)
-			if err := tx.PutContent(Content{Hash: hashOf(p), Filename: "f.json", TraceIDs: []string{p}}); err != nil {
-				return err
-			}
-			if err := tx.PutPath(pathRec(p, p, StateUploaded)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	putUploaded(t, db, rnd.Perm(3000), 3000)
 	db.Close()
 	if _, _, err := Compact(dir); err != nil {
 		t.Fatal(err)
@@ -286,21 +275,7 @@ func TestCompactIfSlack(t *testing.T) {
 	db := openT(t, dir, targetA)
 	rnd := rand.New(rand.NewPCG(5, 6))
 	const files = 6000
-	perm := rnd.Perm(files)
-	for start := 0; start < files; start += 20 {
-		update(t, db, func(tx *Tx) error {
-			for _, i := range perm[start : start+20] {
-				p := fmt.Sprintf("/r/d%d/f%05d.json", i%7, i)
-				if err := tx.PutContent(Content{Hash: hashOf(p), Filename: "f.json", TraceIDs: []string{p}}); err != nil {
-					return err
-				}
-				if err := tx.PutPath(pathRec(p, p, StateUploaded)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
+	putUploaded(t, db, rnd.Perm(files), 20)
 	db.Close()
 	if _, _, done, err := CompactIfSlack(dir, 1<<40); err != nil || done {
 		t.Fatalf("CompactIfSlack with a slack floor above the file: done %v, err %v; want left alone", done, err)
@@ -324,4 +299,24 @@ func TestCompactIfSlack(t *testing.T) {
 		t.Errorf("after CompactIfSlack: %d paths, want %d", n, files)
 	}
 	checkConsistent(t, db)
+}
+
+// putUploaded records file i of ids as uploaded (a content of its own and
+// its path, in one of 7 folders), perTx files a transaction.
+func putUploaded(t *testing.T, db *DB, ids []int, perTx int) {
+	t.Helper()
+	for start := 0; start < len(ids); start += perTx {
+		update(t, db, func(tx *Tx) error {
+			for _, i := range ids[start:min(start+perTx, len(ids))] {
+				p := fmt.Sprintf("/r/d%d/f%05d.json", i%7, i)
+				if err := tx.PutContent(Content{Hash: hashOf(p), Filename: "f.json", TraceIDs: []string{p}}); err != nil {
+					return err
+				}
+				if err := tx.PutPath(pathRec(p, p, StateUploaded)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
 }
