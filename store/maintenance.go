@@ -191,7 +191,7 @@ var errNotWorth = errors.New("store: not worth compacting")
 // is an error, as for Compact.
 func CompactIfSlack(dir string, minSlack int64) (before, after int64, done bool, err error) {
 	file := filepath.Join(dir, FileName)
-	before, err = allocated(file)
+	before, err = Allocated(file)
 	if err != nil {
 		return 0, 0, false, err
 	}
@@ -216,13 +216,14 @@ func CompactIfSlack(dir string, minSlack int64) (before, after int64, done bool,
 	if err != nil {
 		return before, 0, false, err
 	}
-	after, err = allocated(file)
+	after, err = Allocated(file)
 	return before, after, err == nil, err
 }
 
-// allocated is the space file takes on disk (st_blocks * 512); the state
-// file is sparse, so its apparent size overstates it.
-func allocated(file string) (int64, error) {
+// Allocated is the space file takes on disk (st_blocks * 512, what du
+// counts); the state file is sparse, so its apparent size overstates it (a
+// new one is 16 MiB apparent and a few KiB allocated).
+func Allocated(file string) (int64, error) {
 	var st unix.Stat_t
 	if err := unix.Stat(file, &st); err != nil {
 		return 0, fmt.Errorf("stat state %s: %w", file, err)

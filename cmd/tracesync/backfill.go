@@ -78,7 +78,7 @@ tracesync files --state quarantined) or the run was interrupted;
 	cmd.Flags().BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "refused: a backfill never deletes")
 	_ = cmd.Flags().MarkHidden("delete-on-remove")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be uploaded, linked, skipped or quarantined; upload nothing (needs no API key)")
-	cmd.Flags().BoolVar(&compactState, "compact-state", true, "at the end, rewrite the state file packed when a quarter or more of it is slack (pages half filled by the inserts, free pages); false leaves it as the run wrote it")
+	cmd.Flags().BoolVar(&compactState, "compact-state", true, "at the end, rewrite the state file packed when a quarter or more of it is slack (pages the inserts left part full, free pages); false leaves it as the run wrote it")
 	return cmd
 }
 

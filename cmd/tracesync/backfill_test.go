@@ -91,7 +91,7 @@ func TestBackfillCompactsTheState(t *testing.T) {
 	if code != 0 || strings.Contains(out, "state compacted") {
 		t.Fatalf("backfill --compact-state=false: exit %d, want 0 and no compaction\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	fresh, err := allocatedSize(filepath.Join(noCompact["TRACESYNC_STATE_DIR"], store.FileName))
+	fresh, err := store.Allocated(filepath.Join(noCompact["TRACESYNC_STATE_DIR"], store.FileName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestBackfillCompactsTheState(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "state compacted in ") {
 		t.Fatalf("backfill: exit %d, want 0 and the state compacted\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	packed, err := allocatedSize(state)
+	packed, err := store.Allocated(state)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/tracesync/tracesync/internal/control"
 	"github.com/tracesync/tracesync/store"
@@ -46,12 +45,12 @@ while a daemon (or any tracesync) holds the state, it refuses and changes nothin
 				return err
 			}
 			file := filepath.Join(dir, store.FileName)
-			diskBefore, diskErr := allocatedSize(file)
+			diskBefore, diskErr := store.Allocated(file)
 			before, after, err := store.Compact(dir)
 			if err != nil {
 				return explainStateError(err, dir)
 			}
-			diskAfter, err := allocatedSize(file)
+			diskAfter, err := store.Allocated(file)
 			if err == nil {
 				err = diskErr
 			}
@@ -64,17 +63,6 @@ while a daemon (or any tracesync) holds the state, it refuses and changes nothin
 		},
 	})
 	return cmd
-}
-
-// allocatedSize returns the space file takes on disk (st_blocks * 512),
-// which for the sparse state file is far below its apparent size (a new
-// state file is 16 MiB apparent and a few KiB allocated).
-func allocatedSize(file string) (int64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(file, &st); err != nil {
-		return 0, fmt.Errorf("stat %s: %w", file, err)
-	}
-	return st.Blocks * 512, nil
 }
 
 // compactSize formats a size in bytes for people: 1.5 MiB.

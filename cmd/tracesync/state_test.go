@@ -43,7 +43,7 @@ func TestStateCompact(t *testing.T) {
 	db.Close()
 	file := filepath.Join(dir, store.FileName)
 	before, _ := os.Stat(file)
-	diskBefore, err := allocatedSize(file)
+	diskBefore, err := store.Allocated(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestStateCompact(t *testing.T) {
 		t.Fatalf("compact: exit %d, stderr %q", code, errOut)
 	}
 	after, _ := os.Stat(file)
-	diskAfter, err := allocatedSize(file)
+	diskAfter, err := store.Allocated(file)
 	if err != nil {
 		t.Fatal(err)
 	}
