@@ -274,6 +274,7 @@ func TestCompactIfSlack(t *testing.T) {
 	dir := t.TempDir()
 	db := openT(t, dir, targetA)
 	rnd := rand.New(rand.NewPCG(5, 6))
+	t.Log("insert order: rand.NewPCG(5, 6), fixed")
 	const files = 6000
 	putUploaded(t, db, rnd.Perm(files), 20)
 	db.Close()

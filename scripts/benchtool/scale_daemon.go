@@ -290,7 +290,7 @@ func usPerFile(d time.Duration, t scaleTree) float64 {
 	return float64(d.Nanoseconds()) / 1000 / float64(t.files)
 }
 
-// durations lists run times: 120ms / 98ms / 101ms.
+// durations lists run times in the order they ran, separated by slashes.
 func durations(ds []time.Duration) string {
 	parts := make([]string, len(ds))
 	for i, d := range ds {
