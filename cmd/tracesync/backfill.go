@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -30,7 +31,7 @@ const maxListed = 20
 
 func newBackfillCmd(g *globals) *cobra.Command {
 	var f syncFlags
-	var dryRun, compactState bool
+	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "backfill [flags] DIR...",
 		Short: "Upload every new or changed trace file in folders once, then exit",
@@ -68,7 +69,7 @@ tracesync files --state quarantined) or the run was interrupted;
 			if dryRun {
 				return runDryRun(cmd.Context(), g, &f, dirs)
 			}
-			return runBackfill(cmd.Context(), g, &f, dirs, !cmd.Flag("log-level").Changed, compactState)
+			return runBackfill(cmd.Context(), g, &f, dirs, !cmd.Flag("log-level").Changed)
 		},
 	}
 	addCommonFlags(cmd.Flags(), &f)
@@ -76,7 +77,6 @@ tracesync files --state quarantined) or the run was interrupted;
 	cmd.Flags().BoolVar(&f.deleteOnRemove, "delete-on-remove", false, "refused: a backfill never deletes")
 	_ = cmd.Flags().MarkHidden("delete-on-remove")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be uploaded, linked, skipped or quarantined; upload nothing (needs no API key)")
-	cmd.Flags().BoolVar(&compactState, "compact-state", true, "at the end, rewrite the state file packed when a quarter or more of it is slack (pages the inserts left part full, free pages); false leaves it as the run wrote it")
 	return cmd
 }
 
@@ -100,11 +100,11 @@ func backfillDeleteOnRemove(g *globals, f *syncFlags) error {
 // runBackfill is `tracesync backfill` once its flags are checked.
 // quietLogs lowers the log level to warn when a progress bar is shown, so
 // per-file lines do not bury it (unless --log-level was given).
-func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, quietLogs, compactState bool) error {
+func runBackfill(ctx context.Context, g *globals, f *syncFlags, dirs []string, quietLogs bool) error {
 	stateDir, finished, err := syncBackfill(ctx, g, f, dirs, quietLogs)
 	// Compacted once the sync's store, engine and watcher are closed and
 	// unreachable, so the copy reuses their memory instead of adding to it.
-	if compactState && finished {
+	if f.compactState && finished {
 		compactAfterBackfill(g, stateDir)
 	}
 	return err
@@ -204,6 +204,24 @@ func compactAfterBackfill(g *globals, dir string) {
 	}
 	if done {
 		fmt.Fprintf(g.stdout, "state compacted in %s: %s -> %s on disk\n", time.Since(start).Round(time.Millisecond), compactSize(before), compactSize(after))
+	}
+}
+
+// compactAtStart packs the state file before a daemon opens it, when a
+// quarter or more of it is slack: a daemon's state grows as a backfill's
+// does, and it can only be packed while no one holds it. A failure is
+// logged and the start goes on (Open then says what is wrong, if anything).
+func compactAtStart(g *globals, dir string) {
+	start := time.Now()
+	before, after, done, err := store.CompactIfSlack(dir, minCompactSlack)
+	switch {
+	case errors.Is(err, fs.ErrNotExist): // no state yet
+	case err != nil:
+		g.log.Warn().Err(err).Msg("the state file was not compacted at start (it works as it is)")
+	case done:
+		g.log.Info().Str("took", time.Since(start).Round(time.Millisecond).String()).
+			Str("before", compactSize(before)).Str("after", compactSize(after)).
+			Msg("state file compacted: it had a quarter or more of slack")
 	}
 }
 

@@ -113,3 +113,41 @@ func TestBackfillCompactsTheState(t *testing.T) {
 		t.Errorf("re-run: exit %d, want 0, 300 unchanged and nothing to compact\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 }
+
+// run packs a state file with a quarter or more of slack before it opens
+// it, says so in its log, and leaves a packed one alone; with
+// --compact-state=false it never does.
+func TestRunCompactsASlackStateAtStart(t *testing.T) {
+	defer func(v int64) { minCompactSlack = v }(minCompactSlack)
+	minCompactSlack = 16 << 10
+	w := newCheckConfigWorld(t)
+	for i := range 300 {
+		writeFile(t, w.folder, fmt.Sprintf("t%03d.json", i), traceJSON(fmt.Sprintf("t%03d", i)))
+	}
+	state := filepath.Join(w.env["TRACESYNC_STATE_DIR"], store.FileName)
+	if code, out, errOut := mainIn(t, context.Background(), w.env, "backfill", "--compact-state=false", "--settle", "20ms", w.folder); code != 0 {
+		t.Fatalf("backfill: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	fresh, err := store.Allocated(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	watching := func(stderr string) bool { return strings.Contains(stderr, "watching") }
+	logged := runUntil(t, w.env, []string{"--compact-state=false", "--settle", "20ms", w.folder}, watching)
+	if strings.Contains(logged, "state file compacted") {
+		t.Fatalf("run --compact-state=false compacted the state:\n%s", logged)
+	}
+	logged = runUntil(t, w.env, []string{"--settle", "20ms", w.folder}, watching)
+	packed, err := store.Allocated(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("300 files: state %d bytes on disk as the backfill left it, %d after run started", fresh, packed)
+	if !strings.Contains(logged, "state file compacted") || packed*4 > fresh*3 {
+		t.Fatalf("run: state %d -> %d bytes on disk, want a quarter less and a log line saying so:\n%s", fresh, packed, logged)
+	}
+	logged = runUntil(t, w.env, []string{"--settle", "20ms", w.folder}, watching)
+	if strings.Contains(logged, "state file compacted") {
+		t.Errorf("run compacted a packed state again:\n%s", logged)
+	}
+}

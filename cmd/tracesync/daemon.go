@@ -154,6 +154,9 @@ func openSyncer(ctx context.Context, g *globals, f *syncFlags, dirs []string, on
 	if !once {
 		opts.Timeout = daemonLockWait
 	}
+	if !once && f.compactState {
+		compactAtStart(g, stateDir)
+	}
 	s.stateDir = stateDir
 	s.db, err = store.Open(stateDir, opts)
 	if err != nil {
@@ -264,28 +267,11 @@ func newConnectBackoff() *backoff.ExponentialBackOff {
 	return bo
 }
 
-// engineHints are the engine's words for what the user can do: this
-// command's flags and commands.
-func engineHints(f *syncFlags) uploader.Hints {
-	return uploader.Hints{
-		Key:    "the key (LAYERLENS_STRATIX_API_KEY or --api-key-file)",
-		Budget: "raise --max-delete or shorten --max-delete-window to allow more",
-		MaxAge: "--max-age",
-		Confirm: func(root string) string {
-			if f.deleteOnRemove {
-				return "run `tracesync reconcile --confirm --delete-on-remove " + root + "` (it works while the daemon runs)"
-			}
-			return "run `tracesync reconcile --confirm " + root + "` (it works while the daemon runs)"
-		},
-	}
-}
-
 // errStoppedConnecting: the daemon was stopped (SIGTERM, SIGINT) while it
 // waited for the API; it had started nothing, so it exits 0.
 var errStoppedConnecting = errors.New("stopped before the API could be reached")
 
-// close releases what openSyncer opened.
-// A second call does nothing.
+// close releases what openSyncer opened; a second call does nothing.
 func (s *syncer) close() {
 	if s.ctlStop != nil {
 		s.ctlStop()

@@ -22,6 +22,9 @@ import (
 // (addDaemonFlags: not backfill). Each is also read from TRACESYNC_<FLAG>
 // by applyEnv.
 type syncFlags struct {
+	// compactState: pack the state file when a quarter or more of it is
+	// slack, as a backfill ends and as run starts.
+	compactState    bool
 	workers         workersFlag
 	maxWorkers      int
 	include         []string
@@ -98,6 +101,7 @@ func addCommonFlags(fs *pflag.FlagSet, f *syncFlags) {
 	f.maxInflate = byteSize(uploader.DefaultMaxInflate)
 	f.rescanInterval, f.maxDelete, f.maxDeleteWindow, f.maxLag = defaultRescanInterval, defaultMaxDelete, defaultMaxDeleteWindow, defaultMaxLag
 	fs.Var(&f.workers, "workers", workersHelp)
+	fs.BoolVar(&f.compactState, "compact-state", true, "rewrite the state file packed when a quarter or more of it is slack (pages left part full by inserts, free pages): a backfill as it ends, run as it starts; false leaves it as it is")
 	fs.IntVar(&f.maxWorkers, "max-workers", defaultMaxWorkers, fmt.Sprintf("with --workers auto, the most uploads and deletes in flight at once (1 to %d)", maxWorkers))
 	fs.StringSliceVar(&f.include, "include", append([]string(nil), watcher.DefaultInclude...), "glob of file names to sync (repeatable, or comma-separated); .gz and .zst files are uploaded decompressed")
 	fs.StringSliceVar(&f.exclude, "exclude", nil, "glob of file names or paths to skip, on top of the temporary names always skipped ("+alwaysIgnoredHelp+")")
@@ -305,4 +309,20 @@ func absClean(p string) (string, error) {
 		return "", err
 	}
 	return filepath.Clean(abs), nil
+}
+
+// engineHints are the engine's words for what the user can do: this
+// command's flags and commands.
+func engineHints(f *syncFlags) uploader.Hints {
+	return uploader.Hints{
+		Key:    "the key (LAYERLENS_STRATIX_API_KEY or --api-key-file)",
+		Budget: "raise --max-delete or shorten --max-delete-window to allow more",
+		MaxAge: "--max-age",
+		Confirm: func(root string) string {
+			if f.deleteOnRemove {
+				return "run `tracesync reconcile --confirm --delete-on-remove " + root + "` (it works while the daemon runs)"
+			}
+			return "run `tracesync reconcile --confirm " + root + "` (it works while the daemon runs)"
+		},
+	}
 }
