@@ -214,8 +214,11 @@ func compactAfterBackfill(g *globals, dir string) {
 func compactAtStart(g *globals, dir string) {
 	start := time.Now()
 	before, after, done, err := store.CompactIfSlack(dir, minCompactSlack)
+	var locked *store.LockedError
 	switch {
 	case errors.Is(err, fs.ErrNotExist): // no state yet
+	case errors.As(err, &locked), errors.Is(err, store.ErrCorrupt):
+		// Open waits for the lock, or moves the file aside, and says so.
 	case err != nil:
 		g.log.Warn().Err(err).Msg("the state file was not compacted at start (it works as it is)")
 	case done:
