@@ -74,17 +74,25 @@ func TestDryRunCallsACutFileIncompleteLikeBackfill(t *testing.T) {
 	}
 }
 
-// A backfill packs the state file it grew (pages half filled, free pages)
-// and says so; a re-run that changed nothing finds nothing to pack, and
-// --compact-state=false leaves the file as the run wrote it.
-func TestBackfillCompactsTheState(t *testing.T) {
-	defer func(v int64) { minCompactSlack = v }(minCompactSlack)
+// compactWorld is a world of 300 trace files whose compaction floor is
+// low enough for their state, and the path of that state's file.
+func compactWorld(t *testing.T) (*checkConfigWorld, string) {
+	t.Helper()
+	old := minCompactSlack
+	t.Cleanup(func() { minCompactSlack = old })
 	minCompactSlack = 16 << 10
 	w := newCheckConfigWorld(t)
 	for i := range 300 {
 		writeFile(t, w.folder, fmt.Sprintf("t%03d.json", i), traceJSON(fmt.Sprintf("t%03d", i)))
 	}
-	state := filepath.Join(w.env["TRACESYNC_STATE_DIR"], store.FileName)
+	return w, filepath.Join(w.env["TRACESYNC_STATE_DIR"], store.FileName)
+}
+
+// A backfill packs the state file it grew (pages part full, free pages)
+// and says so; a re-run that changed nothing finds nothing to pack, and
+// --compact-state=false leaves the file as the run wrote it.
+func TestBackfillCompactsTheState(t *testing.T) {
+	w, state := compactWorld(t)
 
 	noCompact := withEnv(w.env, map[string]string{"TRACESYNC_STATE_DIR": t.TempDir()})
 	code, out, errOut := mainIn(t, context.Background(), noCompact, "backfill", "--compact-state=false", "--settle", "20ms", w.folder)
@@ -118,13 +126,7 @@ func TestBackfillCompactsTheState(t *testing.T) {
 // it, says so in its log, and leaves a packed one alone; with
 // --compact-state=false it never does.
 func TestRunCompactsASlackStateAtStart(t *testing.T) {
-	defer func(v int64) { minCompactSlack = v }(minCompactSlack)
-	minCompactSlack = 16 << 10
-	w := newCheckConfigWorld(t)
-	for i := range 300 {
-		writeFile(t, w.folder, fmt.Sprintf("t%03d.json", i), traceJSON(fmt.Sprintf("t%03d", i)))
-	}
-	state := filepath.Join(w.env["TRACESYNC_STATE_DIR"], store.FileName)
+	w, state := compactWorld(t)
 	if code, out, errOut := mainIn(t, context.Background(), w.env, "backfill", "--compact-state=false", "--settle", "20ms", w.folder); code != 0 {
 		t.Fatalf("backfill: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
