@@ -4,7 +4,6 @@ package main
 // (tracker), the tracesync process (daemon) and its log (logWatch).
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -174,15 +173,7 @@ const maxMsgs = 20
 func (l *logWatch) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		l.line(l.partial[:i])
-		l.partial = l.partial[i+1:]
-	}
+	l.partial = eachLine(l.partial, p, l.line)
 	return len(p), nil
 }
 

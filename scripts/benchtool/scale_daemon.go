@@ -128,15 +128,7 @@ type lineTap struct {
 }
 
 func (l *lineTap) Write(p []byte) (int, error) {
-	l.partial = append(l.partial, p...)
-	for {
-		i := bytes.IndexByte(l.partial, '\n')
-		if i < 0 {
-			break
-		}
-		l.match(l.partial[:i])
-		l.partial = l.partial[i+1:]
-	}
+	l.partial = eachLine(l.partial, p, l.match)
 	return l.next.Write(p)
 }
 
@@ -297,4 +289,18 @@ func durations(ds []time.Duration) string {
 		parts[i] = d.Round(time.Millisecond).String()
 	}
 	return strings.Join(parts, " / ")
+}
+
+// eachLine appends p to partial, hands fn every complete line (without
+// its newline), and returns what is left of the last, unfinished one.
+func eachLine(partial, p []byte, fn func(line []byte)) []byte {
+	partial = append(partial, p...)
+	for {
+		i := bytes.IndexByte(partial, '\n')
+		if i < 0 {
+			return partial
+		}
+		fn(partial[:i])
+		partial = partial[i+1:]
+	}
 }
