@@ -1,8 +1,8 @@
 package store
 
-// migrate.go owns the rewrite of a schema 4 file into schema 5: every key
-// and value changes, so it writes a new file, as compaction does, and
-// renames it over the old one.
+// migrate.go owns the rewrite of a schema 4 file into the current schema:
+// schema 5 changed every key and value, so it writes a new file, as
+// compaction does, and renames it over the old one.
 
 import (
 	"bytes"
@@ -28,7 +28,7 @@ var rewriteTxBytes = 4 << 20
 var rewriteCommitted func() error
 
 // rewrite4to5 writes the schema 4 file src (open, and locked by this
-// process) as schema 5 into file.migrate, in transactions of at most
+// process) as the current schema into file.migrate, in transactions of at most
 // rewriteTxBytes, each fsync'd, then renames it over file. A crash before
 // the rename leaves the old file as it was (the next open starts again), a
 // crash after it leaves the new one complete.
@@ -40,7 +40,7 @@ func rewrite4to5(src *bolt.DB, file string, log zerolog.Logger) error {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
 	start := time.Now()
-	log.Info().Str("state", file).Msg("rewriting the state file to schema 5 (path keys by folder, compact records); the old file stays until the new one is complete")
+	log.Info().Str("state", file).Uint32("schema", SchemaVersion).Msg("rewriting the state file to the current schema (path keys by folder, compact records); the old file stays until the new one is complete")
 	w := &rewriter{dst: dst, log: log}
 	err = src.View(func(stx *bolt.Tx) error { return w.copyFile(stx) })
 	if err == nil {
@@ -56,7 +56,7 @@ func rewrite4to5(src *bolt.DB, file string, log zerolog.Logger) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("upgrade state %s to schema 5: %w (the file is as it was: mend that, e.g. free disk space, and start tracesync again)", file, err)
+		return fmt.Errorf("upgrade state %s to schema %d: %w (the file is as it was: mend that, e.g. free disk space, and start tracesync again)", file, SchemaVersion, err)
 	}
 	if err := syncDir(filepath.Dir(file)); err != nil {
 		return err
@@ -64,7 +64,7 @@ func rewrite4to5(src *bolt.DB, file string, log zerolog.Logger) error {
 	if w.skipped > 0 {
 		log.Error().Str("state", file).Int("records", w.skipped).Msg("records the rewrite could not decode were left out: the next scan reads those files again")
 	}
-	log.Info().Str("state", file).Int("records", w.records).Dur("took", time.Since(start)).Msg("migrated state schema to 5")
+	log.Info().Str("state", file).Int("records", w.records).Dur("took", time.Since(start)).Uint32("schema", SchemaVersion).Msg("migrated state schema")
 	return nil
 }
 
@@ -254,7 +254,7 @@ func (w *rewriter) copyTarget(ns *bolt.Bucket) error {
 			case content != nil:
 				return w.put(contents, hash, encodeContent(content, holder))
 			case holder != nil:
-				return w.put(contents, hash, encodeStub(holder))
+				return w.put(func(t *Tx) *bolt.Bucket { return t.holders }, hash, holder)
 			}
 			return nil
 		}

@@ -61,9 +61,6 @@ func OpenReadOnly(dir string, opts Options) (*DB, error) {
 			if st, err := os.Stat(file); err == nil && tx.Size() > st.Size() {
 				return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d bytes (truncated)", st.Size(), tx.Size())}
 			}
-			if st, err := os.Stat(file); err == nil && tx.Size() > st.Size() {
-				return &corruptError{fmt.Errorf("file is %d bytes but its pages reach %d bytes (truncated)", st.Size(), tx.Size())}
-			}
 			db.target = opts.Target
 			if db.target == "" {
 				db.target = string(meta.Get(keyLastTarget))

@@ -187,17 +187,18 @@ func decodePath(path string, v []byte) (PathRecord, uint64, error) {
 	return r, rootID, d.finish("path", []byte(path))
 }
 
-// The first byte of a value in the contents bucket under a hash (schema
-// 5). Both name the content's holder: the key of the first live path that
-// holds it (as its bytes or as an earlier segment), whose ref is not
-// written as a key of its own; most contents have one path.
+// The first byte of a value in the contents bucket under a hash. Both name
+// the content's holder: the key of the first live path that holds it (as
+// its bytes or as an earlier segment), whose ref is not written as a key
+// of its own; most contents have one path.
 const (
 	// contentFormat: the holder's key (length-prefixed; empty when no live
 	// path holds the content), how the upload name is stored and the
 	// name, the size, the front-coded trace ids, the upload time.
 	contentFormat byte = 5
-	// stubFormat: no content is recorded under the hash yet (its upload
-	// is pending): the rest of the value is the holder's key.
+	// stubFormat (schema 5 only; migrate5to6 moves them to the holders
+	// bucket): no content is recorded under the hash yet (its upload is
+	// pending): the rest of the value is the holder's key.
 	stubFormat byte = 6
 )
 
@@ -257,11 +258,6 @@ func encodeContent(c *Content, holder []byte) []byte {
 		e.b = append([]byte(nil), e.b...)
 	}
 	return e.b
-}
-
-// encodeStub encodes the stub of a content held by the path with key holder.
-func encodeStub(holder []byte) []byte {
-	return append([]byte{stubFormat}, holder...)
 }
 
 // contentHolder reads the holder's key of a value under a hash, without

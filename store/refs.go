@@ -2,10 +2,11 @@ package store
 
 // refs.go owns the contents bucket: each content's record under its hash,
 // and which live paths hold it. The first path that holds a content is its
-// holder, named in the value under the hash (a content record, or a stub
-// while no content is recorded, e.g. an upload in flight); every other
-// path is a ref key of its own, hash + path key. A content with one path,
-// the usual case, thus costs one key, not two.
+// holder, named in the content's record, or in the holders bucket while no
+// content is recorded (e.g. an upload in flight); every other path is a
+// ref key of its own, hash + path key. A content with one path, the usual
+// case, thus costs one key, not two, and the contents bucket, keyed by
+// hash and so written at random, is written once per upload, not twice.
 
 import (
 	"bytes"
@@ -21,7 +22,8 @@ var refMarker = []byte{'r'}
 func isRefKey(k []byte) bool { return len(k) > len(Hash{}) }
 
 // isRecord reports whether a key and value of the contents bucket are a
-// content record: not a ref, not a stub.
+// content record: not a ref, not a stub (the holder of a pending content
+// as schema 5 kept it, before the holders bucket).
 func isRecord(k, v []byte) bool { return !isRefKey(k) && (len(v) == 0 || v[0] != stubFormat) }
 
 // refKey is a ref's key: the 32-byte hash, then the path's key.
@@ -52,13 +54,15 @@ func (t *Tx) PutContent(c Content) error {
 	if c.Hash.IsZero() {
 		return errors.New("store: PutContent: zero hash")
 	}
-	var holder []byte
-	if v := t.contents.Get(c.Hash[:]); v != nil {
-		h, _, err := contentHolder(c.Hash[:], v)
-		if err != nil {
+	holder, record, _, err := t.holderOf(c.Hash)
+	if err != nil {
+		return err
+	}
+	holder = bytes.Clone(holder)
+	if holder != nil && !record {
+		if err := t.holders.Delete(c.Hash[:]); err != nil {
 			return err
 		}
-		holder = bytes.Clone(h)
 	}
 	if err := t.contentChanged(c.Hash, len(c.TraceIDs), true); err != nil {
 		return err
@@ -80,10 +84,29 @@ func (t *Tx) DeleteContent(h Hash) error {
 		return err
 	}
 	holder, _, err := contentHolder(h[:], v)
-	if err != nil || holder == nil {
-		return t.contents.Delete(h[:])
+	if err == nil && holder != nil {
+		if err := t.holders.Put(h[:], bytes.Clone(holder)); err != nil {
+			return err
+		}
 	}
-	return t.contents.Put(h[:], encodeStub(bytes.Clone(holder)))
+	return t.contents.Delete(h[:])
+}
+
+// holderOf returns the key of the path that holds h first (nil when none),
+// whether h has a content record, and that record's value (nil when none).
+// The key is valid only as long as the transaction's pages are.
+func (t *Tx) holderOf(h Hash) (holder []byte, record bool, v []byte, err error) {
+	if v = t.contents.Get(h[:]); v != nil {
+		holder, record, err = contentHolder(h[:], v)
+		if !record { // a stub of schema 5
+			v = nil
+		}
+		return holder, record, v, err
+	}
+	if t.holders != nil {
+		holder = t.holders.Get(h[:])
+	}
+	return holder, false, nil, nil
 }
 
 // refKeys calls fn with the path key of every path that holds h: the
@@ -93,15 +116,17 @@ func (t *Tx) refKeys(h Hash, fn func(pathKey []byte)) {
 	if t.contents == nil {
 		return
 	}
-	c := t.contents.Cursor()
-	k, v := c.Seek(h[:])
-	if k == nil || !bytes.Equal(k, h[:]) {
+	holder, _, _, err := t.holderOf(h)
+	if err != nil || holder == nil {
 		return // no holder, so no refs
 	}
-	if holder, _, err := contentHolder(k, v); err == nil && holder != nil {
-		fn(holder)
+	fn(holder)
+	c := t.contents.Cursor()
+	k, _ := c.Seek(h[:])
+	if k != nil && len(k) == len(h) {
+		k, _ = c.Next()
 	}
-	for k, _ = c.Next(); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
+	for ; k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
 		fn(k[len(h):])
 	}
 }
@@ -129,11 +154,7 @@ func (t *Tx) RefCount(h Hash) int {
 // addRef records that the path with key pk holds h: as the holder when h
 // has none, else as a ref key.
 func (t *Tx) addRef(h Hash, pk []byte) error {
-	v := t.contents.Get(h[:])
-	if v == nil {
-		return t.contents.Put(h[:], encodeStub(pk))
-	}
-	holder, record, err := contentHolder(h[:], v)
+	holder, record, v, err := t.holderOf(h)
 	switch {
 	case err != nil:
 		return err
@@ -142,7 +163,7 @@ func (t *Tx) addRef(h Hash, pk []byte) error {
 	case holder != nil:
 		return t.contents.Put(refKey(h, pk), refMarker)
 	case !record:
-		return t.contents.Put(h[:], encodeStub(pk))
+		return t.holders.Put(h[:], bytes.Clone(pk))
 	}
 	return t.setHolder(h, v, pk)
 }
@@ -151,16 +172,11 @@ func (t *Tx) addRef(h Hash, pk []byte) error {
 // the holder, the first ref key takes its place; with none left, a stub
 // goes and a record keeps no holder.
 func (t *Tx) dropRef(h Hash, pk []byte) error {
-	v := t.contents.Get(h[:])
-	var holder []byte
-	var record bool
-	if v != nil {
-		var err error
-		if holder, record, err = contentHolder(h[:], v); err != nil {
-			return err
-		}
+	holder, record, v, err := t.holderOf(h)
+	if err != nil {
+		return err
 	}
-	if v == nil || !bytes.Equal(holder, pk) {
+	if holder == nil || !bytes.Equal(holder, pk) {
 		return t.contents.Delete(refKey(h, pk))
 	}
 	var c Content
@@ -172,10 +188,12 @@ func (t *Tx) dropRef(h Hash, pk []byte) error {
 	}
 	var next []byte
 	cur := t.contents.Cursor()
-	if k, _ := cur.Seek(h[:]); k != nil {
-		if k, _ = cur.Next(); k != nil && bytes.HasPrefix(k, h[:]) {
-			next = bytes.Clone(k[len(h):])
-		}
+	k, _ := cur.Seek(h[:])
+	if k != nil && len(k) == len(h) {
+		k, _ = cur.Next()
+	}
+	if k != nil && bytes.HasPrefix(k, h[:]) {
+		next = bytes.Clone(k[len(h):])
 	}
 	if next != nil {
 		if err := t.contents.Delete(refKey(h, next)); err != nil {
@@ -186,9 +204,9 @@ func (t *Tx) dropRef(h Hash, pk []byte) error {
 	case record:
 		return t.contents.Put(h[:], encodeContent(&c, next))
 	case next != nil:
-		return t.contents.Put(h[:], encodeStub(next))
+		return t.holders.Put(h[:], next)
 	}
-	return t.contents.Delete(h[:])
+	return t.holders.Delete(h[:])
 }
 
 // setHolder rewrites the content record v of h with holder as its holder.

@@ -26,31 +26,31 @@ func contentKeys(t *testing.T, db *DB) (records, refs int) {
 	return records, refs
 }
 
-// A path whose content is not recorded yet is named by a stub under the
-// hash, which no read sees as a content; the record, once written, keeps
-// the path as its holder and no ref key is written for it; deleting the
-// record leaves the stub; forgetting the path leaves nothing.
-func TestStubHoldsThePathOfAPendingContent(t *testing.T) {
+// A path whose content is not recorded yet is named in the holders bucket,
+// which no read sees as a content; the record, once written, keeps the
+// path as its holder and no ref key is written for it; deleting the record
+// puts the holder back; forgetting the path leaves nothing.
+func TestHolderNamesThePathOfAPendingContent(t *testing.T) {
 	db := openT(t, t.TempDir(), targetA)
 	rec := pathRec("/r/a.json", "a", StatePending)
 	h := rec.Hash
 	update(t, db, func(tx *Tx) error { return tx.PutPath(rec) })
-	if n, r := contentKeys(t, db); n != 1 || r != 0 {
-		t.Fatalf("after a pending path: %d values under hashes, %d ref keys; want a stub and no ref key", n, r)
+	if n, r := contentKeys(t, db); n != 0 || r != 0 {
+		t.Fatalf("after a pending path: %d values under hashes, %d ref keys; want none (the holder waits in its own bucket)", n, r)
 	}
 	if refs, _ := db.Refs(h); !slices.Equal(refs, []string{rec.Path}) {
 		t.Errorf("Refs of a pending content: %v", refs)
 	}
 	if _, err := db.GetContent(h); !errors.Is(err, ErrNotFound) {
-		t.Errorf("GetContent of a stub: %v, want ErrNotFound", err)
+		t.Errorf("GetContent of a pending content: %v, want ErrNotFound", err)
 	}
 	if c, _ := db.Counts(); c.Contents != 0 || c.Traces != 0 {
-		t.Errorf("Counts with a stub: %d contents, %d traces; want 0", c.Contents, c.Traces)
+		t.Errorf("Counts with a pending content: %d contents, %d traces; want 0", c.Contents, c.Traces)
 	}
 	visited := 0
 	_ = db.ForEachContent(func(Content, []string) error { visited++; return nil })
 	if visited != 0 {
-		t.Errorf("ForEachContent visited %d contents, want none (a stub)", visited)
+		t.Errorf("ForEachContent visited %d contents, want none (pending)", visited)
 	}
 	c := Content{Hash: h, Filename: "a." + hashTag(h) + ".json", Size: 1, TraceIDs: []string{"tr-1"}, UploadedAt: t0}
 	update(t, db, func(tx *Tx) error {

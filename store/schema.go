@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,9 +15,10 @@ import (
 //	targets/<target>/dirs      folder (path up to its last separator) -> folder id
 //	                           NUL + folder id         -> folder
 //	targets/<target>/paths     path key                -> PathRecord
-//	targets/<target>/contents  hash (32 bytes)         -> Content, or a stub while none is recorded;
-//	                                                      either names the first live path that holds it
+//	targets/<target>/contents  hash (32 bytes)         -> Content, naming the first live path that holds it
 //	                           hash + path key         -> refMarker (every other live path that holds it)
+//	targets/<target>/holders   hash (32 bytes)         -> path key (the first live path that holds a
+//	                                                      content not recorded yet, e.g. an upload in flight)
 //	targets/<target>/intents   hash (32 bytes)         -> Intent
 //	targets/<target>/deletes   trace id                -> Delete
 //	targets/<target>/segments  path key + NUL + n (4 bytes) -> Segment (a growing file's earlier segments)
@@ -29,12 +31,16 @@ import (
 // A content's refs sit right after its record in the same bucket: recording
 // a result dirties one random leaf page for both, not two, and at tens of
 // thousands of results per second the pages written per commit are what
-// the disk pays for.
+// the disk pays for. For the same reason a pending content's holder waits
+// in the holders bucket, which holds only what is in flight and so stays a
+// few hot pages, rather than as a stub under the hash: that stub cost a
+// second random leaf of the contents bucket for every upload.
 var (
 	bucketMeta     = []byte("meta")
 	bucketTargets  = []byte("targets")
 	bucketPaths    = []byte("paths")
 	bucketContents = []byte("contents")
+	bucketHolders  = []byte("holders")
 	bucketIntents  = []byte("intents")
 	bucketDeletes  = []byte("deletes")
 	bucketSegments = []byte("segments")
@@ -63,7 +69,10 @@ var (
 //   - 5: path keys by folder (the dirs bucket), compact path and content
 //     records, the first path of a content named in its record (refs.go).
 //     rewrite4to5 (migrate.go) writes the whole file anew.
-const SchemaVersion uint32 = 5
+//   - 6: the holder of a content not recorded yet moves from a stub in the
+//     contents bucket to the holders bucket (migrate5to6). Readers take a
+//     stub as the holder still, so a read-only open reads schema 5 too.
+const SchemaVersion uint32 = 6
 
 // readableFrom is the oldest schema this build reads without migrating it
 // (a read-only open cannot migrate).
@@ -78,6 +87,52 @@ var migrations = map[uint32]func(tx *bolt.Tx) error{
 	1: migrate1to2,
 	2: func(*bolt.Tx) error { return nil }, // see SchemaVersion 3
 	3: func(*bolt.Tx) error { return nil }, // see SchemaVersion 4; the rewrite to 5 creates the buckets
+	5: migrate5to6,
+}
+
+// migrate5to6 moves the stubs of every target's contents bucket into its
+// holders bucket. Stubs are the contents in flight or quarantined, so few:
+// the walk reads every content but writes only those.
+func migrate5to6(tx *bolt.Tx) error {
+	targets := tx.Bucket(bucketTargets)
+	if targets == nil {
+		return nil
+	}
+	return targets.ForEachBucket(func(name []byte) error {
+		ns := targets.Bucket(name)
+		holders, err := ns.CreateBucketIfNotExists(bucketHolders)
+		if err != nil {
+			return err
+		}
+		contents := ns.Bucket(bucketContents)
+		if contents == nil {
+			return nil
+		}
+		var stubs [][2][]byte
+		err = contents.ForEach(func(k, v []byte) error {
+			if isRefKey(k) || isRecord(k, v) {
+				return nil
+			}
+			holder, _, err := contentHolder(k, v)
+			if err != nil {
+				return err
+			}
+			stubs = append(stubs, [2][]byte{bytes.Clone(k), bytes.Clone(holder)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, s := range stubs {
+			if err := holders.Put(s[0], s[1]); err != nil {
+				return err
+			}
+			if err := contents.Delete(s[0]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // migrate1to2 builds the refs index of every target from its path records.
@@ -198,7 +253,7 @@ func createNamespace(tx *bolt.Tx, target string) error {
 	if err != nil {
 		return fmt.Errorf("create namespace for target %q: %w", target, err)
 	}
-	for _, name := range [][]byte{bucketPaths, bucketContents, bucketIntents, bucketDeletes, bucketSegments, bucketInodes, bucketDirs} {
+	for _, name := range [][]byte{bucketPaths, bucketContents, bucketHolders, bucketIntents, bucketDeletes, bucketSegments, bucketInodes, bucketDirs} {
 		if _, err := ns.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create namespace for target %q: %w", target, err)
 		}

@@ -321,3 +321,29 @@ func putUploaded(t *testing.T, db *DB, ids []int, perTx int) {
 		})
 	}
 }
+
+// BenchmarkBackfillPageWrites reports the pages bbolt writes per file while
+// fillBackfill records a backfill, at a size where the contents bucket fits
+// in a few branch pages and at one ten times larger: a page written is a
+// pwrite and part of an fdatasync, the cost that grows with the archive.
+func BenchmarkBackfillPageWrites(b *testing.B) {
+	for _, files := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprint(files), func(b *testing.B) {
+			for b.Loop() {
+				db, err := Open(b.TempDir(), Options{Target: targetA})
+				if err != nil {
+					b.Fatal(err)
+				}
+				before := db.bolt.Stats().TxStats
+				fillBackfill(b, db, files)
+				after := db.bolt.Stats().TxStats
+				if err := db.Close(); err != nil {
+					b.Fatal(err)
+				}
+				n := float64(files)
+				b.ReportMetric(float64(after.GetWrite()-before.GetWrite())/n, "pages/file")
+				b.ReportMetric(float64(after.GetSpill()-before.GetSpill())/n, "spills/file")
+			}
+		})
+	}
+}

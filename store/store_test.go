@@ -111,18 +111,32 @@ func checkConsistent(t *testing.T, db *DB) {
 		}); err != nil {
 			return err
 		}
-		// What the contents bucket says: each holder, each ref key. A ref
-		// key is never there without a holder, nor the holder again.
+		// What the contents and holders buckets say: each holder, each ref
+		// key. A ref key is never there without a holder, nor the holder
+		// again; a content is never in both buckets, and no stub is left.
 		got := map[string]bool{}
 		holders := map[string][]byte{}
+		if err := tx.holders.ForEach(func(k, v []byte) error {
+			if len(k) != len(Hash{}) || len(v) == 0 {
+				return fmt.Errorf("holders bucket: key %x, value %q", k, v)
+			}
+			holders[string(k)] = bytes.Clone(v)
+			got[string(k)+string(v)] = true
+			return nil
+		}); err != nil {
+			return err
+		}
 		if err := tx.contents.ForEach(func(k, v []byte) error {
 			if !isRefKey(k) {
 				holder, record, err := contentHolder(k, v)
 				if err != nil {
 					return err
 				}
-				if !record && holder == nil {
-					return fmt.Errorf("a stub of %x holds no path", k[:8])
+				if !record {
+					return fmt.Errorf("a stub of %x is in the contents bucket", k[:8])
+				}
+				if _, ok := holders[string(k)]; ok {
+					return fmt.Errorf("%x has a content record and an entry in the holders bucket", k[:8])
 				}
 				if holder != nil {
 					holders[string(k)] = holder

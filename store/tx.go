@@ -17,6 +17,7 @@ type Tx struct {
 	btx      *bolt.Tx
 	paths    *bolt.Bucket // nil (with the others) when the namespace does not exist yet
 	contents *bolt.Bucket
+	holders  *bolt.Bucket // nil in a schema 5 file opened read-only: its stubs are the holders
 	intents  *bolt.Bucket
 	deletes  *bolt.Bucket
 	segments *bolt.Bucket
@@ -42,6 +43,7 @@ func newTx(btx *bolt.Tx, target string, cache *dirCache) *Tx {
 	}
 	t.paths = ns.Bucket(bucketPaths)
 	t.contents = ns.Bucket(bucketContents)
+	t.holders = ns.Bucket(bucketHolders)
 	t.intents = ns.Bucket(bucketIntents)
 	t.deletes = ns.Bucket(bucketDeletes)
 	t.segments = ns.Bucket(bucketSegments)
