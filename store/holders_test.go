@@ -30,11 +30,13 @@ func contentsKeys(t *testing.T, db *DB) (contents, holders int) {
 	return contents, holders
 }
 
-// A file that waits for its upload writes nothing under its hash in the
-// contents bucket, whose keys are hashes and so land on a random page: its
-// holder waits in the small holders bucket, and moves into the content's
-// record when the upload is recorded. One random page a file, not two.
-func TestPendingHolderStaysOutOfContents(t *testing.T) {
+// A content with two paths, followed through the buckets: while its
+// upload waits, the first path waits in the holders bucket (nothing under
+// its hash in the contents bucket, whose keys land on random pages) and
+// the second is a ref key; the upload's record takes the first over; when
+// the first path goes, the second takes its place in the record; dropping
+// the record moves it back to the holders bucket.
+func TestHolderPassesThroughTheBuckets(t *testing.T) {
 	db := openT(t, t.TempDir(), targetA)
 	a, b := pathRec("/r/a.json", "x", StatePending), pathRec("/r/b.json", "x", StatePending)
 	update(t, db, func(tx *Tx) error { return tx.PutPath(a) })

@@ -12,6 +12,8 @@ import (
 	"bytes"
 	"errors"
 	"slices"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // refMarker is the value of a ref key. Ref keys are longer than 32 bytes,
@@ -122,13 +124,22 @@ func (t *Tx) refKeys(h Hash, fn func(pathKey []byte)) {
 	}
 	fn(holder)
 	c := t.contents.Cursor()
+	for k := seekRefs(c, h); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
+		fn(k[len(h):])
+	}
+}
+
+// seekRefs moves c to the first ref key of h, past h's record, and returns
+// that key (nil when h has none).
+func seekRefs(c *bolt.Cursor, h Hash) []byte {
 	k, _ := c.Seek(h[:])
 	if k != nil && len(k) == len(h) {
 		k, _ = c.Next()
 	}
-	for ; k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
-		fn(k[len(h):])
+	if k == nil || !bytes.HasPrefix(k, h[:]) {
+		return nil
 	}
+	return k
 }
 
 // Refs returns the live (not removed) paths that hold h, as their bytes or
@@ -169,8 +180,8 @@ func (t *Tx) addRef(h Hash, pk []byte) error {
 }
 
 // dropRef records that the path with key pk no longer holds h. When it was
-// the holder, the first ref key takes its place; with none left, a stub
-// goes and a record keeps no holder.
+// the holder, the first ref key takes its place; with none left, the
+// holders entry goes and a record keeps no holder.
 func (t *Tx) dropRef(h Hash, pk []byte) error {
 	holder, record, v, err := t.holderOf(h)
 	if err != nil {
@@ -187,12 +198,7 @@ func (t *Tx) dropRef(h Hash, pk []byte) error {
 		}
 	}
 	var next []byte
-	cur := t.contents.Cursor()
-	k, _ := cur.Seek(h[:])
-	if k != nil && len(k) == len(h) {
-		k, _ = cur.Next()
-	}
-	if k != nil && bytes.HasPrefix(k, h[:]) {
+	if k := seekRefs(t.contents.Cursor(), h); k != nil {
 		next = bytes.Clone(k[len(h):])
 	}
 	if next != nil {
