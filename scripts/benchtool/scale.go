@@ -89,8 +89,9 @@ type treeResult struct {
 	reused                   bool
 	genLoad                  string
 	backfills                []scaleRun
-	apparent, disk           int64 // state file after the first backfill
-	compApparent, compDisk   int64 // and after `tracesync state compact`
+	after                    []scaleRun // the baseline's backfills again, after the large tree's runs
+	apparent, disk           int64      // state file after the first backfill
+	compApparent, compDisk   int64      // and after `tracesync state compact`
 	compactWall              time.Duration
 	compactOut, stateLoad    string
 	reruns                   []scaleRun
@@ -101,16 +102,16 @@ type treeResult struct {
 	fakePeak                 memStatus
 }
 
-// scaleRuns measures the baseline tree, then the large one, and prints a
-// summary of both.
+// scaleRuns measures the baseline tree, then the large one, then the
+// baseline's backfills again, and prints a summary.
 func scaleRuns(c config) error {
 	s := c.scale
 	big := newScaleTree(c.work, s.files, s.dirs)
 	baseDirs := max(1, min(s.baseFiles/big.perDir(), s.baseFiles))
 	base := newScaleTree(c.work, s.baseFiles, baseDirs)
 	fmt.Printf("scale: %s first as a baseline, then %s; %s; tracesync log level warn (info for run)\n", base.describe(), big.describe(), s.workersLabel())
-	fmt.Printf("scale: the baseline's backfill is run %d times (RUNS) and its median reported; the %s-file backfill, state compaction and daemon are run once per invocation; re-runs and status/files timings %d times each\n",
-		c.runs, thousands(big.files), c.runs)
+	fmt.Printf("scale: the baseline's backfill is run %d times (RUNS) before the large tree and %d times after it, and its medians reported; the %s-file backfill, state compaction and daemon are run once per invocation; re-runs and status/files timings %d times each\n",
+		c.runs, c.runs, thousands(big.files), c.runs)
 	if c.scale.fakeGOGC > 0 {
 		fmt.Printf("scale: stratix-fake runs with GOGC=%d\n", c.scale.fakeGOGC)
 	}
@@ -138,7 +139,7 @@ func scaleRuns(c config) error {
 		}
 		r, err := measureTree(c, t, runs, profile)
 		results = append(results, r)
-		if !s.keep {
+		if !s.keep && t == big {
 			if rmErr := t.remove(); rmErr != nil && err == nil {
 				err = rmErr
 			}
@@ -148,6 +149,25 @@ func scaleRuns(c config) error {
 		}
 		fmt.Println()
 	}
+	// The machine's speed drifts over the large tree's minutes: the
+	// baseline runs again after it, and the ratio is also taken against
+	// the median of all its runs, before and after.
+	state := filepath.Join(c.work, fmt.Sprintf("scale-state-%d", base.files))
+	after, fake, err := firstBackfills(c, base, state, c.runs, "", "baseline again")
+	if fake != nil {
+		fake.stop()
+	}
+	results[0].after = after
+	if !s.keep {
+		_ = os.RemoveAll(state)
+		if rmErr := base.remove(); rmErr != nil && err == nil {
+			err = rmErr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("scale, %s files, the baseline again: %w", thousands(base.files), err)
+	}
+	fmt.Println()
 	printScaleSummary(results)
 	if s.keep {
 		fmt.Printf("\nthe trees are kept for the next run (-keep or BENCH_DIR): %s, %s\n", base.root, big.root)
@@ -210,32 +230,8 @@ func measureTree(c config, t scaleTree, backfillRuns int, profileDir string) (tr
 	}()
 
 	// 1. First backfills, each on a fresh state and a fresh stratix-fake.
-	for i := range backfillRuns {
-		if fake != nil {
-			fake.stop()
-		}
-		if err := os.RemoveAll(state); err != nil {
-			return r, err
-		}
-		if fake, err = startScaleFake(c); err != nil {
-			return r, err
-		}
-		var prof []string
-		if profileDir != "" {
-			prof = []string{"--cpuprofile", filepath.Join(profileDir, "backfill.cpu.pprof"), "--memprofile", filepath.Join(profileDir, "backfill.heap.pprof")}
-		}
-		b, err := scaleBackfill(c, t, fake, state, prof)
-		if err != nil {
-			return r, err
-		}
-		r.backfills = append(r.backfills, b)
-		fmt.Printf("[%s] backfill %d/%d: %s = %.0f files/s; peak RssAnon %s (at %s), peak RssFile %s, VmHWM %s (%d samples); CPU tracesync %.1fs (%.0f µs a file), stratix-fake %.1fs; %s (load %s)\n",
-			label, i+1, backfillRuns, b.wall.Round(time.Millisecond), float64(t.files)/b.wall.Seconds(), mib(b.mem.rssAnon), b.anonPeakAt.Round(time.Second), mib(b.mem.rssFile), mib(b.mem.vmHWM), b.samples,
-			b.cpu.Seconds(), float64(b.cpu.Microseconds())/float64(t.files), b.fakeCPU.Seconds(), countsLine(b.counts), b.load)
-		if msg := checkFirstCounts(t, b.counts); msg != "" {
-			fmt.Printf("[%s]   UNEXPECTED: %s\n", label, msg)
-		}
-		printOtherLogs(label, b.log)
+	if r.backfills, fake, err = firstBackfills(c, t, state, backfillRuns, profileDir, "backfill"); err != nil {
+		return r, err
 	}
 
 	// 2. The state: bytes per tracked file, then compacted.
@@ -322,6 +318,51 @@ func measureTree(c config, t scaleTree, backfillRuns int, profileDir string) (tr
 	r.fakePeak, _ = readMemStatus(fake.pid)
 	fmt.Printf("[%s] stratix-fake at the end: VmHWM %s\n", label, mib(r.fakePeak.vmHWM))
 	return r, nil
+}
+
+// firstBackfills runs n first backfills of t, each on a fresh state and a
+// fresh stratix-fake, and prints each under the name what. The last run's
+// fake is left running for the caller to stop (nil after an error).
+func firstBackfills(c config, t scaleTree, state string, n int, profileDir, what string) ([]scaleRun, *scaleFake, error) {
+	label := thousands(t.files)
+	var runs []scaleRun
+	var fake *scaleFake
+	fail := func(err error) ([]scaleRun, *scaleFake, error) {
+		if fake != nil {
+			fake.stop()
+		}
+		return runs, nil, err
+	}
+	for i := range n {
+		if fake != nil {
+			fake.stop()
+			fake = nil
+		}
+		if err := os.RemoveAll(state); err != nil {
+			return fail(err)
+		}
+		var err error
+		if fake, err = startScaleFake(c); err != nil {
+			return fail(err)
+		}
+		var prof []string
+		if profileDir != "" {
+			prof = []string{"--cpuprofile", filepath.Join(profileDir, "backfill.cpu.pprof"), "--memprofile", filepath.Join(profileDir, "backfill.heap.pprof")}
+		}
+		b, err := scaleBackfill(c, t, fake, state, prof)
+		if err != nil {
+			return fail(err)
+		}
+		runs = append(runs, b)
+		fmt.Printf("[%s] %s %d/%d: %s = %.0f files/s; peak RssAnon %s (at %s), peak RssFile %s, VmHWM %s (%d samples); CPU tracesync %.1fs (%.0f µs a file), stratix-fake %.1fs; %s (load %s)\n",
+			label, what, i+1, n, b.wall.Round(time.Millisecond), float64(t.files)/b.wall.Seconds(), mib(b.mem.rssAnon), b.anonPeakAt.Round(time.Second), mib(b.mem.rssFile), mib(b.mem.vmHWM), b.samples,
+			b.cpu.Seconds(), float64(b.cpu.Microseconds())/float64(t.files), b.fakeCPU.Seconds(), countsLine(b.counts), b.load)
+		if msg := checkFirstCounts(t, b.counts); msg != "" {
+			fmt.Printf("[%s]   UNEXPECTED: %s\n", label, msg)
+		}
+		printOtherLogs(label, b.log)
+	}
+	return runs, fake, nil
 }
 
 // scaleFake is the stratix-fake a tree's runs talk to.

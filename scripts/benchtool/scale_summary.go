@@ -46,6 +46,24 @@ func printScaleSummary(results []treeResult) {
 	add("files/s ratio to the baseline", ">= 0.9", func(r treeResult) (string, string) {
 		return fmt.Sprintf("%.2f", medianRate(r)/medianRate(base)), ""
 	})
+	if len(base.after) > 0 {
+		both := base
+		both.backfills = append(slices.Clone(base.backfills), base.after...)
+		again := base
+		again.backfills = base.after
+		add("baseline again, after the large tree: files/s", "", func(r treeResult) (string, string) {
+			if r.tree != base.tree {
+				return "", ""
+			}
+			return backfillRate(again), again.backfills[len(again.backfills)-1].load
+		})
+		add("files/s ratio to the baseline's runs before and after (median of all)", ">= 0.9", func(r treeResult) (string, string) {
+			if r.tree == base.tree {
+				r = both
+			}
+			return fmt.Sprintf("%.2f", medianRate(r)/medianRate(both)), ""
+		})
+	}
 	add("first backfill, peak RssAnon", "<= 64 MiB", func(r treeResult) (string, string) {
 		return medianKiB(r.backfills, func(b scaleRun) int64 { return b.mem.rssAnon }), ""
 	})
