@@ -94,12 +94,7 @@ var migrations = map[uint32]func(tx *bolt.Tx) error{
 // holders bucket. Stubs are the contents in flight or quarantined, so few:
 // the walk reads every content but writes only those.
 func migrate5to6(tx *bolt.Tx) error {
-	targets := tx.Bucket(bucketTargets)
-	if targets == nil {
-		return nil
-	}
-	return targets.ForEachBucket(func(name []byte) error {
-		ns := targets.Bucket(name)
+	return eachNamespace(tx, func(ns *bolt.Bucket) error {
 		holders, err := ns.CreateBucketIfNotExists(bucketHolders)
 		if err != nil {
 			return err
@@ -135,14 +130,18 @@ func migrate5to6(tx *bolt.Tx) error {
 	})
 }
 
-// migrate1to2 builds the refs index of every target from its path records.
-func migrate1to2(tx *bolt.Tx) error {
+// eachNamespace calls fn with the bucket of every target the file holds.
+func eachNamespace(tx *bolt.Tx, fn func(ns *bolt.Bucket) error) error {
 	targets := tx.Bucket(bucketTargets)
 	if targets == nil {
 		return nil
 	}
-	return targets.ForEachBucket(func(name []byte) error {
-		ns := targets.Bucket(name)
+	return targets.ForEachBucket(func(name []byte) error { return fn(targets.Bucket(name)) })
+}
+
+// migrate1to2 builds the refs index of every target from its path records.
+func migrate1to2(tx *bolt.Tx) error {
+	return eachNamespace(tx, func(ns *bolt.Bucket) error {
 		contents, err := ns.CreateBucketIfNotExists(bucketContents)
 		if err != nil {
 			return err
