@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -142,6 +144,84 @@ func TestMigrateSchema5Stubs(t *testing.T) {
 	}
 	if refs, _ := db.Refs(up.Hash); !slices.Equal(refs, []string{"/r/u.json"}) {
 		t.Fatalf("migrated: refs of an uploaded content = %v", refs)
+	}
+	checkConsistent(t, db)
+}
+
+// The upgrade moves a schema 5 file's stubs a bounded number per
+// transaction, resuming after the last one moved; the file is consistent
+// afterwards, and between two of those transactions (a crash) it reads
+// the same refs.
+func TestMigrateSchema5StubsInBatches(t *testing.T) {
+	defer func(n int) { stubsPerTx = n }(stubsPerTx)
+	stubsPerTx = 3
+	dir := t.TempDir()
+	db := openT(t, dir, targetA)
+	var recs []PathRecord
+	for i := range 10 {
+		recs = append(recs, pathRec(fmt.Sprintf("/r/p%02d.json", i), fmt.Sprint("c", i), StatePending))
+	}
+	recs = append(recs, pathRec("/r/twin.json", "c3", StateQuarantined))
+	update(t, db, func(tx *Tx) error {
+		for _, r := range recs {
+			if err := tx.PutPath(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	toSchema5(t, db)
+	refsOf := func(db *DB) map[string][]string {
+		m := map[string][]string{}
+		for _, r := range recs {
+			refs, err := db.Refs(r.Hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m[r.Path] = refs
+		}
+		return m
+	}
+	want := refsOf(db)
+
+	// Between two transactions of the move: half moved, half stubs.
+	var from []byte
+	err := db.bolt.Update(func(btx *bolt.Tx) error {
+		n, err := moveStubs(btx.Bucket(bucketTargets).Bucket([]byte(targetA)), &from, 5)
+		if n != 5 {
+			t.Errorf("moved %d stubs, want 5", n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := refsOf(db); !reflect.DeepEqual(got, want) {
+		t.Fatalf("half moved: refs %v, want %v", got, want)
+	}
+	if c, h := contentsKeys(t, db); c != 6 || h != 5 {
+		t.Fatalf("half moved: %d contents keys, %d holders, want 6 (5 stubs, the twin's ref key) and 5", c, h)
+	}
+	// The rest, 3 and then 2, before the schema step.
+	if err := moveSchema5Stubs(db.bolt); err != nil {
+		t.Fatal(err)
+	}
+	if c, h := contentsKeys(t, db); c != 1 || h != 10 || schemaOf(t, db) != 5 {
+		t.Fatalf("moved in batches: %d contents keys, %d holders, schema %d; want 1 (the twin's ref key), 10, still 5", c, h, schemaOf(t, db))
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = openT(t, dir, targetA)
+	if v := schemaOf(t, db); v != SchemaVersion {
+		t.Fatalf("schema after a writable open = %d, want %d", v, SchemaVersion)
+	}
+	if c, h := contentsKeys(t, db); c != 1 || h != 10 {
+		t.Fatalf("migrated: %d contents keys, %d holders, want 1 (the twin's ref key) and 10", c, h)
+	}
+	if got := refsOf(db); !reflect.DeepEqual(got, want) {
+		t.Fatalf("migrated: refs %v, want %v", got, want)
 	}
 	checkConsistent(t, db)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -91,43 +92,101 @@ var migrations = map[uint32]func(tx *bolt.Tx) error{
 }
 
 // migrate5to6 moves the stubs of every target's contents bucket into its
-// holders bucket. Stubs are the contents in flight or quarantined, so few:
-// the walk reads every content but writes only those.
+// holders bucket. Open has moved them already, in transactions of at most
+// stubsPerTx (moveSchema5Stubs), so this walk finds none left unless that
+// was skipped; it also creates the bucket of a target without stubs.
 func migrate5to6(tx *bolt.Tx) error {
 	return eachNamespace(tx, func(ns *bolt.Bucket) error {
-		holders, err := ns.CreateBucketIfNotExists(bucketHolders)
-		if err != nil {
-			return err
-		}
-		contents := ns.Bucket(bucketContents)
-		if contents == nil {
+		var from []byte
+		_, err := moveStubs(ns, &from, math.MaxInt)
+		return err
+	})
+}
+
+// stubsPerTx bounds the stubs one transaction of the upgrade from schema 5
+// moves: a state of a million pending files would otherwise move them all
+// in one transaction, held in memory until it commits. Tests lower it.
+var stubsPerTx = 50_000
+
+// moveSchema5Stubs moves the stubs of a schema 5 file into the holders
+// buckets in transactions of at most stubsPerTx, before the schema step
+// records the move. A file left between two of them (a crash) reads as
+// it should: a holder is looked for under the hash, then in the bucket.
+func moveSchema5Stubs(bdb *bolt.DB) error {
+	var names [][]byte
+	err := bdb.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
 			return nil
 		}
-		var stubs [][2][]byte
-		err = contents.ForEach(func(k, v []byte) error {
-			if isRefKey(k) || isRecord(k, v) {
+		if raw := meta.Get(keySchema); len(raw) != 4 || binary.BigEndian.Uint32(raw) != 5 {
+			return nil
+		}
+		if targets := tx.Bucket(bucketTargets); targets != nil {
+			return targets.ForEachBucket(func(name []byte) error {
+				names = append(names, bytes.Clone(name))
 				return nil
-			}
-			holder, _, err := contentHolder(k, v)
-			if err != nil {
-				return err
-			}
-			stubs = append(stubs, [2][]byte{bytes.Clone(k), bytes.Clone(holder)})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, s := range stubs {
-			if err := holders.Put(s[0], s[1]); err != nil {
-				return err
-			}
-			if err := contents.Delete(s[0]); err != nil {
-				return err
-			}
+			})
 		}
 		return nil
 	})
+	for _, name := range names {
+		var from []byte
+		for err == nil {
+			moved := 0
+			err = bdb.Update(func(tx *bolt.Tx) error {
+				var err error
+				moved, err = moveStubs(tx.Bucket(bucketTargets).Bucket(name), &from, stubsPerTx)
+				return err
+			})
+			if moved < stubsPerTx {
+				break
+			}
+		}
+	}
+	return err
+}
+
+// moveStubs moves up to limit stubs of one target's contents bucket, after
+// the key *from (from the first when nil), into its holders bucket, and
+// sets *from to the last key it moved. It returns how many it moved.
+func moveStubs(ns *bolt.Bucket, from *[]byte, limit int) (int, error) {
+	holders, err := ns.CreateBucketIfNotExists(bucketHolders)
+	if err != nil {
+		return 0, err
+	}
+	contents := ns.Bucket(bucketContents)
+	if contents == nil {
+		return 0, nil
+	}
+	var stubs [][2][]byte
+	c := contents.Cursor()
+	k, v := c.First()
+	if *from != nil {
+		if k, v = c.Seek(*from); bytes.Equal(k, *from) {
+			k, v = c.Next()
+		}
+	}
+	for ; k != nil && len(stubs) < limit; k, v = c.Next() {
+		if isRefKey(k) || isRecord(k, v) {
+			continue
+		}
+		holder, _, err := contentHolder(k, v)
+		if err != nil {
+			return 0, err
+		}
+		stubs = append(stubs, [2][]byte{bytes.Clone(k), bytes.Clone(holder)})
+	}
+	for _, s := range stubs {
+		if err := holders.Put(s[0], s[1]); err != nil {
+			return 0, err
+		}
+		if err := contents.Delete(s[0]); err != nil {
+			return 0, err
+		}
+		*from = s[0]
+	}
+	return len(stubs), nil
 }
 
 // eachNamespace calls fn with the bucket of every target the file holds.

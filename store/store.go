@@ -133,7 +133,10 @@ func Open(dir string, opts Options) (*DB, error) {
 	for {
 		bdb, handle, err := openBolt(db.file, opts.Timeout)
 		if err == nil {
-			err = protect(func() error { return db.initSchema(bdb, opts.Target) })
+			err = protect(func() error { return moveSchema5Stubs(bdb) })
+			if err == nil {
+				err = protect(func() error { return db.initSchema(bdb, opts.Target) })
+			}
 			if errors.Is(err, errRewrite) {
 				err = rewrite4to5(bdb, db.file, db.log)
 				_ = bdb.Close()
