@@ -203,7 +203,7 @@ func TestMigrateSchema5StubsInBatches(t *testing.T) {
 		t.Fatalf("half moved: %d contents keys, %d holders, want 6 (5 stubs, the twin's ref key) and 5", c, h)
 	}
 	// The rest, 3 and then 2, before the schema step.
-	if err := moveSchema5Stubs(db.bolt); err != nil {
+	if err := moveSchema5Stubs(db.bolt, db.file); err != nil {
 		t.Fatal(err)
 	}
 	if c, h := contentsKeys(t, db); c != 1 || h != 10 || schemaOf(t, db) != 5 {

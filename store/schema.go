@@ -112,7 +112,7 @@ var stubsPerTx = 50_000
 // buckets in transactions of at most stubsPerTx, before the schema step
 // records the move. A file left between two of them (a crash) reads as
 // it should: a holder is looked for under the hash, then in the bucket.
-func moveSchema5Stubs(bdb *bolt.DB) error {
+func moveSchema5Stubs(bdb *bolt.DB, file string) error {
 	var names [][]byte
 	err := bdb.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -144,7 +144,10 @@ func moveSchema5Stubs(bdb *bolt.DB) error {
 			}
 		}
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("migrate state %s from schema 5 to 6: %w", file, err)
+	}
+	return nil
 }
 
 // moveStubs moves up to limit stubs of one target's contents bucket, after

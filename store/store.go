@@ -133,7 +133,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	for {
 		bdb, handle, err := openBolt(db.file, opts.Timeout)
 		if err == nil {
-			err = protect(func() error { return moveSchema5Stubs(bdb) })
+			err = protect(func() error { return moveSchema5Stubs(bdb, db.file) })
 			if err == nil {
 				err = protect(func() error { return db.initSchema(bdb, opts.Target) })
 			}

@@ -139,12 +139,17 @@ func scaleRuns(c config) error {
 		}
 		r, err := measureTree(c, t, runs, profile)
 		results = append(results, r)
-		if !s.keep && t == big {
+		// The baseline tree stays for its runs after the large one, unless
+		// this run ends here.
+		if !s.keep && (t == big || err != nil) {
 			if rmErr := t.remove(); rmErr != nil && err == nil {
 				err = rmErr
 			}
 		}
 		if err != nil {
+			if !s.keep && t == big {
+				_ = base.remove()
+			}
 			return fmt.Errorf("scale, %s files: %w", thousands(t.files), err)
 		}
 		fmt.Println()
@@ -152,7 +157,7 @@ func scaleRuns(c config) error {
 	// The machine's speed drifts over the large tree's minutes: the
 	// baseline runs again after it, and the ratio is also taken against
 	// the median of all its runs, before and after.
-	state := filepath.Join(c.work, fmt.Sprintf("scale-state-%d", base.files))
+	state := scaleStateDir(c.work, base)
 	after, fake, err := firstBackfills(c, base, state, c.runs, "", "baseline again")
 	if fake != nil {
 		fake.stop()
@@ -218,7 +223,7 @@ func measureTree(c config, t scaleTree, backfillRuns int, profileDir string) (tr
 	}
 	fmt.Printf("[%s] tree %s: %s in %s (load %s)\n", label, t.root, how, r.gen.Round(time.Millisecond), r.genLoad)
 
-	state := filepath.Join(c.work, fmt.Sprintf("scale-state-%d", t.files))
+	state := scaleStateDir(c.work, t)
 	var fake *scaleFake
 	defer func() {
 		if fake != nil {
@@ -318,6 +323,11 @@ func measureTree(c config, t scaleTree, backfillRuns int, profileDir string) (tr
 	r.fakePeak, _ = readMemStatus(fake.pid)
 	fmt.Printf("[%s] stratix-fake at the end: VmHWM %s\n", label, mib(r.fakePeak.vmHWM))
 	return r, nil
+}
+
+// scaleStateDir is where a tree's runs keep their state.
+func scaleStateDir(work string, t scaleTree) string {
+	return filepath.Join(work, fmt.Sprintf("scale-state-%d", t.files))
 }
 
 // firstBackfills runs n first backfills of t, each on a fresh state and a
